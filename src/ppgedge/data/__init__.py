@@ -1,0 +1,1 @@
+"""Data stage: the generator, importers, the one dataset format and subject-wise splits."""

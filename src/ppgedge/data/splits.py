@@ -1,0 +1,109 @@
+"""Subject-wise splits: held-out subjects, k-fold and leave-one-subject-out.
+
+Windows overlap by 6 s, so splitting by window would leak almost the same signal into train and
+test; every split here is by subject, and :func:`check_disjoint` enforces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ppgedge.errors import PpgedgeError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Subject names for training, validation (early stopping) and test."""
+
+    name: str
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def indices(self, subject_names: np.ndarray) -> dict[str, np.ndarray]:
+        """Window indices for each part, given each window's subject name."""
+        names = np.asarray(subject_names, dtype=object)
+        return {
+            part: np.flatnonzero(np.isin(names, list(getattr(self, part))))
+            for part in ("train", "val", "test")
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "train": list(self.train), "val": list(self.val),
+                "test": list(self.test)}
+
+
+def check_disjoint(split: Split) -> None:
+    parts = [set(split.train), set(split.val), set(split.test)]
+    if parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]:
+        raise PpgedgeError(f"split '{split.name}' puts one subject in two parts")
+
+
+def _shuffled(subjects: list[str], seed: int) -> list[str]:
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    return [subjects[i] for i in order]
+
+
+def _take_val(pool: list[str], n_val: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    n_val = min(n_val, max(len(pool) - 1, 0))
+    return tuple(pool[n_val:]), tuple(pool[:n_val])
+
+
+def holdout(
+    subjects: list[str],
+    *,
+    test: list[str] | None = None,
+    val: list[str] | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+) -> Split:
+    """Fixed held-out subjects: named ones, or a seeded draw of the given fractions."""
+    subjects = sorted(subjects)
+    unknown = [s for s in (test or []) + (val or []) if s not in subjects]
+    if unknown:
+        raise PpgedgeError(f"subject(s) {unknown} are not in the dataset (it has {subjects})")
+    if len(subjects) < 3:
+        raise PpgedgeError(
+            f"a held-out split needs at least 3 subjects, the dataset has {len(subjects)}"
+        )
+    pool = _shuffled(subjects, seed)
+    if test is None:
+        n_test = max(1, round(test_fraction * len(subjects)))
+        test = [s for s in pool if s not in (val or [])][:n_test]
+    rest = [s for s in pool if s not in test]
+    if val is None:
+        n_val = max(1, round(val_fraction * len(subjects)))
+        train_t, val_t = _take_val(rest, n_val)
+    else:
+        val_t = tuple(val)
+        train_t = tuple(s for s in rest if s not in val)
+    split = Split("holdout", tuple(sorted(train_t)), tuple(sorted(val_t)), tuple(sorted(test)))
+    check_disjoint(split)
+    return split
+
+
+def kfold(subjects: list[str], k: int, *, n_val: int = 1, seed: int = 0) -> list[Split]:
+    """``k`` folds of test subjects; validation subjects drawn from the remaining ones."""
+    subjects = sorted(subjects)
+    if not 2 <= k <= len(subjects):
+        raise PpgedgeError(f"k-fold needs 2 <= k <= {len(subjects)} subjects, got k={k}")
+    pool = _shuffled(subjects, seed)
+    folds = [pool[i::k] for i in range(k)]
+    splits = []
+    for i, test in enumerate(folds):
+        rest = _shuffled([s for s in pool if s not in test], seed + i + 1)
+        train, val = _take_val(rest, n_val)
+        split = Split(f"fold{i}", tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)))
+        check_disjoint(split)
+        splits.append(split)
+    return splits
+
+
+def loso(subjects: list[str], *, n_val: int = 1, seed: int = 0) -> list[Split]:
+    """Leave one subject out: one split per subject."""
+    subjects = sorted(subjects)
+    out = kfold(subjects, len(subjects), n_val=n_val, seed=seed)
+    return [Split(f"loso-{s.test[0]}", s.train, s.val, s.test) for s in out]
