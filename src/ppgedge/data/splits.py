@@ -107,3 +107,35 @@ def loso(subjects: list[str], *, n_val: int = 1, seed: int = 0) -> list[Split]:
     subjects = sorted(subjects)
     out = kfold(subjects, len(subjects), n_val=n_val, seed=seed)
     return [Split(f"loso-{s.test[0]}", s.train, s.val, s.test) for s in out]
+
+
+def parse_split(spec: str, subjects: list[str], *, seed: int = 0) -> Split:
+    """One split from a command-line spec.
+
+    ``holdout`` (seeded 20 % test, 15 % validation subjects), ``holdout:test=a,b;val=c``,
+    ``kfold:K:I`` (fold I of K) or ``loso:SUBJECT``.
+    """
+    kind, _, rest = spec.partition(":")
+    if kind == "holdout":
+        named: dict[str, list[str]] = {}
+        for item in filter(None, rest.split(";")):
+            key, _, value = item.partition("=")
+            if key not in ("test", "val"):
+                raise PpgedgeError(f"bad split '{spec}': holdout takes test=...;val=...")
+            named[key] = [v for v in value.split(",") if v]
+        return holdout(subjects, test=named.get("test"), val=named.get("val"), seed=seed)
+    if kind == "kfold":
+        try:
+            k, i = (int(v) for v in rest.split(":"))
+        except ValueError:
+            raise PpgedgeError(f"bad split '{spec}': use kfold:K:I, e.g. kfold:5:0") from None
+        folds = kfold(subjects, k, seed=seed)
+        if not 0 <= i < k:
+            raise PpgedgeError(f"bad split '{spec}': fold index must be 0..{k - 1}")
+        return folds[i]
+    if kind == "loso":
+        for s in loso(subjects, seed=seed):
+            if s.test == (rest,):
+                return s
+        raise PpgedgeError(f"bad split '{spec}': subject '{rest}' is not in {sorted(subjects)}")
+    raise PpgedgeError(f"unknown split '{spec}': use holdout, kfold:K:I or loso:SUBJECT")

@@ -1,0 +1,294 @@
+"""Typer application: parse, call one stage function, render with Rich. No logic lives here."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from ppgedge import __version__
+from ppgedge.cli.render import (
+    RichTrainingObserver,
+    console,
+    err_console,
+    fmt_int,
+    fmt_si,
+    metrics_table,
+    print_json,
+    status,
+)
+from ppgedge.errors import PpgedgeError
+
+app = typer.Typer(
+    name="ppgedge",
+    help="Distil a large PPG heart-rate model into a small int8 model that fits a Cortex-M wearable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+data_app = typer.Typer(help="Create, import and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ppgedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Distil, compress and deploy PPG heart-rate models to Cortex-M wearables."""
+
+
+# ----------------------------------------------------------------------------------- data
+RATE = typer.Option(32.0, "--rate", help="Common sample rate, Hz.")
+WINDOW = typer.Option(8.0, "--window", help="Window length, s.")
+HOP = typer.Option(2.0, "--hop", help="Hop between windows, s.")
+CHANNELS = typer.Option("all", "--channels", help="all, ppg, acc, or a list like ppg,acc_x.")
+
+
+def _format(rate: float, window: float, hop: float, channels: str):
+    from ppgedge.data.format import DataFormat, resolve_channels
+
+    if rate <= 0 or window <= 0 or hop <= 0:
+        raise PpgedgeError("--rate, --window and --hop must be positive")
+    return DataFormat(rate, window, hop, resolve_channels(channels))
+
+
+def _dataset_line(path: Path, seconds: float) -> None:
+    from ppgedge.data.format import Dataset
+
+    ds = Dataset(path)
+    s = ds.summary()
+    status("data", f"{path}: {fmt_int(s['n_windows'])} windows, {s['n_subjects']} subjects, "
+           f"HR {s['hr_bpm']['min']:.0f}-{s['hr_bpm']['max']:.0f} BPM", seconds)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
+    subjects: int = typer.Option(16, help="Number of synthetic subjects."),
+    minutes: float = typer.Option(10.0, help="Minutes of recording per subject."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
+    rate: float = RATE, window: float = WINDOW, hop: float = HOP, channels: str = CHANNELS,
+) -> None:
+    """Generate the seeded synthetic PPG + accelerometer dataset."""
+    from ppgedge.data.format import write_dataset
+    from ppgedge.data.synth import synthesize
+
+    if subjects < 1 or minutes <= 0:
+        raise PpgedgeError("--subjects must be >= 1 and --minutes > 0")
+    t0 = time.perf_counter()
+    write_dataset(synthesize(subjects, minutes, seed, _format(rate, window, hop, channels)), out)
+    _dataset_line(out, time.perf_counter() - t0)
+
+
+@data_app.command("import")
+def data_import(
+    kind: str = typer.Argument(..., help="spc2015, dalia, bami or generic."),
+    path: Path = typer.Argument(..., help="File or folder to import."),
+    out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
+    subset: str = typer.Option("all", help="spc2015 only: all, train or test."),
+    drop_out_of_range: bool = typer.Option(False, help="Drop windows labelled outside 30-209 BPM."),
+    rate: float = RATE, window: float = WINDOW, hop: float = HOP, channels: str = CHANNELS,
+) -> None:
+    """Import recordings (IEEE SPC 2015, PPG-DaLiA, BAMI, generic CSV/NPZ) into the dataset format."""
+    from ppgedge.data.format import write_dataset
+    from ppgedge.data.importers import import_dataset
+
+    t0 = time.perf_counter()
+    options = {"subset": subset} if kind == "spc2015" else {}
+    data = import_dataset(kind, path, _format(rate, window, hop, channels),
+                          drop_out_of_range=drop_out_of_range, **options)
+    write_dataset(data, out)
+    _dataset_line(out, time.perf_counter() - t0)
+
+
+@data_app.command("info")
+def data_info(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Summarise a dataset: subjects, windows, HR range, activities."""
+    from rich.table import Table
+
+    from ppgedge.data.format import Dataset
+
+    s = Dataset(dataset).summary()
+    if json_out:
+        print_json("dataset-info", s)
+        return
+    f = s["format"]
+    console.print(f"[bold]{s['path']}[/bold]  source [cyan]{s['source']}[/cyan]  "
+                  f"{f['sample_rate_hz']:g} Hz, {f['window_s']:g} s windows, {f['hop_s']:g} s hop, "
+                  f"channels {', '.join(f['channels'])}")
+    hr = s["hr_bpm"]
+    console.print(f"{fmt_int(s['n_windows'])} windows, {s['n_subjects']} subjects, "
+                  f"{s['n_recordings']} recordings, ~{s['hours']:.2f} h; HR {hr['min']:.1f}-"
+                  f"{hr['max']:.1f} BPM (mean {hr['mean']:.1f}, sd {hr['std']:.1f})")
+    for title, key in (("activity", "windows_per_activity"), ("subject", "windows_per_subject")):
+        table = Table(title=f"windows per {title}", title_justify="left")
+        table.add_column(title)
+        table.add_column("windows", justify="right")
+        for k, v in s[key].items():
+            table.add_row(k, fmt_int(v))
+        console.print(table)
+
+
+# --------------------------------------------------------------------------------- models
+@app.command("models")
+def models_cmd(
+    channels: int = typer.Option(4, help="Input channels for the counts."),
+    window_samples: int = typer.Option(256, help="Window length in samples for the counts."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the model zoo with parameters and MACs for the default input."""
+    from rich.table import Table
+
+    from ppgedge.models import count_macs, count_parameters, create_model, list_models
+
+    rows = []
+    for e in list_models():
+        kwargs = {"in_channels": channels}
+        if e.family == "mlp":
+            kwargs["window_samples"] = window_samples
+        m = create_model(e.name, **kwargs)
+        rows.append({"name": e.name, "family": e.family, "description": e.description,
+                     "parameters": count_parameters(m),
+                     "macs": count_macs(m, channels, window_samples)})
+    if json_out:
+        print_json("models", {"input": [channels, window_samples], "models": rows})
+        return
+    table = Table(title=f"model zoo (input {channels} x {window_samples})", title_justify="left")
+    for col, just in (("name", "left"), ("family", "left"), ("params", "right"),
+                      ("MACs", "right"), ("description", "left")):
+        table.add_column(col, justify=just)
+    for r in rows:
+        table.add_row(r["name"], r["family"], fmt_int(r["parameters"]), fmt_si(r["macs"]),
+                      r["description"])
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------- train
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    model: str = typer.Option("resnet_base", "--model", "-m", help="Zoo model name."),
+    out: Path = typer.Option(..., "-o", "--out", help="Checkpoint file to write."),
+    split: str = typer.Option("holdout", help="holdout, holdout:test=a,b;val=c, kfold:K:I or loso:SUBJECT."),
+    channels: str = CHANNELS,
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(64, min=1),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle cosine)."),
+    weight_decay: float = typer.Option(1e-2),
+    patience: int = typer.Option(8, min=1, help="Early stopping patience, epochs."),
+    seed: int = typer.Option(0),
+    augment: bool = typer.Option(True, help="Accelerometer sign flips and light noise."),
+    init: Path | None = typer.Option(None, help="Start from this checkpoint's weights (fine-tune)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a zoo model (a teacher or a from-scratch baseline) with soft Gaussian BPM targets."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.data.splits import parse_split
+    from ppgedge.train.trainer import TrainConfig, train
+
+    ds = Dataset(dataset)
+    sp = parse_split(split, ds.subjects, seed=seed)
+    cfg = TrainConfig(arch=model, channels=channels, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, patience=patience, augment=augment, seed=seed)
+    observer = RichTrainingObserver(model) if not json_out else None
+    t0 = time.perf_counter()
+    try:
+        ckpt = train(ds, sp, out, cfg, init_from=init, device=device, observer=observer,
+                     restart=restart)
+    finally:
+        if observer:
+            observer.close()
+    m = ckpt.metrics
+    if json_out:
+        print_json("train", {"checkpoint": str(out), **ckpt.describe()})
+        return
+    status("train", f"{out}: {ckpt.arch}, {fmt_int(m['parameters'])} params, {fmt_si(m['macs'])} "
+           f"MACs, val MAE {m['val_mae']:.2f} BPM ({ckpt.decode}), best epoch {m['best_epoch']}",
+           time.perf_counter() - t0)
+    console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
+
+
+# ----------------------------------------------------------------------------------- eval
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint to evaluate."),
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    part: str = typer.Option("auto", help="auto (the model's test subjects when trained on this "
+                             "dataset), train, val, test or all."),
+    baseline: bool = typer.Option(True, help="Also score the spectral baseline."),
+    per_subject: bool = typer.Option(False, help="Add a per-subject table."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """MAE, RMSE and share within 5 BPM, per activity and per subject, beside the spectral floor."""
+    from ppgedge.evaluate.report import evaluate_model
+
+    result = evaluate_model(checkpoint, dataset, part=part, baseline=baseline, device=device)
+    if json_out:
+        print_json("eval", result)
+        return
+    _render_eval(result, per_subject)
+
+
+def _render_eval(result: dict, per_subject: bool) -> None:
+    models = result["models"]
+    console.print(f"evaluated on {result['n_windows']} windows: {result['windows']}")
+    overall = {n: {"all": r["overall"]} for n, r in models.items()}
+    console.print(metrics_table("overall", overall, "set"))
+    console.print(metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()},
+                                "activity"))
+    if per_subject:
+        console.print(metrics_table("per subject",
+                                    {n: r["per_subject"] for n, r in models.items()}, "subject"))
+
+
+# ------------------------------------------------------------------------------------ run
+@app.command("run")
+def run_cmd(
+    out: Path = typer.Option(Path("runs/default"), "-o", "--out", help="Run directory."),
+    quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """The main job on the built-in synthetic data: data -> teacher -> evaluation (so far)."""
+    from ppgedge.pipeline import MainJobObserver, run_main_job
+
+    class _Obs(MainJobObserver):
+        def stage(self, name: str, message: str, seconds: float) -> None:
+            status(name, message, seconds)
+
+        def training(self, label: str) -> RichTrainingObserver:
+            return RichTrainingObserver(label)
+
+    result = run_main_job(out, quick=quick, device=device, observer=_Obs())
+    _render_eval(result["evaluation"], per_subject=False)
+    console.print(f"report: {result['report']}")
+    console.print("next:")
+    for cmd in result["next_commands"]:
+        console.print(f"  [cyan]{cmd}[/cyan]")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except PpgedgeError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: rerun the same command to resume", highlight=False)
+        sys.exit(130)

@@ -1,0 +1,97 @@
+"""Rich rendering shared by the commands: tables, status lines, training progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ppgedge.train.trainer import EpochReport, TrainingObserver
+
+console = Console()
+err_console = Console(stderr=True)
+
+JSON_SCHEMA_VERSION = 1
+
+
+def print_json(kind: str, payload: dict[str, Any]) -> None:
+    """Machine-readable output: one JSON document with a versioned schema name."""
+    doc = {"schema": f"ppgedge.{kind}/{JSON_SCHEMA_VERSION}", **payload}
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def status(stage: str, message: str, seconds: float | None = None) -> None:
+    """One line per finished stage, Ultralytics-export style."""
+    t = f" [dim]({seconds:.1f}s)[/dim]" if seconds is not None else ""
+    console.print(f"[bold green]{stage}:[/bold green] {message}{t}")
+
+
+def fmt_int(n: int | float) -> str:
+    return f"{int(n):,}"
+
+
+def fmt_si(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+def metrics_table(title: str, rows: dict[str, dict[str, dict[str, float]]], group: str) -> Table:
+    """One row per (group value), one column block per model: MAE / RMSE / within 5 BPM."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(group)
+    table.add_column("windows", justify="right")
+    names = list(rows)
+    for name in names:
+        table.add_column(f"{name}\nMAE", justify="right")
+        table.add_column("RMSE", justify="right")
+        table.add_column("≤5 BPM", justify="right")
+    keys = list(next(iter(rows.values())).keys()) if rows else []
+    for key in keys:
+        first = rows[names[0]][key]
+        cells = [key, fmt_int(first["n"])]
+        for name in names:
+            m = rows[name][key]
+            cells += [f"{m['mae']:.2f}", f"{m['rmse']:.2f}", f"{100 * m['within5']:.0f}%"]
+        table.add_row(*cells)
+    return table
+
+
+class RichTrainingObserver(TrainingObserver):
+    """A progress bar per epoch with running loss, and a line per finished epoch."""
+
+    def __init__(self, label: str = "train") -> None:
+        self.label = label
+        self.progress = Progress(
+            TextColumn("[bold blue]{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.task = None
+
+    def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None:
+        self.total_epochs, self.batches = total_epochs, batches_per_epoch
+        if first_epoch:
+            console.print(f"[yellow]resuming after epoch {first_epoch}[/yellow]")
+        self.progress.start()
+        self.task = self.progress.add_task(f"{self.label} epoch {first_epoch + 1}/{total_epochs}",
+                                           total=batches_per_epoch, info="")
+
+    def batch(self, loss: float) -> None:
+        self.progress.update(self.task, advance=1, info=f"loss {loss:.3f}")
+
+    def epoch(self, r: EpochReport) -> None:
+        self.progress.console.print(
+            f"  epoch {r.epoch:>3}/{r.epochs}  loss {r.train_loss:.3f}  "
+            f"val MAE {r.val_mae:6.2f}  best {r.best_val_mae:6.2f}  [dim]{r.seconds:.1f}s[/dim]"
+        )
+        self.progress.reset(self.task, total=self.batches,
+                            description=f"{self.label} epoch {r.epoch + 1}/{r.epochs}")
+
+    def close(self) -> None:
+        self.progress.stop()

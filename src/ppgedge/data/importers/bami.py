@@ -1,0 +1,110 @@
+"""BAMI-format wrist recordings: one ``.mat`` per subject, 50 Hz.
+
+Variables::
+
+    rawPPG   (3, N) uint16   three PPG channels, sensor counts
+    rawAcc   (3, N) uint16   accelerometer x, y, z, offset by +32768
+    bpm_ecg  (K,)            ECG reference, value k covers seconds [2k, 2k + 8): centre 2k + 4 s
+
+Choices, recorded in the provenance:
+
+- ``ppg`` is the mean of the three PPG rows (one PPG channel, as every other source has, with
+  less sensor noise than any single row).
+- ``acc = (raw - 32768) * acc_scale`` with ``acc_scale`` defaulting to 1/2048 g per count, an
+  assumption (a +-16 g, 16-bit sensor); the models z-score each window, so the scale only
+  matters for reading the stored data, not for training or inference.
+- Subject id ``bami_<file stem>``; no activity labels (stored as unknown).
+- (N, 3) arrays are accepted and transposed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ppgedge.data.format import DataFormat, WindowedData
+from ppgedge.data.importers._common import (
+    existing_path,
+    load_mat,
+    natural_key,
+    need_acc,
+    reference_series,
+    reference_times,
+)
+from ppgedge.data.windowing import Recording, window_recordings
+from ppgedge.errors import PpgedgeError
+
+RATE_HZ = 50.0
+ACC_OFFSET = 32768.0
+DEFAULT_ACC_SCALE = 1.0 / 2048.0
+_HINT = "a BAMI .mat with rawPPG (3,N), rawAcc (3,N) and bpm_ecg"
+
+
+def _rows3(arr: np.ndarray, path: Path, name: str) -> np.ndarray:
+    """Orient a 3-channel array as (3, N)."""
+    if arr.ndim == 2 and arr.shape[0] != 3 and arr.shape[1] == 3:
+        arr = arr.T
+    if arr.ndim != 2 or arr.shape[0] != 3:
+        raise PpgedgeError(f"{path}: '{name}' has shape {arr.shape}, expected (3, N)")
+    return arr.astype(np.float64)
+
+
+def _recording(path: Path, channels: tuple[str, ...], acc_scale: float) -> Recording:
+    wanted = []
+    if "ppg" in channels:
+        wanted.append("rawPPG")
+    if need_acc(channels):
+        wanted.append("rawAcc")
+    wanted.append("bpm_ecg")
+    mat = load_mat(path, wanted, hint=_HINT)
+    signals: dict[str, tuple[np.ndarray, float]] = {}
+    if "rawPPG" in mat:
+        signals["ppg"] = (_rows3(mat["rawPPG"], path, "rawPPG").mean(axis=0), RATE_HZ)
+    if "rawAcc" in mat:
+        acc = (_rows3(mat["rawAcc"], path, "rawAcc") - ACC_OFFSET) * acc_scale
+        for i, c in enumerate(("acc_x", "acc_y", "acc_z")):
+            signals[c] = (acc[i], RATE_HZ)
+    bpm = reference_series(mat["bpm_ecg"], path, "bpm_ecg")
+    return Recording(
+        name=path.stem,
+        subject=f"bami_{path.stem}",
+        signals=signals,
+        labels_bpm=bpm,
+        label_times_s=reference_times(bpm.size),
+    )
+
+
+def import_bami(
+    path: str | Path,
+    fmt: DataFormat,
+    *,
+    drop_out_of_range: bool = False,
+    acc_scale: float = DEFAULT_ACC_SCALE,
+) -> WindowedData:
+    """Import BAMI recordings: one ``.mat`` file or a folder of them (one per subject)."""
+    try:
+        acc_scale = float(acc_scale)
+    except (TypeError, ValueError):
+        raise PpgedgeError(f"acc_scale {acc_scale!r} is not a number: pass g per count") from None
+    if not math.isfinite(acc_scale) or acc_scale <= 0:
+        raise PpgedgeError(f"acc_scale {acc_scale} must be a positive number of g per count")
+    root = existing_path(path, "a BAMI .mat file or a folder of them")
+    files = [root] if root.is_file() else sorted(root.glob("*.mat"), key=natural_key)
+    if not files:
+        raise PpgedgeError(f"{root}: no .mat files: pass {_HINT}, or a folder of them")
+    recs = [_recording(f, fmt.channels, acc_scale) for f in files]
+    provenance = {
+        "importer": "bami",
+        "path": str(root.resolve()),
+        "native_rate_hz": RATE_HZ,
+        "ppg": "mean of the 3 rawPPG rows, sensor counts",
+        "acc": f"(rawAcc - 32768) * {acc_scale:g} g per count"
+        + (" (assumed default)" if acc_scale == DEFAULT_ACC_SCALE else ""),
+        "labels": "bpm_ecg value k covers [2k, 2k+8) s: centre 2k+4 s",
+        "subjects": "bami_<file stem>",
+    }
+    return window_recordings(
+        recs, fmt, source="bami", provenance=provenance, drop_out_of_range=drop_out_of_range
+    )

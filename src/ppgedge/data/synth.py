@@ -1,0 +1,593 @@
+"""Seeded synthetic wrist PPG + 3-axis accelerometer with a known heart rate.
+
+Real wrist data is hard because motion corrupts the PPG: during running the arm swing and
+footstrikes couple into the optical signal and often dominate the pulse in the spectrum, sometimes
+at a frequency close to the heart rate. This generator reproduces that structure so models,
+compression and deployment can be exercised end to end without downloading a data set:
+
+* a session of activity segments (rest, walk, run, recovery, then random repeats) drives
+  first-order heart-rate kinetics (faster rise than fall) with slow drift, 40-200 BPM;
+* beats are integrated from the instantaneous heart rate with respiratory sinus arrhythmia and
+  beat-to-beat variability, so every window's label is exact: 60 / mean inter-beat interval;
+* each beat places a per-subject pulse (systolic and diastolic waves with a dicrotic notch,
+  widths scaling partly with the interval) after a pulse transit time, modulated by respiration
+  and riding on baseline wander;
+* the accelerometer carries gravity at a slowly changing wrist orientation, arm swing at half the
+  step rate with harmonics at the step rate, footstrike impacts, small gestures at rest and
+  sensor noise;
+* the PPG picks up motion through a per-subject coupling (linear per-axis gains plus a
+  nonlinear term on the dynamic acceleration, posture-dependent contact pressure and
+  motion-dependent pulse amplitude), noise bursts, and clipping at per-subject ADC rails.
+
+Every subject draws its parameters from its own random stream derived from ``(seed, k)``, so
+subject ``k`` is the same whatever ``n_subjects`` is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import butter, lfilter, lfilter_zi, sosfiltfilt
+
+from ppgedge.data.format import DataFormat, WindowedData
+from ppgedge.data.windowing import Recording, window_recordings
+from ppgedge.errors import PpgedgeError
+
+ACTIVITIES = ("rest", "walk", "run", "recovery")
+VERSION = "synth/1"
+DEFAULT_RATE_HZ = 64.0
+HR_MIN_BPM, HR_MAX_BPM = 40.0, 200.0
+ACC_RANGE_G = 8.0  # accelerometer full scale, +-g
+ACC_LSB_G = 1.0 / 512.0  # 12-bit at +-4 g resolution: quantisation step
+POSTURE_TAU = 0.5
+
+_GRID_HZ = 4.0  # heart-rate kinetics are slow: integrate them on a coarse grid
+_SEG_MIN_S, _SEG_MAX_S = 60.0, 180.0
+# After the first rest-walk-run-recovery cycle, what tends to follow what.
+_NEXT: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
+    "rest": (("walk", "run"), (0.6, 0.4)),
+    "walk": (("run", "rest", "recovery"), (0.6, 0.2, 0.2)),
+    "run": (("recovery", "walk"), (0.65, 0.35)),
+    "recovery": (("rest", "walk", "run"), (0.4, 0.35, 0.25)),
+}
+
+
+@dataclass
+class _Subject:
+    """Per-subject physiology, pulse shape, motion and sensor parameters."""
+
+    hr_rest: float
+    hr_max: float
+    walk_gain: float  # BPM above rest at a normal walking pace
+    run_frac: float  # fraction of heart-rate reserve at a normal running pace
+    tau_up_s: float
+    tau_down_s: float
+    drift_bpm: float
+    hrv_sd: float  # beat-to-beat interval variability at rest, fraction of the interval
+    rsa: float  # respiratory sinus arrhythmia depth at rest, fraction of the heart rate
+    resp_rest: float  # breaths per minute
+    resp_ex: float
+    walk_cadence: float  # steps per minute
+    run_cadence: float
+    cadence_lock: float  # how much running cadence follows the running heart rate
+    # pulse shape, in seconds at a reference interval of 0.85 s
+    sys_t: float
+    sys_w: float
+    dia_dt: float
+    dia_w: float
+    dia_amp: float
+    notch_amp: float
+    width_ibi: float  # share of the pulse widths that scales with the interval
+    ptt_s: float
+    resp_am: float
+    resp_bw: float
+    wander: float
+    # accelerometer
+    acc_walk: np.ndarray  # (3, 4) harmonic amplitudes of the arm-swing frequency, g
+    acc_run: np.ndarray
+    acc_phase: np.ndarray  # (3, 4)
+    rot_walk: float  # arm-swing rotation, degrees
+    rot_run: float
+    rot_phase: float
+    impact_walk: float  # footstrike peak, g
+    impact_run: float
+    gesture_rate: float  # small movements per minute at rest
+    gesture_g: float
+    gesture_deg: float
+    acc_noise: float
+    # PPG motion coupling (pulse-amplitude units per g)
+    coup_lin: np.ndarray  # (3,)
+    coup_dir: np.ndarray  # (3,) unit vector for the nonlinear term
+    coup_nl: float
+    coup_post: np.ndarray  # (3,) posture / contact pressure
+    am_dir: np.ndarray  # (3,) unit vector for the motion amplitude modulation
+    am_gain: float
+    tissue_hz: float
+    delay_s: float
+    burst_rate: float  # noise bursts per minute at rest
+    ppg_noise: float
+    # ADC
+    dc: float
+    amp_counts: float
+    rail_lo: float  # headroom below / above the DC level, pulse amplitudes
+    rail_hi: float
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _draw_subject(rng: np.random.Generator) -> _Subject:
+    """Draw one subject; the order of draws is part of the format (``synth/1``)."""
+    u = rng.uniform
+    hr_rest = u(48.0, 85.0)
+    fitness = u(0.0, 1.0)
+    hr_max = min(u(180.0, 206.0), HR_MAX_BPM)
+    lin_gain = float(np.exp(u(np.log(0.1), np.log(0.7))))
+    return _Subject(
+        hr_rest=hr_rest,
+        hr_max=hr_max,
+        walk_gain=u(18.0, 40.0) * (1.15 - 0.3 * fitness),
+        run_frac=u(0.74, 0.93),
+        tau_up_s=u(12.0, 30.0) * (1.2 - 0.4 * fitness),
+        tau_down_s=u(35.0, 80.0) * (1.2 - 0.4 * fitness),
+        drift_bpm=u(1.0, 3.0),
+        hrv_sd=u(0.015, 0.04),
+        rsa=u(0.02, 0.06),
+        resp_rest=u(10.0, 18.0),
+        resp_ex=u(28.0, 42.0),
+        walk_cadence=u(95.0, 125.0),
+        run_cadence=u(145.0, 185.0),
+        cadence_lock=u(0.2, 0.7),
+        sys_t=u(0.10, 0.16),
+        sys_w=u(0.045, 0.075),
+        dia_dt=u(0.17, 0.27),
+        dia_w=u(0.06, 0.10),
+        dia_amp=u(0.2, 0.55),
+        notch_amp=u(0.03, 0.15),
+        width_ibi=u(0.3, 0.7),
+        ptt_s=u(0.18, 0.30),
+        resp_am=u(0.05, 0.2),
+        resp_bw=u(0.03, 0.15),
+        wander=u(0.3, 1.2),
+        acc_walk=np.array([0.18, 0.12, 0.05, 0.03])
+        * u(0.7, 1.4)
+        * rng.dirichlet(np.full(3, 2.0), size=4).T
+        * 1.7,
+        acc_run=np.array([0.55, 0.5, 0.18, 0.1])
+        * u(0.7, 1.4)
+        * rng.dirichlet(np.full(3, 2.0), size=4).T
+        * 1.7,
+        acc_phase=u(0.0, 2 * np.pi, size=(3, 4)),
+        rot_walk=u(8.0, 25.0),
+        rot_run=u(12.0, 35.0),
+        rot_phase=u(0.0, 2 * np.pi),
+        impact_walk=u(0.15, 0.5),
+        impact_run=u(0.6, 1.8),
+        gesture_rate=u(1.5, 5.0),
+        gesture_g=u(0.05, 0.25),
+        gesture_deg=u(20.0, 50.0),
+        acc_noise=u(0.004, 0.015),
+        coup_lin=lin_gain * _unit(rng.standard_normal(3)),
+        coup_dir=_unit(rng.standard_normal(3)),
+        coup_nl=u(0.05, 0.3),
+        coup_post=u(0.5, 2.0) * _unit(rng.standard_normal(3)),
+        am_dir=_unit(rng.standard_normal(3)),
+        am_gain=u(0.1, 0.4),
+        tissue_hz=u(3.0, 7.0),
+        delay_s=u(0.0, 0.06),
+        burst_rate=u(0.1, 0.5),
+        ppg_noise=u(0.02, 0.12),
+        dc=u(15000.0, 45000.0),
+        amp_counts=u(300.0, 2000.0),
+        rail_lo=u(6.0, 14.0),
+        rail_hi=u(6.0, 14.0),
+    )
+
+
+@dataclass
+class _Segment:
+    start_s: float
+    end_s: float
+    name: str
+    hr_target: float
+    cadence: float
+    walk_weight: float  # how much walking-type motion (recovery may be a cool-down walk)
+    run_weight: float
+    pitch_deg: float
+    roll_deg: float
+
+    @property
+    def code(self) -> float:
+        return float(ACTIVITIES.index(self.name))
+
+
+def _draw_session(rng: np.random.Generator, s: _Subject, duration_s: float) -> list[_Segment]:
+    """Activity segments: one full rest-walk-run-recovery cycle first, then random repeats."""
+    names: list[str] = list(ACTIVITIES)
+    durs = rng.uniform(_SEG_MIN_S, _SEG_MAX_S, size=4)
+    budget = 0.8 * duration_s  # all four activities always occur
+    if durs.sum() > budget:
+        durs *= budget / durs.sum()
+    segs: list[_Segment] = []
+    t = 0.0
+    k = 0
+    while t < duration_s - 1e-9:
+        if k < 4:
+            name, dur = names[k], float(durs[k])
+        else:
+            options, probs = _NEXT[segs[-1].name]
+            name = str(options[rng.choice(len(options), p=probs)])
+            dur = float(rng.uniform(_SEG_MIN_S, _SEG_MAX_S))
+        end = min(t + dur, duration_s)
+        if k >= 4 and duration_s - end < 30.0:
+            end = duration_s  # no stub segment at the end
+        segs.append(_segment(rng, s, t, end, name))
+        t = end
+        k += 1
+    return segs
+
+
+def _segment(rng: np.random.Generator, s: _Subject, t0: float, t1: float, name: str) -> _Segment:
+    """Targets for one segment: pace-dependent heart rate and cadence, arm posture."""
+    u = rng.uniform
+    walk_w = run_w = 0.0
+    cadence = s.walk_cadence
+    if name == "rest":
+        target = s.hr_rest + u(-2.0, 4.0)
+        pitch, roll = u(-25.0, 25.0), u(-45.0, 45.0)
+    elif name == "walk":
+        pace = u(0.8, 1.25)
+        target = s.hr_rest + s.walk_gain * pace
+        cadence = float(np.clip(s.walk_cadence * (0.9 + 0.1 * pace) + u(-4.0, 4.0), 90, 130))
+        walk_w = 1.0
+        pitch, roll = u(-80.0, -55.0), u(-25.0, 25.0)
+    elif name == "run":
+        pace = u(0.88, 1.1)
+        frac = float(np.clip(s.run_frac * pace, 0.6, 0.98))
+        target = s.hr_rest + (s.hr_max - s.hr_rest) * frac
+        own = s.run_cadence * (0.95 + 0.05 * pace) + u(-4.0, 4.0)
+        # Runners settle near a cadence that often sits close to their running heart rate
+        # (cadence-HR locking); this is the case spectral trackers get wrong.
+        locked = target + rng.normal(0.0, 6.0)
+        cadence = float(np.clip((1 - s.cadence_lock) * own + s.cadence_lock * locked, 140, 190))
+        run_w = 1.0
+        pitch, roll = u(-35.0, 10.0), u(-35.0, 15.0)
+    else:  # recovery: standing or a slow cool-down walk while the heart rate falls
+        target = s.hr_rest + u(6.0, 20.0)
+        if rng.random() < 0.5:
+            walk_w = u(0.4, 0.7)
+            cadence = u(85.0, 100.0)
+            pitch, roll = u(-80.0, -55.0), u(-25.0, 25.0)
+        else:
+            pitch, roll = u(-60.0, 20.0), u(-45.0, 45.0)
+    return _Segment(t0, t1, name, float(target), float(cadence), walk_w, run_w, pitch, roll)
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, rate: float, tau_s: float) -> np.ndarray:
+    """Unit-variance noise through two one-pole low-passes: slow random processes."""
+    a = float(np.exp(-1.0 / (tau_s * rate)))
+    warm = int(min(4.0 * tau_s * rate, 20 * n)) + 1
+    w = rng.standard_normal(n + warm)
+    y = lfilter([1 - a], [1, -a], lfilter([1 - a], [1, -a], w))[warm:]
+    var = (1 - a) ** 4 * (1 + a * a) / (1 - a * a) ** 3
+    return y / np.sqrt(var)
+
+
+def _lowpass(x: np.ndarray, rate: float, tau_s: float) -> np.ndarray:
+    """Causal one-pole low-pass starting at steady state: smooth transitions between segments."""
+    a = float(np.exp(-1.0 / (tau_s * rate)))
+    b, den = [1 - a], [1, -a]
+    y, _ = lfilter(b, den, x, axis=-1, zi=lfilter_zi(b, den) * x[..., :1])
+    return y
+
+
+def _per_segment(t: np.ndarray, segs: list[_Segment], attr: str) -> np.ndarray:
+    """Piecewise-constant per-segment value at each time."""
+    edges = np.array([g.start_s for g in segs[1:]])
+    values = np.array([getattr(g, attr) for g in segs], dtype=np.float64)
+    return values[np.searchsorted(edges, t, side="right")]
+
+
+def _heart_rate(
+    rng: np.random.Generator, s: _Subject, segs: list[_Segment], duration_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """HR path on the coarse grid: first-order kinetics towards each segment's target."""
+    n = int(np.ceil(duration_s * _GRID_HZ)) + 2
+    tg = np.arange(n) / _GRID_HZ
+    target = _per_segment(tg, segs, "hr_target")
+    exercise = _per_segment(tg, segs, "run_weight") + 0.5 * _per_segment(tg, segs, "walk_weight")
+    # Cardiovascular drift while running, and pace fluctuations.
+    starts = _per_segment(tg, segs, "start_s")
+    run = _per_segment(tg, segs, "run_weight") > 0
+    target = target + np.where(run, np.minimum(0.03 * (tg - starts), 8.0), 0.0)
+    target = target + (1.0 + 3.0 * exercise) * _smooth_noise(rng, n, _GRID_HZ, 30.0)
+    dt = 1.0 / _GRID_HZ
+    k_up, k_down = 1 - np.exp(-dt / s.tau_up_s), 1 - np.exp(-dt / s.tau_down_s)
+    hr = np.empty(n)
+    h = s.hr_rest
+    for i, tgt in enumerate(target.tolist()):
+        h += (tgt - h) * (k_up if tgt > h else k_down)
+        hr[i] = h
+    hr += s.drift_bpm * _smooth_noise(rng, n, _GRID_HZ, 60.0)
+    return tg, np.clip(hr, HR_MIN_BPM, HR_MAX_BPM)
+
+
+def _beats(
+    rng: np.random.Generator,
+    s: _Subject,
+    t: np.ndarray,
+    hr: np.ndarray,
+    exercise: np.ndarray,
+    resp_phase: np.ndarray,
+    rate: float,
+) -> np.ndarray:
+    """Beat times: integrate HR with RSA, then add beat-to-beat variability (larger at rest)."""
+    depth = s.rsa * (1.0 - exercise) ** 2 + 0.003
+    inst = hr * (1.0 + depth * np.sin(resp_phase))
+    phase = np.cumsum(inst / 60.0) / rate
+    phase -= phase[0]
+    first = rng.uniform(0.0, 1.0)
+    marks = first + np.arange(int(np.floor(phase[-1] - first)) + 1)
+    tb = np.interp(marks, phase, t)
+    ibi = np.diff(tb)
+    e_b = np.interp(tb[:-1], t, exercise)
+    eps = lfilter([1.0], [1.0, -0.4], rng.standard_normal(ibi.size)) * np.sqrt(1 - 0.16)
+    ibi = ibi * (1.0 + s.hrv_sd * (1.0 - 0.85 * e_b) * eps)
+    ibi = np.clip(ibi, 60.0 / HR_MAX_BPM, 60.0 / HR_MIN_BPM)
+    beats = tb[0] + np.concatenate([[0.0], np.cumsum(ibi)])
+    return beats[beats < t[-1]]
+
+
+def _pulses(s: _Subject, t: np.ndarray, beats: np.ndarray, exercise: np.ndarray) -> np.ndarray:
+    """Sum of per-beat pulse waves; widths scale partly with the beat's interval."""
+    ibi = np.diff(beats)
+    ibi = np.concatenate([ibi, ibi[-1:]]) if ibi.size else np.array([0.85])
+    scale = (1 - s.width_ibi) + s.width_ibi * ibi / 0.85
+    e_b = np.interp(beats, t, exercise)
+    arrival = beats + s.ptt_s * (1.0 - 0.3 * e_b)
+    amp = 1.0 + 0.04 * np.sin(np.arange(beats.size) * 2.39996)  # mild, deterministic jitter
+    idx = np.searchsorted(beats, t, side="right") - 1
+    out = np.zeros_like(t)
+    sys_l, sys_r = 0.6 * s.sys_w, 1.2 * s.sys_w
+    dia_t = s.sys_t + s.dia_dt
+    notch_t = s.sys_t + 0.6 * s.dia_dt
+    for back in range(4):
+        k = idx - back
+        ok = k >= 0
+        kk = np.where(ok, k, 0)
+        u = (t - arrival[kk]) / scale[kk]
+        d = u - s.sys_t
+        wave = np.exp(-0.5 * (d / np.where(d < 0, sys_l, sys_r)) ** 2)
+        wave += s.dia_amp * np.exp(-0.5 * ((u - dia_t) / s.dia_w) ** 2)
+        wave -= s.notch_amp * np.exp(-0.5 * ((u - notch_t) / 0.025) ** 2)
+        out += np.where(ok, amp[kk] * wave, 0.0)
+    return out
+
+
+def _events(
+    rng: np.random.Generator,
+    duration_s: float,
+    rate_per_min: float,
+    weight_at: np.ndarray,
+    rate: float,
+) -> np.ndarray:
+    """Poisson event start times whose rate is scaled by ``weight_at`` (per sample, <= 1)."""
+    n = rng.poisson(rate_per_min * duration_s / 60.0)
+    times = np.sort(rng.uniform(0.0, duration_s, size=n))
+    keep = (
+        rng.uniform(size=n) < weight_at[np.minimum((times * rate).astype(int), weight_at.size - 1)]
+    )
+    return times[keep]
+
+
+def _accelerometer(
+    rng: np.random.Generator, s: _Subject, segs: list[_Segment], t: np.ndarray, rate: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gravity at a slowly changing orientation, arm swing, footstrikes, gestures, noise.
+
+    Returns (acc (3, n) in g, gravity (3, n), cadence in steps/min).
+    """
+    n = t.size
+    w_walk = _lowpass(_per_segment(t, segs, "walk_weight"), rate, 1.5)
+    w_run = _lowpass(_per_segment(t, segs, "run_weight"), rate, 1.5)
+    cadence = _lowpass(_per_segment(t, segs, "cadence"), rate, 3.0)
+    cadence = cadence + 1.5 * _smooth_noise(rng, n, rate, 10.0)
+    arm = 2 * np.pi * np.cumsum(cadence / 120.0) / rate + rng.uniform(0, 2 * np.pi)
+    arm = arm + 0.15 * _smooth_noise(rng, n, rate, 2.0)
+    stride = 1.0 + 0.12 * _smooth_noise(rng, n, rate, 3.0)
+
+    dyn = np.zeros((3, n))
+    for h in range(4):
+        amp = s.acc_walk[:, h : h + 1] * w_walk + s.acc_run[:, h : h + 1] * w_run
+        dyn += amp * stride * np.sin((h + 1) * arm + s.acc_phase[:, h : h + 1])
+
+    # Small movements (gestures) mostly at rest and during recovery: a brief linear
+    # acceleration plus a rotation of the wrist (raising, turning the hand).
+    still = np.clip(1.0 - w_walk - w_run, 0.0, 1.0)
+    is_rec = _per_segment(t, segs, "code") == float(ACTIVITIES.index("recovery"))
+    weight = still * np.where(is_rec, 1.0, 0.5)
+    turn = np.zeros((2, n))
+    for t0 in _events(rng, float(t[-1]), 2.0 * s.gesture_rate, weight, rate):
+        dur = rng.uniform(0.5, 3.0)
+        i0, i1 = int(t0 * rate), min(int((t0 + dur) * rate), n)
+        if i1 - i0 < 2:
+            continue
+        env = np.hanning(i1 - i0)
+        wave = np.sin(2 * np.pi * rng.uniform(0.4, 2.5) * (t[i0:i1] - t0) + rng.uniform(0, 6.3))
+        dyn[:, i0:i1] += rng.normal(0.0, s.gesture_g, size=(3, 1)) * env * wave
+        turn[:, i0:i1] += rng.normal(0.0, s.gesture_deg, size=(2, 1)) * env
+        turn[:, i0:i1] += rng.normal(0.0, 0.5 * s.gesture_deg, size=(2, 1)) * env * wave
+
+    pitch = _lowpass(_per_segment(t, segs, "pitch_deg"), rate, 2.0)
+    roll = _lowpass(_per_segment(t, segs, "roll_deg"), rate, 2.0)
+    pitch = pitch + 5.0 * _smooth_noise(rng, n, rate, 8.0)
+    roll = roll + 5.0 * _smooth_noise(rng, n, rate, 8.0)
+    swing = (s.rot_walk * w_walk + s.rot_run * w_run) * stride
+    pitch = np.deg2rad(pitch + turn[0] + swing * np.sin(arm + s.rot_phase))
+    roll = np.deg2rad(roll + turn[1] + 0.3 * swing * np.sin(arm + s.rot_phase + 1.0))
+    gravity = np.stack([-np.sin(pitch), np.cos(pitch) * np.sin(roll), np.cos(pitch) * np.cos(roll)])
+
+    # Footstrikes: a damped ringing along the world vertical at every step (twice per swing).
+    steps = np.flatnonzero(np.diff(np.floor(arm / np.pi)) > 0) + 1
+    strength = (s.impact_walk * w_walk + s.impact_run * w_run)[steps]
+    strength = strength * (1.0 + 0.2 * rng.standard_normal(steps.size))
+    train = np.zeros(n)
+    np.add.at(train, steps, np.maximum(strength, 0.0))
+    tk = np.arange(int(0.15 * rate) + 1) / rate
+    kernel = np.exp(-tk / 0.025) * np.cos(2 * np.pi * 9.0 * tk)
+    impact = np.convolve(train, kernel)[:n]
+    dyn += gravity * impact
+
+    acc = gravity + dyn + s.acc_noise * rng.standard_normal((3, n))
+    acc = np.clip(acc, -ACC_RANGE_G, ACC_RANGE_G)
+    acc = np.round(acc / ACC_LSB_G) * ACC_LSB_G
+    return acc, gravity, cadence
+
+
+def _noise_bursts(
+    rng: np.random.Generator, s: _Subject, t: np.ndarray, motion: np.ndarray, rate: float
+) -> np.ndarray:
+    """Short broadband bursts and contact shifts, more frequent when moving (pulse units)."""
+    n = t.size
+    out = np.zeros(n)
+    weight = (1.0 + 2.0 * motion) / 3.0
+    for t0 in _events(rng, float(t[-1]), 3.0 * s.burst_rate, weight, rate):
+        dur = rng.uniform(0.3, 2.5)
+        i0, i1 = int(t0 * rate), min(int((t0 + dur) * rate), n)
+        if i1 - i0 < 2:
+            continue
+        amp = rng.uniform(1.5, 6.0)
+        noise = lfilter([0.3], [1, -0.7], rng.standard_normal(i1 - i0))
+        out[i0:i1] += amp * np.hanning(i1 - i0) * noise / 0.42
+        if rng.random() < 0.3:  # the sensor shifts on the skin: a decaying baseline step
+            tail = np.arange(n - i0) / rate
+            out[i0:] += rng.normal(0.0, 1.0) * np.exp(-tail / rng.uniform(1.0, 5.0))
+    return out
+
+
+@dataclass
+class _Simulated:
+    """One subject's simulation, with the internals the tests and diagnostics look at."""
+
+    subject: _Subject
+    segments: list[_Segment]
+    t: np.ndarray
+    hr: np.ndarray  # smooth HR path, BPM (labels come from ``beats``)
+    beats: np.ndarray
+    cadence: np.ndarray  # steps per minute
+    ppg: np.ndarray
+    acc: np.ndarray  # (3, n), g
+    clipped: np.ndarray  # bool per PPG sample
+
+
+def _subject_signals(rng: np.random.Generator, duration_s: float, rate: float) -> _Simulated:
+    """Everything about one subject: parameters, session, HR, beats and the four channels."""
+    s = _draw_subject(rng)
+    segs = _draw_session(rng, s, duration_s)
+    n = int(round(duration_s * rate))
+    t = np.arange(n) / rate
+
+    tg, hr_grid = _heart_rate(rng, s, segs, duration_s)
+    hr = np.interp(t, tg, hr_grid)
+    exercise = np.clip((hr - s.hr_rest) / (s.hr_max - s.hr_rest), 0.0, 1.0)
+    resp_rate = s.resp_rest + (s.resp_ex - s.resp_rest) * exercise
+    resp_rate = resp_rate + 1.5 * _smooth_noise(rng, n, rate, 20.0)
+    resp_phase = 2 * np.pi * np.cumsum(resp_rate / 60.0) / rate + rng.uniform(0, 2 * np.pi)
+    beats = _beats(rng, s, t, hr, exercise, resp_phase, rate)
+
+    acc, gravity, cadence = _accelerometer(rng, s, segs, t, rate)
+    hp = sosfiltfilt(butter(2, 0.4, btype="highpass", fs=rate, output="sos"), acc, axis=1)
+
+    pulse = _pulses(s, t, beats, exercise)
+    w_run = _lowpass(_per_segment(t, segs, "run_weight"), rate, 1.5)
+    w_walk = _lowpass(_per_segment(t, segs, "walk_weight"), rate, 1.5)
+    perfusion = (1.0 - 0.3 * w_run - 0.1 * w_walk) * (1.0 + s.resp_am * np.sin(resp_phase + 0.5))
+    motion_am = np.clip(1.0 + s.am_gain * (s.am_dir @ hp), 0.2, 1.8)
+    proj = s.coup_dir @ hp
+    # Contact pressure follows the wrist's orientation (strap loading), with a mechanical lag.
+    posture = _lowpass(gravity - gravity[:, :1], rate, POSTURE_TAU)
+    art = s.coup_lin @ hp + s.coup_nl * proj * proj + s.coup_post @ posture
+    a_t = float(np.exp(-2 * np.pi * s.tissue_hz / rate))
+    art = lfilter([1 - a_t], [1, -a_t], art)
+    shift = int(round(s.delay_s * rate))
+    if shift:
+        art = np.concatenate([np.full(shift, art[0]), art[:-shift]])
+    wander = s.wander * (
+        0.8 * _smooth_noise(rng, n, rate, 25.0) + 0.4 * _smooth_noise(rng, n, rate, 5.0)
+    )
+    riiv = s.resp_bw * np.sin(resp_phase)
+    bursts = _noise_bursts(rng, s, t, np.clip(w_walk + w_run, 0, 1), rate)
+    ppg_u = pulse * perfusion * motion_am + art + wander + riiv + bursts
+    ppg_u = ppg_u + s.ppg_noise * rng.standard_normal(n)
+    ppg = s.dc + s.amp_counts * ppg_u
+    lo, hi = s.dc - s.rail_lo * s.amp_counts, s.dc + s.rail_hi * s.amp_counts
+    ppg = np.round(np.clip(ppg, lo, hi))
+    return _Simulated(s, segs, t, hr, beats, cadence, ppg, acc, (ppg <= lo) | (ppg >= hi))
+
+
+def _subject_rng(seed: int, k: int) -> np.random.Generator:
+    """Subject ``k``'s own stream: independent of how many subjects are generated."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+
+
+def _check(n_subjects: int, minutes_per_subject: float, seed: int, rate_hz: float) -> None:
+    if n_subjects < 1:
+        raise PpgedgeError(f"n_subjects must be at least 1, got {n_subjects}")
+    if not minutes_per_subject * 60.0 >= 16.0:
+        raise PpgedgeError(
+            f"minutes_per_subject must give at least 16 s per subject, got {minutes_per_subject}"
+        )
+    if seed < 0:
+        raise PpgedgeError(f"seed must be a non-negative integer, got {seed}")
+    if not rate_hz >= 16.0:
+        raise PpgedgeError(f"rate_hz must be at least 16 Hz, got {rate_hz}")
+
+
+def generate_recordings(
+    n_subjects: int = 16,
+    minutes_per_subject: float = 10.0,
+    seed: int = 0,
+    rate_hz: float = DEFAULT_RATE_HZ,
+) -> list[Recording]:
+    """One continuous recording per subject ("syn00", "syn01", ...) at ``rate_hz``."""
+    _check(n_subjects, minutes_per_subject, seed, rate_hz)
+    recs = []
+    for k in range(n_subjects):
+        sim = _subject_signals(_subject_rng(seed, k), minutes_per_subject * 60.0, rate_hz)
+        name = f"syn{k:02d}"
+        recs.append(
+            Recording(
+                name=name,
+                subject=name,
+                signals={
+                    "ppg": (sim.ppg, rate_hz),
+                    "acc_x": (sim.acc[0], rate_hz),
+                    "acc_y": (sim.acc[1], rate_hz),
+                    "acc_z": (sim.acc[2], rate_hz),
+                },
+                beat_times_s=sim.beats,
+                activity_segments=[(g.start_s, g.end_s, g.name) for g in sim.segments],
+            )
+        )
+    return recs
+
+
+def synthesize(
+    n_subjects: int = 16,
+    minutes_per_subject: float = 10.0,
+    seed: int = 0,
+    fmt: DataFormat | None = None,
+) -> WindowedData:
+    """Generate recordings and cut them into labelled windows in ``fmt`` (default format)."""
+    recs = generate_recordings(n_subjects, minutes_per_subject, seed, DEFAULT_RATE_HZ)
+    provenance = {
+        "generator": "ppgedge.data.synth",
+        "version": VERSION,
+        "seed": seed,
+        "n_subjects": n_subjects,
+        "minutes_per_subject": minutes_per_subject,
+        "rate_hz": DEFAULT_RATE_HZ,
+    }
+    return window_recordings(recs, fmt or DataFormat(), source="synthetic", provenance=provenance)

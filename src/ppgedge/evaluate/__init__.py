@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the spectral baseline and model predictions on a dataset."""

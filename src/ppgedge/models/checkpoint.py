@@ -1,0 +1,149 @@
+"""Checkpoints: one file that tells a model's whole story.
+
+A checkpoint holds the architecture name and arguments, the weights, the data format the model
+expects (rate, window, channels, preprocessing), its metrics, the decoder chosen on validation
+data, and its parent and lineage, so a later stage never asks the user for what an earlier one
+knew. Only plain containers and tensors are stored, so it loads with
+``torch.load(..., weights_only=True)``: opening a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ppgedge import __version__
+from ppgedge.atomic import atomic_path, file_sha256
+from ppgedge.data.format import DataFormat
+from ppgedge.errors import PpgedgeError
+from ppgedge.models.registry import count_parameters, create_model
+
+SCHEMA = "ppgedge.checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    arch: str
+    arch_kwargs: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    data_format: DataFormat
+    decode: str = "argmax"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    parent: dict[str, Any] | None = None
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    created: str = ""
+    ppgedge_version: str = __version__
+    path: Path | None = None
+
+    def build(self) -> nn.Module:
+        """The network with these weights, in eval mode."""
+        model = create_model(self.arch, **self.arch_kwargs)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise PpgedgeError(
+                f"checkpoint weights do not fit architecture '{self.arch}' ({first})"
+            ) from None
+        return model.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "state_dict": self.state_dict,
+            "data_format": self.data_format.to_dict(),
+            "decode": self.decode,
+            "metrics": self.metrics,
+            "training": self.training,
+            "parent": self.parent,
+            "lineage": self.lineage,
+            "created": self.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "ppgedge_version": self.ppgedge_version,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the weights, for reports and ``--json``."""
+        d = self.to_dict()
+        d.pop("state_dict")
+        d["parameters"] = count_parameters(self.build())
+        return d
+
+
+def model_record(path: str | Path, ckpt: Checkpoint) -> dict[str, Any]:
+    """How a child refers to its parent: path, content hash, architecture, headline metrics."""
+    return {
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "arch": ckpt.arch,
+        "arch_kwargs": ckpt.arch_kwargs,
+        "metrics": {k: v for k, v in ckpt.metrics.items() if not isinstance(v, dict)},
+    }
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
+    """Write atomically: a crash mid-write leaves the previous file (or nothing)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt.to_dict(), tmp)
+    ckpt.path = path
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load with ``weights_only=True``; anything that is not a ppgedge checkpoint is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise PpgedgeError(f"{path}: no such checkpoint file")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+            OSError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PpgedgeError(
+            f"{path}: not a loadable ppgedge checkpoint ({first[:160]}); "
+            "files that need arbitrary code to load are refused"
+        ) from None
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        raise PpgedgeError(
+            f"{path}: not a ppgedge checkpoint (schema {raw.get('schema') if isinstance(raw, dict) else None!r}): "
+            "train one with 'ppgedge train'"
+        )
+    try:
+        return Checkpoint(
+            arch=str(raw["arch"]),
+            arch_kwargs=dict(raw["arch_kwargs"]),
+            state_dict=dict(raw["state_dict"]),
+            data_format=DataFormat.from_dict(raw["data_format"]),
+            decode=str(raw.get("decode", "argmax")),
+            metrics=dict(raw.get("metrics") or {}),
+            training=dict(raw.get("training") or {}),
+            parent=raw.get("parent"),
+            lineage=list(raw.get("lineage") or []),
+            created=str(raw.get("created", "")),
+            ppgedge_version=str(raw.get("ppgedge_version", "")),
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PpgedgeError(f"{path}: checkpoint is missing field {exc}: re-create it") from None
+
+
+def checkpoint_from_model(
+    model: nn.Module,
+    data_format: DataFormat,
+    **fields: Any,
+) -> Checkpoint:
+    """Wrap a model built by :func:`create_model` (which records its name and arguments)."""
+    arch, kwargs = model.ppgedge_arch  # type: ignore[attr-defined]
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return Checkpoint(arch=arch, arch_kwargs=kwargs, state_dict=state, data_format=data_format,
+                      **fields)

@@ -1,0 +1,51 @@
+"""MLP baseline over the whole (optionally average-pooled) window.
+
+The seed paper contrasts ResNet and MLP students; the MLP has no translation-invariance prior,
+which is exactly what that comparison measures.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ppgedge.models.bpm import N_CLASSES
+from ppgedge.models.layers import as_4d
+from ppgedge.models.registry import register_model
+
+
+class MLP(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 4,
+        window_samples: int = 256,
+        hidden: tuple[int, ...] | list[int] = (256, 128),
+        pool: int = 2,
+        num_classes: int = N_CLASSES,
+    ) -> None:
+        super().__init__()
+        if window_samples % pool:
+            raise TypeError(f"window_samples {window_samples} is not a multiple of pool {pool}")
+        self.pool = nn.AvgPool2d((1, pool)) if pool > 1 else nn.Identity()
+        layers: list[nn.Module] = []
+        width = in_channels * (window_samples // pool)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.features_dim = width
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(as_4d(x))
+        return self.head(self.body(x.flatten(1)))
+
+
+@register_model("mlp", family="mlp", description="MLP over the pooled window, ~0.19 M params")
+def mlp(**kwargs) -> MLP:
+    return MLP(**kwargs)
+
+
+@register_model("mlp_small", family="mlp", description="small MLP student, ~14 k params")
+def mlp_small(**kwargs) -> MLP:
+    return MLP(**({"hidden": (32,), "pool": 4} | kwargs))

@@ -1,0 +1,275 @@
+"""Supervised training of any zoo model: soft Gaussian targets, AdamW, cosine schedule, early
+stopping on validation subjects, and a resume file written every epoch.
+
+The same seed gives the same model on the same device: shuffling and augmentation draw from a
+generator seeded by ``(seed, epoch)``, so a run resumed after an interruption continues exactly
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ppgedge.atomic import atomic_path
+from ppgedge.data.fingerprint import dataset_sha256
+from ppgedge.data.format import Dataset, resolve_channels
+from ppgedge.data.loader import WindowSource
+from ppgedge.data.splits import Split
+from ppgedge.errors import PpgedgeError
+from ppgedge.evaluate.metrics import error_summary
+from ppgedge.evaluate.predict import check_compatible, predict_logits
+from ppgedge.models.bpm import DECODERS, decode, gaussian_targets
+from ppgedge.models.checkpoint import (
+    Checkpoint,
+    checkpoint_from_model,
+    load_checkpoint,
+    model_record,
+    save_checkpoint,
+)
+from ppgedge.models.registry import count_macs, count_parameters, create_model
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the trained weights (hashed to validate a resume)."""
+
+    arch: str = "resnet_base"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    channels: str = "all"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    label_sigma_bpm: float = 1.5
+    patience: int = 8
+    augment: bool = True
+    seed: int = 0
+
+    def digest(self, extra: dict[str, Any]) -> str:
+        blob = json.dumps({"config": asdict(self), **extra}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_mae: float
+    best_val_mae: float
+    seconds: float
+    resumed: bool = False
+
+
+class TrainingObserver:
+    """Receives progress; the CLI renders it with Rich, tests and benchmarks ignore it."""
+
+    def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None: ...
+
+    def batch(self, mean_loss: float) -> None:
+        """Called after each batch with the running mean loss of the epoch."""
+
+    def epoch(self, report: EpochReport) -> None: ...
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise PpgedgeError("--device cuda requested but no CUDA device is available: use cpu")
+    return torch.device(requested)
+
+
+def augment_batch(x: torch.Tensor, rng: np.random.Generator, channels: tuple[str, ...]) -> torch.Tensor:
+    """Wrist orientation varies between wearers: flip accelerometer axes' signs at random and
+    add a little noise; the PPG is left as it is (its polarity is physiological)."""
+    acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
+    if acc:
+        signs = torch.from_numpy(rng.choice([-1.0, 1.0], size=(x.shape[0], len(acc))).astype(np.float32))
+        x = x.clone()
+        x[:, acc] = x[:, acc] * signs[:, :, None]
+    noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
+    return x + 0.05 * noise
+
+
+def soft_target_loss(logits: torch.Tensor, bpm: torch.Tensor, sigma: float) -> torch.Tensor:
+    return F.cross_entropy(logits, gaussian_targets(bpm, sigma))
+
+
+def validation_mae(model: nn.Module, source: WindowSource, device: torch.device) -> dict[str, float]:
+    logits = predict_logits(model, source, device)
+    return {m: error_summary(decode(logits, m).numpy(), source.y)["mae"] for m in DECODERS}
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first steps, then cosine decay to zero."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _resume_path(out: Path) -> Path:
+    return out.with_name(out.name + ".resume")
+
+
+def train(
+    dataset: Dataset,
+    split: Split,
+    out: str | Path,
+    cfg: TrainConfig,
+    *,
+    init_from: str | Path | None = None,
+    device: str = "auto",
+    observer: TrainingObserver | None = None,
+    restart: bool = False,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> Checkpoint:
+    """Train ``cfg.arch`` on ``split.train``, stop early on ``split.val``, save to ``out``.
+
+    ``init_from`` starts from a checkpoint's weights (fine-tuning; it becomes the parent).
+    If ``out + '.resume'`` exists from an interrupted run with the same configuration, training
+    continues from its last finished epoch unless ``restart`` is set.
+    """
+    out = Path(out)
+    observer = observer or TrainingObserver()
+    dev = pick_device(device)
+    channels = resolve_channels(cfg.channels)
+    fmt = dataset.fmt.with_channels(channels)
+    parts = split.indices(dataset.subject_names())
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise PpgedgeError(
+            f"split '{split.name}' leaves no training or no validation windows in {dataset.path}"
+        )
+    parent_ckpt = load_checkpoint(init_from) if init_from else None
+    kwargs = dict(cfg.arch_kwargs)
+    if parent_ckpt is not None:
+        check_compatible(parent_ckpt.data_format, dataset)
+        if parent_ckpt.arch != cfg.arch or tuple(parent_ckpt.data_format.channels) != channels:
+            raise PpgedgeError(
+                f"--init {init_from} is a {parent_ckpt.arch} on {list(parent_ckpt.data_format.channels)};"
+                f" fine-tuning needs the same architecture and channels ({cfg.arch}, {list(channels)})"
+            )
+        kwargs = dict(parent_ckpt.arch_kwargs)
+    kwargs.setdefault("in_channels", len(channels))
+    if cfg.arch.startswith("mlp"):
+        kwargs.setdefault("window_samples", fmt.window_samples)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, **kwargs)
+    if parent_ckpt is not None:
+        model.load_state_dict(parent_ckpt.state_dict)
+    model.to(dev)
+    train_src = WindowSource(dataset, parts["train"], channels)
+    val_src = WindowSource(dataset, parts["val"], channels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-len(train_src) // cfg.batch_size)
+    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch)
+    data_hash = dataset_sha256(dataset.path)
+    digest = cfg.digest({"dataset": data_hash, "split": split.to_dict(),
+                         "init": parent_ckpt and model_record(init_from, parent_ckpt)["sha256"]})
+    state: dict[str, Any] = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1,
+                             "bad_epochs": 0, "history": [], "best_state": None}
+    resume_file = _resume_path(out)
+    resumed = False
+    if resume_file.exists() and not restart:
+        saved = torch.load(resume_file, map_location="cpu", weights_only=True)
+        if saved.get("digest") == digest:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = saved["state"]
+            resumed = True
+    loss_fn = loss_fn or (lambda logits, y: soft_target_loss(logits, y, cfg.label_sigma_bpm))
+
+    observer.start(cfg.epochs, steps_per_epoch, state["epoch"])
+    t_start = time.perf_counter()
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["bad_epochs"] >= cfg.patience:
+            break
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        model.train()
+        total, count = 0.0, 0
+        for _, x, y in train_src.batches(cfg.batch_size, rng):
+            if cfg.augment:
+                x = augment_batch(x, rng, channels)
+            x, y = x.to(dev), y.to(dev)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(y)
+            count += len(y)
+            observer.batch(total / count if count else 0.0)
+        val = validation_mae(model, val_src, dev)
+        val_mae = min(val.values())
+        if val_mae < state["best_val"] - 1e-4:
+            state.update(best_val=val_mae, best_epoch=epoch, bad_epochs=0,
+                         best_state={k: v.detach().cpu().clone()
+                                     for k, v in model.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": total / max(count, 1),
+                                 **{f"val_mae_{k}": v for k, v in val.items()}})
+        with atomic_path(resume_file) as tmp:
+            torch.save({"digest": digest, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "state": state}, tmp)
+        observer.epoch(EpochReport(epoch + 1, cfg.epochs, total / max(count, 1), val_mae,
+                                   state["best_val"], time.perf_counter() - t0, resumed))
+        resumed = False
+
+    model.load_state_dict(state["best_state"])
+    val = validation_mae(model, val_src, dev)
+    decoder = min(val, key=val.get)
+    metrics = {
+        "val_mae": val[decoder],
+        "val_mae_by_decoder": val,
+        "best_epoch": state["best_epoch"] + 1,
+        "epochs_run": state["epoch"],
+        "parameters": count_parameters(model),
+        "macs": count_macs(model.cpu(), len(channels), fmt.window_samples),
+        "train_seconds_this_session": round(time.perf_counter() - t_start, 2),
+    }
+    training = {
+        "config": asdict(cfg),
+        "dataset": str(dataset.path),
+        "dataset_sha256": data_hash,
+        "dataset_source": dataset.source,
+        "split": split.to_dict(),
+        "device": str(dev),
+        "history": state["history"],
+        "method": "supervised" if parent_ckpt is None else "fine-tune",
+    }
+    parent = model_record(init_from, parent_ckpt) if parent_ckpt is not None else None
+    lineage = [*(parent_ckpt.lineage if parent_ckpt else []),
+               {"stage": training["method"], "arch": cfg.arch, "dataset": dataset.source}]
+    ckpt = checkpoint_from_model(model.cpu(), fmt, decode=decoder, metrics=metrics,
+                                 training=training, parent=parent, lineage=lineage)
+    save_checkpoint(ckpt, out)
+    resume_file.unlink(missing_ok=True)
+    return ckpt
