@@ -43,8 +43,9 @@ def write_spc(root: Path, seconds: float = 90.0, *, bpm: np.ndarray | None = Non
     n = p.size
     acc = np.tile([[0.1], [0.2], [1.0]], (1, n))
     labels = bpm if bpm is not None else HR + 0.5 * np.arange(n_ref(seconds))
-    train, extra, test, truth = (root / d for d in
-                                 ("Training_data", "Extra_TrainingData", "TestData", "TrueBPM"))
+    train, extra, test, truth = (
+        root / d for d in ("Training_data", "Extra_TrainingData", "TestData", "TrueBPM")
+    )
     for d in (train, extra, test, truth):
         d.mkdir(parents=True)
     six = np.vstack([np.zeros(n), p, 3 * p, acc])
@@ -163,8 +164,10 @@ class Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
 
     def save_bytes(self, obj: bytes) -> None:
         n = len(obj)
-        op = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack(
-            "<i", n
+        op = (
+            pickle.SHORT_BINSTRING + bytes([n])
+            if n < 256
+            else pickle.BINSTRING + struct.pack("<i", n)
         )
         self.write(op + obj)
         self.memoize(obj)
@@ -291,8 +294,9 @@ def write_bami(path: Path, seconds: float = 60.0, *, acc: bool = True) -> None:
     p = (30000 + 1000 * ppg_wave(seconds, 50)).astype(np.uint16)
     mat = {"rawPPG": np.vstack([p, p + 30, p + 60]), "bpm_ecg": np.full(n_ref(seconds), HR)}
     if acc:
-        mat["rawAcc"] = np.tile(np.array([[32768], [32768 - 1024], [32768 + 2048]], np.uint16),
-                                (1, n))
+        mat["rawAcc"] = np.tile(
+            np.array([[32768], [32768 - 1024], [32768 + 2048]], np.uint16), (1, n)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     savemat(path, mat)
 
@@ -325,14 +329,23 @@ def test_generic_npz(tmp_path: Path) -> None:
     k = n_ref(60)
     np.savez(
         tmp_path / "s01_walk.npz",
-        ppg=ppg_wave(60, 100), acc=np.tile([0.0, 0.0, 1.0], (6000, 1)), rate_hz=100.0,
-        hr_bpm=np.full(k, HR), hr_times_s=4.0 + 2 * np.arange(k),
-        activity=np.array(["sit", "walk"]), activity_start_s=[0.0, 30.0],
+        ppg=ppg_wave(60, 100),
+        acc=np.tile([0.0, 0.0, 1.0], (6000, 1)),
+        rate_hz=100.0,
+        hr_bpm=np.full(k, HR),
+        hr_times_s=4.0 + 2 * np.arange(k),
+        activity=np.array(["sit", "walk"]),
+        activity_start_s=[0.0, 30.0],
         activity_end_s=[30.0, 60.0],
     )
     beats = np.arange(0, 60, 60 / 90.0)  # 90 BPM
-    np.savez(tmp_path / "s01_run.npz", ppg=ppg_wave(60, 50, 90), ppg_rate_hz=50,
-             beat_times_s=beats, subject="alice")
+    np.savez(
+        tmp_path / "s01_run.npz",
+        ppg=ppg_wave(60, 50, 90),
+        ppg_rate_hz=50,
+        beat_times_s=beats,
+        subject="alice",
+    )
     ppg_fmt = FMT.with_channels(["ppg"])
     d = import_dataset("generic", tmp_path, ppg_fmt, subject_from="prefix")
     assert d.recordings == ["s01_run", "s01_walk"] and d.subjects == ["alice", "s01"]
@@ -351,8 +364,14 @@ def test_generic_npz(tmp_path: Path) -> None:
         import_dataset("generic", tmp_path / "zip.npz", ppg_fmt)
 
 
-def write_csv(path: Path, seconds: float = 60.0, rate: float = 64.0, *, acc: bool = True,
-              activity: bool = True) -> None:
+def write_csv(
+    path: Path,
+    seconds: float = 60.0,
+    rate: float = 64.0,
+    *,
+    acc: bool = True,
+    activity: bool = True,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     t = 100.0 + np.arange(int(seconds * rate)) / rate  # clock need not start at 0
     cols = [t, ppg_wave(seconds, rate)]
@@ -360,8 +379,7 @@ def write_csv(path: Path, seconds: float = 60.0, rate: float = 64.0, *, acc: boo
     if acc:
         cols += [np.zeros_like(t), np.zeros_like(t), np.ones_like(t)]
         header += ",acc_x,acc_y,acc_z"
-    np.savetxt(path, np.column_stack(cols), delimiter=",", header=header, comments="",
-               fmt="%.6f")
+    np.savetxt(path, np.column_stack(cols), delimiter=",", header=header, comments="", fmt="%.6f")
     k = n_ref(seconds)
     lines = ["time_s,hr_bpm" + (",activity" if activity else "")]
     for i in range(k):
@@ -380,8 +398,12 @@ def test_generic_csv(tmp_path: Path) -> None:
     assert names.count("rest") == 10 and names.count("cycling") == k - 10
     np.testing.assert_allclose(d.x[:, 3].mean(), 1.0, atol=1e-4)
     write_csv(tmp_path / "ppg" / "carol_1.csv", acc=False, activity=False)
-    p = import_dataset("generic", tmp_path / "ppg" / "carol_1.csv", FMT.with_channels(["ppg"]),
-                       subject_from="prefix")
+    p = import_dataset(
+        "generic",
+        tmp_path / "ppg" / "carol_1.csv",
+        FMT.with_channels(["ppg"]),
+        subject_from="prefix",
+    )
     assert p.subjects == ["carol"] and (p.activity == -1).all()
     with pytest.raises(PpgedgeError, match="missing column.*acc_x.*channels ppg"):
         import_dataset("generic", tmp_path / "ppg" / "carol_1.csv")

@@ -46,8 +46,10 @@ def test_loso_and_parse(tiny_dataset: Dataset) -> None:
     assert parse_split("kfold:5:2", SUBJECTS) == kfold(SUBJECTS, 5)[2]
 
 
-@pytest.mark.parametrize("spec", ["bogus", "kfold:5", "kfold:5:9", "loso:nobody",
-                                  "holdout:test=zz", "holdout:colour=red"])
+@pytest.mark.parametrize(
+    "spec",
+    ["bogus", "kfold:5", "kfold:5:9", "loso:nobody", "holdout:test=zz", "holdout:colour=red"],
+)
 def test_bad_split_specs(spec: str) -> None:
     with pytest.raises(PpgedgeError):
         parse_split(spec, SUBJECTS)
@@ -55,5 +57,6 @@ def test_bad_split_specs(spec: str) -> None:
 
 def test_holdout_is_seeded() -> None:
     assert holdout(SUBJECTS, seed=4) == holdout(SUBJECTS, seed=4)
-    assert np.any([holdout(SUBJECTS, seed=s).test != holdout(SUBJECTS, seed=4).test
-                   for s in range(4)])
+    assert np.any(
+        [holdout(SUBJECTS, seed=s).test != holdout(SUBJECTS, seed=4).test for s in range(4)]
+    )

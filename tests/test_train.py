@@ -70,8 +70,9 @@ class _InterruptAfter(TrainingObserver):
             raise KeyboardInterrupt
 
 
-def test_interrupted_training_resumes_to_the_same_model(tiny_dataset: Dataset,
-                                                        tmp_path: Path) -> None:
+def test_interrupted_training_resumes_to_the_same_model(
+    tiny_dataset: Dataset, tmp_path: Path
+) -> None:
     split = holdout(tiny_dataset.subjects, seed=0)
     cfg = TrainConfig(arch="resnet_micro", epochs=3, patience=10, seed=3)
     straight = train(tiny_dataset, split, tmp_path / "straight.pt", cfg, device="cpu")
@@ -94,32 +95,61 @@ def test_changed_config_does_not_resume(tiny_dataset: Dataset, tmp_path: Path) -
     split = holdout(tiny_dataset.subjects, seed=0)
     out = tmp_path / "m.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_dataset, split, out, TrainConfig(arch="resnet_micro", epochs=3, seed=1),
-              device="cpu", observer=_InterruptAfter(1))
+        train(
+            tiny_dataset,
+            split,
+            out,
+            TrainConfig(arch="resnet_micro", epochs=3, seed=1),
+            device="cpu",
+            observer=_InterruptAfter(1),
+        )
     observer = _InterruptAfter(-1)
-    train(tiny_dataset, split, out, TrainConfig(arch="resnet_micro", epochs=2, seed=2),
-          device="cpu", observer=observer)
+    train(
+        tiny_dataset,
+        split,
+        out,
+        TrainConfig(arch="resnet_micro", epochs=2, seed=2),
+        device="cpu",
+        observer=observer,
+    )
     assert observer.first_epoch == 0
 
 
-def test_fine_tune_records_parent(tiny_dataset: Dataset, tiny_checkpoint: Path,
-                                  tmp_path: Path) -> None:
+def test_fine_tune_records_parent(
+    tiny_dataset: Dataset, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     split = holdout(tiny_dataset.subjects, seed=1)
-    child = train(tiny_dataset, split, tmp_path / "child.pt",
-                  TrainConfig(arch="resnet_micro", epochs=1), init_from=tiny_checkpoint,
-                  device="cpu")
+    child = train(
+        tiny_dataset,
+        split,
+        tmp_path / "child.pt",
+        TrainConfig(arch="resnet_micro", epochs=1),
+        init_from=tiny_checkpoint,
+        device="cpu",
+    )
     assert child.parent["path"] == str(tiny_checkpoint)
     assert len(child.parent["sha256"]) == 64
     assert child.training["method"] == "fine-tune"
     with pytest.raises(PpgedgeError, match="same architecture"):
-        train(tiny_dataset, split, tmp_path / "bad.pt", TrainConfig(arch="resnet_tiny", epochs=1),
-              init_from=tiny_checkpoint, device="cpu")
+        train(
+            tiny_dataset,
+            split,
+            tmp_path / "bad.pt",
+            TrainConfig(arch="resnet_tiny", epochs=1),
+            init_from=tiny_checkpoint,
+            device="cpu",
+        )
 
 
 def test_ppg_only_model(tiny_dataset: Dataset, tmp_path: Path) -> None:
     split = holdout(tiny_dataset.subjects, seed=0)
-    ckpt = train(tiny_dataset, split, tmp_path / "ppg.pt",
-                 TrainConfig(arch="mlp_small", channels="ppg", epochs=1), device="cpu")
+    ckpt = train(
+        tiny_dataset,
+        split,
+        tmp_path / "ppg.pt",
+        TrainConfig(arch="mlp_small", channels="ppg", epochs=1),
+        device="cpu",
+    )
     assert ckpt.data_format.channels == ("ppg",)
     assert ckpt.build()(torch.randn(2, 1, 256)).shape == (2, 180)
 

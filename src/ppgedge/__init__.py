@@ -1,4 +1,4 @@
-"""ppgedge: from a large PPG heart-rate model to a small int8 model that fits a Cortex-M wearable."""
+"""ppgedge: from a large PPG heart-rate model to a small int8 model that fits a Cortex-M."""
 
 from importlib.metadata import PackageNotFoundError, version
 

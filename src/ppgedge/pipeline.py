@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ppgedge.atomic import write_json_atomic, write_text_atomic
-from ppgedge.data.format import Dataset, DataFormat, write_dataset
+from ppgedge.data.format import DataFormat, Dataset, write_dataset
 from ppgedge.data.splits import holdout
 from ppgedge.data.synth import synthesize
 from ppgedge.evaluate.report import evaluate_model
@@ -60,8 +60,11 @@ def run_main_job(
     if not (data_dir / "meta.json").exists():
         write_dataset(synthesize(cfg.subjects, cfg.minutes, cfg.seed, DataFormat()), data_dir)
     ds = Dataset(data_dir)
-    obs.stage("data", f"{data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
-              time.perf_counter() - t0)
+    obs.stage(
+        "data",
+        f"{data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
+        time.perf_counter() - t0,
+    )
 
     t0 = time.perf_counter()
     split = holdout(ds.subjects, seed=cfg.seed)
@@ -69,24 +72,27 @@ def run_main_job(
     if teacher_path.exists():
         ckpt = load_checkpoint(teacher_path)
     else:
-        tcfg = TrainConfig(arch=cfg.teacher, epochs=cfg.epochs, patience=cfg.patience,
-                           seed=cfg.seed)
+        tcfg = TrainConfig(
+            arch=cfg.teacher, epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed
+        )
         tobs = obs.training("teacher")
         try:
             ckpt = train(ds, split, teacher_path, tcfg, device=device, observer=tobs)
         finally:
             getattr(tobs, "close", lambda: None)()
     m = ckpt.metrics
-    obs.stage("teacher", f"{teacher_path}: {ckpt.arch}, {m['parameters']:,} params, "
-              f"val MAE {m['val_mae']:.2f} BPM", time.perf_counter() - t0)
+    obs.stage(
+        "teacher",
+        f"{teacher_path}: {ckpt.arch}, {m['parameters']:,} params, val MAE {m['val_mae']:.2f} BPM",
+        time.perf_counter() - t0,
+    )
 
     t0 = time.perf_counter()
     evaluation = evaluate_model(teacher_path, data_dir, part="test", device="cpu")
     write_json_atomic(out / "eval" / "teacher_eval.json", evaluation)
     report = out / "report.md"
     write_text_atomic(report, _report_markdown(evaluation, ckpt.arch))
-    obs.stage("eval", f"{report}: test subjects {', '.join(split.test)}",
-              time.perf_counter() - t0)
+    obs.stage("eval", f"{report}: test subjects {', '.join(split.test)}", time.perf_counter() - t0)
     return {
         "evaluation": evaluation,
         "report": str(report),
@@ -111,10 +117,9 @@ def _report_markdown(evaluation: dict[str, Any], arch: str) -> str:
     acts = models[names[0]]["per_activity"]
     for act in [*acts, None]:
         row = models[names[0]]["overall"] if act is None else acts[act]
-        cells = [
-            f"{(models[n]['overall'] if act is None else models[n]['per_activity'][act])['mae']:.2f}"
-            for n in names
-        ]
+        block = [models[n]["overall"] if act is None else models[n]["per_activity"][act]
+                 for n in names]
+        cells = [f"{m['mae']:.2f}" for m in block]
         lines.append(f"| {act or '**all**'} | {row['n']} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from ppgedge.errors import PpgedgeError
 
 app = typer.Typer(
     name="ppgedge",
-    help="Distil a large PPG heart-rate model into a small int8 model that fits a Cortex-M wearable.",
+    help="Distil a large PPG heart-rate model into a small int8 model for a Cortex-M wearable.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,8 +41,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Distil, compress and deploy PPG heart-rate models to Cortex-M wearables."""
 
@@ -67,8 +68,12 @@ def _dataset_line(path: Path, seconds: float) -> None:
 
     ds = Dataset(path)
     s = ds.summary()
-    status("data", f"{path}: {fmt_int(s['n_windows'])} windows, {s['n_subjects']} subjects, "
-           f"HR {s['hr_bpm']['min']:.0f}-{s['hr_bpm']['max']:.0f} BPM", seconds)
+    status(
+        "data",
+        f"{path}: {fmt_int(s['n_windows'])} windows, {s['n_subjects']} subjects, "
+        f"HR {s['hr_bpm']['min']:.0f}-{s['hr_bpm']['max']:.0f} BPM",
+        seconds,
+    )
 
 
 @data_app.command("synth")
@@ -77,7 +82,10 @@ def data_synth(
     subjects: int = typer.Option(16, help="Number of synthetic subjects."),
     minutes: float = typer.Option(10.0, help="Minutes of recording per subject."),
     seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
-    rate: float = RATE, window: float = WINDOW, hop: float = HOP, channels: str = CHANNELS,
+    rate: float = RATE,
+    window: float = WINDOW,
+    hop: float = HOP,
+    channels: str = CHANNELS,
 ) -> None:
     """Generate the seeded synthetic PPG + accelerometer dataset."""
     from ppgedge.data.format import write_dataset
@@ -95,18 +103,29 @@ def data_import(
     kind: str = typer.Argument(..., help="spc2015, dalia, bami or generic."),
     path: Path = typer.Argument(..., help="File or folder to import."),
     out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
-    subset: str = typer.Option("all", help="spc2015 only: all, train or test."),
+    subset: str | None = typer.Option(None, help="spc2015: all (default), train or test."),
+    subject_from: str | None = typer.Option(None, help="generic: stem (default) or prefix."),
+    acc_scale: float | None = typer.Option(None, help="bami: g per accelerometer count."),
     drop_out_of_range: bool = typer.Option(False, help="Drop windows labelled outside 30-209 BPM."),
-    rate: float = RATE, window: float = WINDOW, hop: float = HOP, channels: str = CHANNELS,
+    rate: float = RATE,
+    window: float = WINDOW,
+    hop: float = HOP,
+    channels: str = CHANNELS,
 ) -> None:
-    """Import recordings (IEEE SPC 2015, PPG-DaLiA, BAMI, generic CSV/NPZ) into the dataset format."""
+    """Import IEEE SPC 2015, PPG-DaLiA, BAMI or generic CSV/NPZ recordings as a dataset."""
     from ppgedge.data.format import write_dataset
     from ppgedge.data.importers import import_dataset
 
     t0 = time.perf_counter()
-    options = {"subset": subset} if kind == "spc2015" else {}
-    data = import_dataset(kind, path, _format(rate, window, hop, channels),
-                          drop_out_of_range=drop_out_of_range, **options)
+    given = {"subset": subset, "subject_from": subject_from, "acc_scale": acc_scale}
+    options = {k: v for k, v in given.items() if v is not None}
+    data = import_dataset(
+        kind,
+        path,
+        _format(rate, window, hop, channels),
+        drop_out_of_range=drop_out_of_range,
+        **options,
+    )
     write_dataset(data, out)
     _dataset_line(out, time.perf_counter() - t0)
 
@@ -126,13 +145,17 @@ def data_info(
         print_json("dataset-info", s)
         return
     f = s["format"]
-    console.print(f"[bold]{s['path']}[/bold]  source [cyan]{s['source']}[/cyan]  "
-                  f"{f['sample_rate_hz']:g} Hz, {f['window_s']:g} s windows, {f['hop_s']:g} s hop, "
-                  f"channels {', '.join(f['channels'])}")
+    console.print(
+        f"[bold]{s['path']}[/bold]  source [cyan]{s['source']}[/cyan]  "
+        f"{f['sample_rate_hz']:g} Hz, {f['window_s']:g} s windows, {f['hop_s']:g} s hop, "
+        f"channels {', '.join(f['channels'])}"
+    )
     hr = s["hr_bpm"]
-    console.print(f"{fmt_int(s['n_windows'])} windows, {s['n_subjects']} subjects, "
-                  f"{s['n_recordings']} recordings, ~{s['hours']:.2f} h; HR {hr['min']:.1f}-"
-                  f"{hr['max']:.1f} BPM (mean {hr['mean']:.1f}, sd {hr['std']:.1f})")
+    console.print(
+        f"{fmt_int(s['n_windows'])} windows, {s['n_subjects']} subjects, "
+        f"{s['n_recordings']} recordings, ~{s['hours']:.2f} h; HR {hr['min']:.1f}-"
+        f"{hr['max']:.1f} BPM (mean {hr['mean']:.1f}, sd {hr['std']:.1f})"
+    )
     for title, key in (("activity", "windows_per_activity"), ("subject", "windows_per_subject")):
         table = Table(title=f"windows per {title}", title_justify="left")
         table.add_column(title)
@@ -160,19 +183,31 @@ def models_cmd(
         if e.family == "mlp":
             kwargs["window_samples"] = window_samples
         m = create_model(e.name, **kwargs)
-        rows.append({"name": e.name, "family": e.family, "description": e.description,
-                     "parameters": count_parameters(m),
-                     "macs": count_macs(m, channels, window_samples)})
+        rows.append(
+            {
+                "name": e.name,
+                "family": e.family,
+                "description": e.description,
+                "parameters": count_parameters(m),
+                "macs": count_macs(m, channels, window_samples),
+            }
+        )
     if json_out:
         print_json("models", {"input": [channels, window_samples], "models": rows})
         return
     table = Table(title=f"model zoo (input {channels} x {window_samples})", title_justify="left")
-    for col, just in (("name", "left"), ("family", "left"), ("params", "right"),
-                      ("MACs", "right"), ("description", "left")):
+    for col, just in (
+        ("name", "left"),
+        ("family", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("description", "left"),
+    ):
         table.add_column(col, justify=just)
     for r in rows:
-        table.add_row(r["name"], r["family"], fmt_int(r["parameters"]), fmt_si(r["macs"]),
-                      r["description"])
+        table.add_row(
+            r["name"], r["family"], fmt_int(r["parameters"]), fmt_si(r["macs"]), r["description"]
+        )
     console.print(table)
 
 
@@ -182,7 +217,9 @@ def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset directory."),
     model: str = typer.Option("resnet_base", "--model", "-m", help="Zoo model name."),
     out: Path = typer.Option(..., "-o", "--out", help="Checkpoint file to write."),
-    split: str = typer.Option("holdout", help="holdout, holdout:test=a,b;val=c, kfold:K:I or loso:SUBJECT."),
+    split: str = typer.Option(
+        "holdout", help="holdout, holdout:test=a,b;val=c, kfold:K:I or loso:SUBJECT."
+    ),
     channels: str = CHANNELS,
     epochs: int = typer.Option(30, min=1),
     batch_size: int = typer.Option(64, min=1),
@@ -191,7 +228,9 @@ def train_cmd(
     patience: int = typer.Option(8, min=1, help="Early stopping patience, epochs."),
     seed: int = typer.Option(0),
     augment: bool = typer.Option(True, help="Accelerometer sign flips and light noise."),
-    init: Path | None = typer.Option(None, help="Start from this checkpoint's weights (fine-tune)."),
+    init: Path | None = typer.Option(
+        None, help="Start from this checkpoint's weights (fine-tune)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -203,13 +242,23 @@ def train_cmd(
 
     ds = Dataset(dataset)
     sp = parse_split(split, ds.subjects, seed=seed)
-    cfg = TrainConfig(arch=model, channels=channels, epochs=epochs, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, patience=patience, augment=augment, seed=seed)
+    cfg = TrainConfig(
+        arch=model,
+        channels=channels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=patience,
+        augment=augment,
+        seed=seed,
+    )
     observer = RichTrainingObserver(model) if not json_out else None
     t0 = time.perf_counter()
     try:
-        ckpt = train(ds, sp, out, cfg, init_from=init, device=device, observer=observer,
-                     restart=restart)
+        ckpt = train(
+            ds, sp, out, cfg, init_from=init, device=device, observer=observer, restart=restart
+        )
     finally:
         if observer:
             observer.close()
@@ -217,9 +266,12 @@ def train_cmd(
     if json_out:
         print_json("train", {"checkpoint": str(out), **ckpt.describe()})
         return
-    status("train", f"{out}: {ckpt.arch}, {fmt_int(m['parameters'])} params, {fmt_si(m['macs'])} "
-           f"MACs, val MAE {m['val_mae']:.2f} BPM ({ckpt.decode}), best epoch {m['best_epoch']}",
-           time.perf_counter() - t0)
+    status(
+        "train",
+        f"{out}: {ckpt.arch}, {fmt_int(m['parameters'])} params, {fmt_si(m['macs'])} "
+        f"MACs, val MAE {m['val_mae']:.2f} BPM ({ckpt.decode}), best epoch {m['best_epoch']}",
+        time.perf_counter() - t0,
+    )
     console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
 
 
@@ -228,8 +280,11 @@ def train_cmd(
 def eval_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint to evaluate."),
     dataset: Path = typer.Argument(..., help="Dataset directory."),
-    part: str = typer.Option("auto", help="auto (the model's test subjects when trained on this "
-                             "dataset), train, val, test or all."),
+    part: str = typer.Option(
+        "auto",
+        help="auto (the model's test subjects when trained on this "
+        "dataset), train, val, test or all.",
+    ),
     baseline: bool = typer.Option(True, help="Also score the spectral baseline."),
     per_subject: bool = typer.Option(False, help="Add a per-subject table."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -250,11 +305,15 @@ def _render_eval(result: dict, per_subject: bool) -> None:
     console.print(f"evaluated on {result['n_windows']} windows: {result['windows']}")
     overall = {n: {"all": r["overall"]} for n, r in models.items()}
     console.print(metrics_table("overall", overall, "set"))
-    console.print(metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()},
-                                "activity"))
+    console.print(
+        metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()}, "activity")
+    )
     if per_subject:
-        console.print(metrics_table("per subject",
-                                    {n: r["per_subject"] for n, r in models.items()}, "subject"))
+        console.print(
+            metrics_table(
+                "per subject", {n: r["per_subject"] for n, r in models.items()}, "subject"
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------ run

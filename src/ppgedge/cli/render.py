@@ -42,23 +42,31 @@ def fmt_si(n: float) -> str:
 
 
 def metrics_table(title: str, rows: dict[str, dict[str, dict[str, float]]], group: str) -> Table:
-    """One row per (group value), one column block per model: MAE / RMSE / within 5 BPM."""
+    """One block per group value (activity, subject...), one row per model in it."""
     table = Table(title=title, title_justify="left")
-    table.add_column(group)
-    table.add_column("windows", justify="right")
+    for col, just in (
+        (group, "left"),
+        ("windows", "right"),
+        ("model", "left"),
+        ("MAE", "right"),
+        ("RMSE", "right"),
+        ("≤5 BPM", "right"),
+    ):
+        table.add_column(col, justify=just)
     names = list(rows)
-    for name in names:
-        table.add_column(f"{name}\nMAE", justify="right")
-        table.add_column("RMSE", justify="right")
-        table.add_column("≤5 BPM", justify="right")
-    keys = list(next(iter(rows.values())).keys()) if rows else []
+    keys = list(rows[names[0]]) if names else []
     for key in keys:
-        first = rows[names[0]][key]
-        cells = [key, fmt_int(first["n"])]
-        for name in names:
+        for i, name in enumerate(names):
             m = rows[name][key]
-            cells += [f"{m['mae']:.2f}", f"{m['rmse']:.2f}", f"{100 * m['within5']:.0f}%"]
-        table.add_row(*cells)
+            table.add_row(
+                key if i == 0 else "",
+                fmt_int(m["n"]) if i == 0 else "",
+                name,
+                f"{m['mae']:.2f}",
+                f"{m['rmse']:.2f}",
+                f"{100 * m['within5']:.0f}%",
+                end_section=i == len(names) - 1,
+            )
     return table
 
 
@@ -68,9 +76,14 @@ class RichTrainingObserver(TrainingObserver):
     def __init__(self, label: str = "train") -> None:
         self.label = label
         self.progress = Progress(
-            TextColumn("[bold blue]{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("[bold blue]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         )
         self.task = None
 
@@ -79,8 +92,9 @@ class RichTrainingObserver(TrainingObserver):
         if first_epoch:
             console.print(f"[yellow]resuming after epoch {first_epoch}[/yellow]")
         self.progress.start()
-        self.task = self.progress.add_task(f"{self.label} epoch {first_epoch + 1}/{total_epochs}",
-                                           total=batches_per_epoch, info="")
+        self.task = self.progress.add_task(
+            f"{self.label} epoch {first_epoch + 1}/{total_epochs}", total=batches_per_epoch, info=""
+        )
 
     def batch(self, loss: float) -> None:
         self.progress.update(self.task, advance=1, info=f"loss {loss:.3f}")
@@ -90,8 +104,11 @@ class RichTrainingObserver(TrainingObserver):
             f"  epoch {r.epoch:>3}/{r.epochs}  loss {r.train_loss:.3f}  "
             f"val MAE {r.val_mae:6.2f}  best {r.best_val_mae:6.2f}  [dim]{r.seconds:.1f}s[/dim]"
         )
-        self.progress.reset(self.task, total=self.batches,
-                            description=f"{self.label} epoch {r.epoch + 1}/{r.epochs}")
+        self.progress.reset(
+            self.task,
+            total=self.batches,
+            description=f"{self.label} epoch {r.epoch + 1}/{r.epochs}",
+        )
 
     def close(self) -> None:
         self.progress.stop()

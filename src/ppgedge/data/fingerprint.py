@@ -14,8 +14,11 @@ def dataset_sha256(path: str | Path) -> str:
     """SHA-256 over meta.json and every array file, in a fixed order (cached per mtime)."""
     path = Path(path)
     files = [path / "meta.json", *(path / f"{a}.npy" for a in ARRAYS)]
-    key = (str(path.resolve()), max(f.stat().st_mtime for f in files),
-           sum(f.stat().st_size for f in files))
+    key = (
+        str(path.resolve()),
+        max(f.stat().st_mtime for f in files),
+        sum(f.stat().st_size for f in files),
+    )
     if key in _CACHE:
         return _CACHE[key]
     digest = hashlib.sha256()

@@ -193,7 +193,9 @@ class Dataset:
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PpgedgeError(f"{meta_path}: corrupt metadata ({exc}): re-create the dataset")
+            raise PpgedgeError(
+                f"{meta_path}: corrupt metadata ({exc}): re-create the dataset"
+            ) from None
         if self.meta.get("schema") != SCHEMA:
             raise PpgedgeError(
                 f"{self.path}: dataset schema {self.meta.get('schema')!r} is not {SCHEMA!r}: "
@@ -256,9 +258,7 @@ class Dataset:
     def summary(self) -> dict[str, Any]:
         """Subjects, windows, HR range and activities, for ``ppgedge data info``."""
         y = np.asarray(self.y)
-        per_subject = {
-            name: int((self.subject == i).sum()) for i, name in enumerate(self.subjects)
-        }
+        per_subject = {name: int((self.subject == i).sum()) for i, name in enumerate(self.subjects)}
         acts = self.activity_names()
         per_activity: dict[str, int] = {}
         for a in acts:
@@ -270,9 +270,7 @@ class Dataset:
             "n_windows": len(self),
             "n_subjects": len(self.subjects),
             "n_recordings": len(self.recordings),
-            "hours": round(
-                (len(self) - 1) * self.fmt.hop_s / 3600 + self.fmt.window_s / 3600, 3
-            )
+            "hours": round((len(self) - 1) * self.fmt.hop_s / 3600 + self.fmt.window_s / 3600, 3)
             if len(self)
             else 0.0,
             "hr_bpm": {

@@ -31,8 +31,12 @@ class Split:
         }
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "train": list(self.train), "val": list(self.val),
-                "test": list(self.test)}
+        return {
+            "name": self.name,
+            "train": list(self.train),
+            "val": list(self.val),
+            "test": list(self.test),
+        }
 
 
 def check_disjoint(split: Split) -> None:
@@ -85,8 +89,9 @@ def holdout(
     return split
 
 
-def kfold(subjects: list[str], k: int, *, n_val: int = 1, seed: int = 0) -> list[Split]:
-    """``k`` folds of test subjects; validation subjects drawn from the remaining ones."""
+def kfold(subjects: list[str], k: int, *, n_val: int | None = None, seed: int = 0) -> list[Split]:
+    """``k`` folds of test subjects; validation subjects drawn from the remaining ones
+    (by default 15 % of them, at least one: one subject alone is too noisy to stop on)."""
     subjects = sorted(subjects)
     if not 2 <= k <= len(subjects):
         raise PpgedgeError(f"k-fold needs 2 <= k <= {len(subjects)} subjects, got k={k}")
@@ -95,14 +100,16 @@ def kfold(subjects: list[str], k: int, *, n_val: int = 1, seed: int = 0) -> list
     splits = []
     for i, test in enumerate(folds):
         rest = _shuffled([s for s in pool if s not in test], seed + i + 1)
-        train, val = _take_val(rest, n_val)
+        train, val = _take_val(
+            rest, n_val if n_val is not None else max(1, round(0.15 * len(rest)))
+        )
         split = Split(f"fold{i}", tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(test)))
         check_disjoint(split)
         splits.append(split)
     return splits
 
 
-def loso(subjects: list[str], *, n_val: int = 1, seed: int = 0) -> list[Split]:
+def loso(subjects: list[str], *, n_val: int | None = None, seed: int = 0) -> list[Split]:
     """Leave one subject out: one split per subject."""
     subjects = sorted(subjects)
     out = kfold(subjects, len(subjects), n_val=n_val, seed=seed)

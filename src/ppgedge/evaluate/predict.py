@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ppgedge.data.fingerprint import dataset_sha256
-from ppgedge.data.format import Dataset, DataFormat
+from ppgedge.data.format import DataFormat, Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
@@ -23,8 +23,10 @@ from ppgedge.models.checkpoint import Checkpoint
 def check_compatible(model_fmt: DataFormat, dataset: Dataset) -> None:
     """A model only sees data in the rate and window it was trained on."""
     d = dataset.fmt
-    if (abs(d.sample_rate_hz - model_fmt.sample_rate_hz) > 1e-6
-            or abs(d.window_s - model_fmt.window_s) > 1e-6):
+    if (
+        abs(d.sample_rate_hz - model_fmt.sample_rate_hz) > 1e-6
+        or abs(d.window_s - model_fmt.window_s) > 1e-6
+    ):
         raise PpgedgeError(
             f"{dataset.path}: dataset is {d.sample_rate_hz:g} Hz / {d.window_s:g} s windows, the "
             f"model expects {model_fmt.sample_rate_hz:g} Hz / {model_fmt.window_s:g} s: "
@@ -35,7 +37,9 @@ def check_compatible(model_fmt: DataFormat, dataset: Dataset) -> None:
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, source: WindowSource, device: torch.device | str = "cpu",
+    model: nn.Module,
+    source: WindowSource,
+    device: torch.device | str = "cpu",
     batch_size: int = 256,
 ) -> torch.Tensor:
     model = model.to(device).eval()
@@ -54,12 +58,17 @@ class Evaluation:
 
 
 def evaluate_checkpoint(
-    ckpt: Checkpoint, dataset: Dataset, indices: np.ndarray, *, name: str = "model",
+    ckpt: Checkpoint,
+    dataset: Dataset,
+    indices: np.ndarray,
+    *,
+    name: str = "model",
     device: str = "cpu",
 ) -> Evaluation:
     check_compatible(ckpt.data_format, dataset)
-    source = WindowSource(dataset, indices, ckpt.data_format.channels,
-                          preprocessing=ckpt.data_format.preprocessing)
+    source = WindowSource(
+        dataset, indices, ckpt.data_format.channels, preprocessing=ckpt.data_format.preprocessing
+    )
     logits = predict_logits(ckpt.build(), source, device)
     pred = decode(logits, ckpt.decode).numpy()
     return _evaluation(name, pred, dataset, indices)
@@ -67,17 +76,26 @@ def evaluate_checkpoint(
 
 def evaluate_spectral(dataset: Dataset, indices: np.ndarray) -> Evaluation:
     ppg = dataset.channel_index(["ppg"])[0]
-    pred = np.concatenate([
-        spectral_bpm(np.asarray(dataset.x[indices[i : i + 4096], ppg]), dataset.fmt.sample_rate_hz)
-        for i in range(0, len(indices), 4096)
-    ]) if len(indices) else np.zeros(0)
+    pred = (
+        np.concatenate(
+            [
+                spectral_bpm(
+                    np.asarray(dataset.x[indices[i : i + 4096], ppg]), dataset.fmt.sample_rate_hz
+                )
+                for i in range(0, len(indices), 4096)
+            ]
+        )
+        if len(indices)
+        else np.zeros(0)
+    )
     return _evaluation("spectral baseline", pred, dataset, indices)
 
 
 def _evaluation(name: str, pred: np.ndarray, dataset: Dataset, indices: np.ndarray) -> Evaluation:
     true = np.asarray(dataset.y[indices], np.float64)
-    report = full_report(pred, true, dataset.subject_names(indices),
-                         dataset.activity_names(indices))
+    report = full_report(
+        pred, true, dataset.subject_names(indices), dataset.activity_names(indices)
+    )
     return Evaluation(name, pred, true, report)
 
 
@@ -87,15 +105,18 @@ def eval_indices(dataset: Dataset, ckpt: Checkpoint | None, part: str) -> tuple[
     if part == "all":
         return np.arange(len(dataset)), "all windows"
     split_d = (ckpt.training.get("split") if ckpt is not None else None) or None
-    same_data = ckpt is not None and ckpt.training.get("dataset_sha256") == dataset_sha256(dataset.path)
+    same_data = ckpt is not None and ckpt.training.get("dataset_sha256") == dataset_sha256(
+        dataset.path
+    )
     if split_d is None or not same_data:
         if part == "auto":
             return np.arange(len(dataset)), "all windows (model was not trained on this dataset)"
         raise PpgedgeError(
             f"--part {part}: the model's split does not belong to {dataset.path}; use --part all"
         )
-    split = Split(split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]),
-                  tuple(split_d["test"]))
+    split = Split(
+        split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
+    )
     part = "test" if part == "auto" else part
     if part not in ("train", "val", "test"):
         raise PpgedgeError(f"unknown --part '{part}': use auto, train, val, test or all")

@@ -106,16 +106,25 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise PpgedgeError(f"{path}: no such checkpoint file")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            OSError, AttributeError, TypeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        AttributeError,
+        TypeError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PpgedgeError(
             f"{path}: not a loadable ppgedge checkpoint ({first[:160]}); "
             "files that need arbitrary code to load are refused"
         ) from None
-    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+    schema = raw.get("schema") if isinstance(raw, dict) else None
+    if schema != SCHEMA:
         raise PpgedgeError(
-            f"{path}: not a ppgedge checkpoint (schema {raw.get('schema') if isinstance(raw, dict) else None!r}): "
+            f"{path}: not a ppgedge checkpoint (schema {schema!r}): "
             "train one with 'ppgedge train'"
         )
     try:
@@ -145,5 +154,6 @@ def checkpoint_from_model(
     """Wrap a model built by :func:`create_model` (which records its name and arguments)."""
     arch, kwargs = model.ppgedge_arch  # type: ignore[attr-defined]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return Checkpoint(arch=arch, arch_kwargs=kwargs, state_dict=state, data_format=data_format,
-                      **fields)
+    return Checkpoint(
+        arch=arch, arch_kwargs=kwargs, state_dict=state, data_format=data_format, **fields
+    )

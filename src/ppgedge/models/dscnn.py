@@ -55,6 +55,8 @@ def dscnn(**kwargs) -> DSCNN:
     return DSCNN(**kwargs)
 
 
-@register_model("dscnn_small", family="dscnn", description="small depthwise-separable CNN, ~8 k params")
+@register_model(
+    "dscnn_small", family="dscnn", description="small depthwise-separable CNN, ~8 k params"
+)
 def dscnn_small(**kwargs) -> DSCNN:
     return DSCNN(**({"width": 8, "blocks": 4, "max_width": 32} | kwargs))

@@ -30,8 +30,9 @@ class ConvBNAct(nn.Sequential):
         act: bool = True,
     ) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, (1, kernel), (1, stride), (0, kernel // 2), groups=groups,
-                      bias=False),
+            nn.Conv2d(
+                cin, cout, (1, kernel), (1, stride), (0, kernel // 2), groups=groups, bias=False
+            ),
             nn.BatchNorm2d(cout),
         ]
         if act:

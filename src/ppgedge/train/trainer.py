@@ -24,7 +24,7 @@ from torch import nn
 
 from ppgedge.atomic import atomic_path
 from ppgedge.data.fingerprint import dataset_sha256
-from ppgedge.data.format import Dataset, resolve_channels
+from ppgedge.data.format import BPM_MIN, Dataset, resolve_channels
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
@@ -55,6 +55,8 @@ class TrainConfig:
     label_sigma_bpm: float = 1.5
     patience: int = 8
     augment: bool = True
+    stretch_p: float = 0.5
+    max_stretch: float = 1.25
     seed: int = 0
 
     def digest(self, extra: dict[str, Any]) -> str:
@@ -92,23 +94,56 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def augment_batch(x: torch.Tensor, rng: np.random.Generator, channels: tuple[str, ...]) -> torch.Tensor:
-    """Wrist orientation varies between wearers: flip accelerometer axes' signs at random and
-    add a little noise; the PPG is left as it is (its polarity is physiological)."""
+def time_stretch(
+    x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, max_stretch: float, p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slow a random share ``p`` of the windows down by a factor in [1, max_stretch]: a random
+    crop of T/s samples is linearly resampled to T, so every rhythm (pulse and cadence alike)
+    slows by s and the label becomes HR/s. The scarce high- and low-HR examples of small real
+    datasets are where this helps most."""
+    b, _, t = x.shape
+    factor = np.where(rng.random(b) < p, rng.uniform(1.0, max_stretch, b), 1.0)
+    span = (t - 1) / factor
+    offset = rng.random(b) * (t - 1 - span)
+    pos = torch.from_numpy(
+        (offset[:, None] + np.arange(t)[None, :] / factor[:, None]).astype(np.float32)
+    )
+    lo = pos.floor().long().clamp(0, t - 2)
+    w = (pos - lo).unsqueeze(1)
+    idx = lo.unsqueeze(1).expand(-1, x.shape[1], -1)
+    stretched = x.gather(2, idx) * (1 - w) + x.gather(2, idx + 1) * w
+    return stretched, y / torch.from_numpy(factor.astype(np.float32))
+
+
+def augment_batch(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rng: np.random.Generator,
+    channels: tuple[str, ...],
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrist orientation varies between wearers: flip accelerometer axes' signs at random; add a
+    little noise; optionally stretch time (see :func:`time_stretch`). The PPG keeps its polarity
+    (it is physiological)."""
     acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
     if acc:
-        signs = torch.from_numpy(rng.choice([-1.0, 1.0], size=(x.shape[0], len(acc))).astype(np.float32))
+        signs = rng.choice([-1.0, 1.0], size=(x.shape[0], len(acc))).astype(np.float32)
         x = x.clone()
-        x[:, acc] = x[:, acc] * signs[:, :, None]
+        x[:, acc] = x[:, acc] * torch.from_numpy(signs)[:, :, None]
+    if cfg.stretch_p > 0 and cfg.max_stretch > 1:
+        x, y = time_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p)
+        y = y.clamp(min=BPM_MIN)
     noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
-    return x + 0.05 * noise
+    return x + 0.05 * noise, y
 
 
 def soft_target_loss(logits: torch.Tensor, bpm: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.cross_entropy(logits, gaussian_targets(bpm, sigma))
 
 
-def validation_mae(model: nn.Module, source: WindowSource, device: torch.device) -> dict[str, float]:
+def validation_mae(
+    model: nn.Module, source: WindowSource, device: torch.device
+) -> dict[str, float]:
     logits = predict_logits(model, source, device)
     return {m: error_summary(decode(logits, m).numpy(), source.y)["mae"] for m in DECODERS}
 
@@ -166,8 +201,9 @@ def train(
         check_compatible(parent_ckpt.data_format, dataset)
         if parent_ckpt.arch != cfg.arch or tuple(parent_ckpt.data_format.channels) != channels:
             raise PpgedgeError(
-                f"--init {init_from} is a {parent_ckpt.arch} on {list(parent_ckpt.data_format.channels)};"
-                f" fine-tuning needs the same architecture and channels ({cfg.arch}, {list(channels)})"
+                f"--init {init_from} is a {parent_ckpt.arch} on "
+                f"{list(parent_ckpt.data_format.channels)}; fine-tuning needs the same "
+                f"architecture and channels ({cfg.arch}, {list(channels)})"
             )
         kwargs = dict(parent_ckpt.arch_kwargs)
     kwargs.setdefault("in_channels", len(channels))
@@ -185,10 +221,21 @@ def train(
     steps_per_epoch = -(-len(train_src) // cfg.batch_size)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch)
     data_hash = dataset_sha256(dataset.path)
-    digest = cfg.digest({"dataset": data_hash, "split": split.to_dict(),
-                         "init": parent_ckpt and model_record(init_from, parent_ckpt)["sha256"]})
-    state: dict[str, Any] = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1,
-                             "bad_epochs": 0, "history": [], "best_state": None}
+    digest = cfg.digest(
+        {
+            "dataset": data_hash,
+            "split": split.to_dict(),
+            "init": parent_ckpt and model_record(init_from, parent_ckpt)["sha256"],
+        }
+    )
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_val": float("inf"),
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "best_state": None,
+    }
     resume_file = _resume_path(out)
     resumed = False
     if resume_file.exists() and not restart:
@@ -213,7 +260,7 @@ def train(
         total, count = 0.0, 0
         for _, x, y in train_src.batches(cfg.batch_size, rng):
             if cfg.augment:
-                x = augment_batch(x, rng, channels)
+                x, y = augment_batch(x, y, rng, channels, cfg)
             x, y = x.to(dev), y.to(dev)
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -227,20 +274,44 @@ def train(
         val = validation_mae(model, val_src, dev)
         val_mae = min(val.values())
         if val_mae < state["best_val"] - 1e-4:
-            state.update(best_val=val_mae, best_epoch=epoch, bad_epochs=0,
-                         best_state={k: v.detach().cpu().clone()
-                                     for k, v in model.state_dict().items()})
+            state.update(
+                best_val=val_mae,
+                best_epoch=epoch,
+                bad_epochs=0,
+                best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            )
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": total / max(count, 1),
-                                 **{f"val_mae_{k}": v for k, v in val.items()}})
+        state["history"].append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / max(count, 1),
+                **{f"val_mae_{k}": v for k, v in val.items()},
+            }
+        )
         with atomic_path(resume_file) as tmp:
-            torch.save({"digest": digest, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "state": state}, tmp)
-        observer.epoch(EpochReport(epoch + 1, cfg.epochs, total / max(count, 1), val_mae,
-                                   state["best_val"], time.perf_counter() - t0, resumed))
+            torch.save(
+                {
+                    "digest": digest,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "state": state,
+                },
+                tmp,
+            )
+        observer.epoch(
+            EpochReport(
+                epoch + 1,
+                cfg.epochs,
+                total / max(count, 1),
+                val_mae,
+                state["best_val"],
+                time.perf_counter() - t0,
+                resumed,
+            )
+        )
         resumed = False
 
     model.load_state_dict(state["best_state"])
@@ -266,10 +337,19 @@ def train(
         "method": "supervised" if parent_ckpt is None else "fine-tune",
     }
     parent = model_record(init_from, parent_ckpt) if parent_ckpt is not None else None
-    lineage = [*(parent_ckpt.lineage if parent_ckpt else []),
-               {"stage": training["method"], "arch": cfg.arch, "dataset": dataset.source}]
-    ckpt = checkpoint_from_model(model.cpu(), fmt, decode=decoder, metrics=metrics,
-                                 training=training, parent=parent, lineage=lineage)
+    lineage = [
+        *(parent_ckpt.lineage if parent_ckpt else []),
+        {"stage": training["method"], "arch": cfg.arch, "dataset": dataset.source},
+    ]
+    ckpt = checkpoint_from_model(
+        model.cpu(),
+        fmt,
+        decode=decoder,
+        metrics=metrics,
+        training=training,
+        parent=parent,
+        lineage=lineage,
+    )
     save_checkpoint(ckpt, out)
     resume_file.unlink(missing_ok=True)
     return ckpt

@@ -46,15 +46,24 @@ def load_mat(path: Path, variables: Sequence[str], *, hint: str) -> dict[str, np
             f"{path}: MATLAB v7.3 (HDF5) files are not supported: re-save it in MATLAB "
             "with save(..., '-v7')"
         ) from None
-    except (MatReadError, ValueError, TypeError, OSError, EOFError, KeyError, IndexError,
-            zlib.error, MemoryError, UnicodeError, AssertionError) as exc:
+    except (
+        MatReadError,
+        ValueError,
+        TypeError,
+        OSError,
+        EOFError,
+        KeyError,
+        IndexError,
+        zlib.error,
+        MemoryError,
+        UnicodeError,
+        AssertionError,
+    ) as exc:
         msg = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
         raise PpgedgeError(f"{path}: not a readable .mat file ({msg}): expected {hint}") from None
     missing = [v for v in variables if v not in mat]
     if missing:
-        raise PpgedgeError(
-            f"{path}: missing variable(s) {', '.join(missing)}: expected {hint}"
-        )
+        raise PpgedgeError(f"{path}: missing variable(s) {', '.join(missing)}: expected {hint}")
     out: dict[str, np.ndarray] = {}
     for v in variables:
         arr = np.asarray(mat[v])

@@ -88,9 +88,7 @@ def _numeric(value: Any, path: Path, name: str, ndim_cols: int | None = None) ->
         if arr.ndim == 1 and ndim_cols == 1:
             arr = arr[:, None]
         if arr.ndim != 2 or arr.shape[1] != ndim_cols:
-            raise PpgedgeError(
-                f"{path}: '{name}' has shape {arr.shape}, expected (N, {ndim_cols})"
-            )
+            raise PpgedgeError(f"{path}: '{name}' has shape {arr.shape}, expected (N, {ndim_cols})")
     return arr
 
 

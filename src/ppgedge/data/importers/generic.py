@@ -116,8 +116,9 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: holds object (pickled) arrays, which are refused: save plain numeric "
                 "arrays and str arrays"
             ) from None
-        raise PpgedgeError(f"{path}: not a readable .npz ({exc}): re-save with numpy.savez") \
-            from None
+        raise PpgedgeError(
+            f"{path}: not a readable .npz ({exc}): re-save with numpy.savez"
+        ) from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, zipfile.LargeZipFile) as exc:
         raise PpgedgeError(
             f"{path}: not a readable .npz ({exc.__class__.__name__}): re-save with numpy.savez"
@@ -150,8 +151,15 @@ def _npz_recording(path: Path, channels: tuple[str, ...], subject_from: str) -> 
             raise PpgedgeError(f"{path}: 'ppg' has shape {ppg.shape}, expected (N,)")
         signals["ppg"] = (ppg, rate_for("ppg"))
     if need_acc(channels):
-        acc = _numeric(need("acc", "accelerometer channels are being imported; import with "
-                                   "channels ppg if the recording has none"), path, "acc")
+        acc = _numeric(
+            need(
+                "acc",
+                "accelerometer channels are being imported; import with "
+                "channels ppg if the recording has none",
+            ),
+            path,
+            "acc",
+        )
         if acc.ndim != 2 or acc.shape[1] != 3:
             raise PpgedgeError(f"{path}: 'acc' has shape {acc.shape}, expected (N, 3)")
         rate = rate_for("acc")
@@ -171,19 +179,19 @@ def _npz_recording(path: Path, channels: tuple[str, ...], subject_from: str) -> 
             )
         labels["labels_bpm"], labels["label_times_s"] = hr, times
     else:
-        raise PpgedgeError(
-            f"{path}: no reference: add 'hr_bpm' + 'hr_times_s' or 'beat_times_s'"
-        )
+        raise PpgedgeError(f"{path}: no reference: add 'hr_bpm' + 'hr_times_s' or 'beat_times_s'")
 
     segments: list[tuple[float, float, str]] = []
     if "activity" in z:
         names = np.asarray(z["activity"]).ravel()
         if names.dtype.kind not in "US":
             raise PpgedgeError(f"{path}: 'activity' must be an array of strings")
-        start = _numeric(need("activity_start_s", "start of each activity"), path,
-                         "activity_start_s").ravel()
-        end = _numeric(need("activity_end_s", "end of each activity"), path,
-                       "activity_end_s").ravel()
+        start = _numeric(
+            need("activity_start_s", "start of each activity"), path, "activity_start_s"
+        ).ravel()
+        end = _numeric(
+            need("activity_end_s", "end of each activity"), path, "activity_end_s"
+        ).ravel()
         if not names.size == start.size == end.size:
             raise PpgedgeError(
                 f"{path}: activity, activity_start_s and activity_end_s differ in length"
@@ -229,8 +237,13 @@ def _csv_signal(path: Path, channels: tuple[str, ...]) -> tuple[np.ndarray, list
         )
     try:
         data = np.loadtxt(
-            path, delimiter=",", skiprows=1, usecols=[header.index(c) for c in wanted],
-            dtype=np.float64, ndmin=2, encoding="utf-8",
+            path,
+            delimiter=",",
+            skiprows=1,
+            usecols=[header.index(c) for c in wanted],
+            dtype=np.float64,
+            ndmin=2,
+            encoding="utf-8",
         )
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         msg = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
@@ -261,9 +274,7 @@ def _csv_labels(
         with open(sidecar, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh, skipinitialspace=True)
             fields = [f.strip() for f in (reader.fieldnames or [])]
-            rows = [
-                {k.strip(): v for k, v in r.items() if isinstance(k, str)} for r in reader
-            ]
+            rows = [{k.strip(): v for k, v in r.items() if isinstance(k, str)} for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PpgedgeError(f"{sidecar}: cannot read as CSV ({exc.__class__.__name__})") from None
     if "time_s" not in fields or "hr_bpm" not in fields:
@@ -320,8 +331,7 @@ def _files(root: Path) -> list[Path]:
                 f"{root}: not a recording: pass a .npz or a .csv (with <stem>.labels.csv beside it)"
             )
         return [root]
-    files = sorted((p for p in root.iterdir() if p.is_file() and is_recording(p)),
-                   key=natural_key)
+    files = sorted((p for p in root.iterdir() if p.is_file() and is_recording(p)), key=natural_key)
     if not files:
         raise PpgedgeError(f"{root}: no .npz or .csv recordings in this folder")
     return files

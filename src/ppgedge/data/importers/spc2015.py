@@ -87,11 +87,14 @@ def _signal_files(root: Path, subset: str) -> list[Path]:
         files = [root]
     else:
         files = []
-        for folder in (root / "Training_data", root / "TestData", root / "Extra_TrainingData",
-                       root):
+        for folder in (
+            root / "Training_data",
+            root / "TestData",
+            root / "Extra_TrainingData",
+            root,
+        ):
             if folder.is_dir():
-                files += sorted((p for p in folder.glob("*.mat") if _classify(p)),
-                                key=natural_key)
+                files += sorted((p for p in folder.glob("*.mat") if _classify(p)), key=natural_key)
         files = list(dict.fromkeys(files))
         if not files:
             raise PpgedgeError(
@@ -125,8 +128,9 @@ def _recording(path: Path, channels: tuple[str, ...]) -> Recording:
         )
     sig = sig[rows - 5 :]  # drop ECG: rows are now PPG1, PPG2, acc x, y, z
     ref_path = _reference_path(path, kind, m)
-    bpm = _series(load_mat(ref_path, ["BPM0"], hint="an SPC 2015 reference (BPM0)")["BPM0"],
-                  ref_path, "BPM0")
+    bpm = _series(
+        load_mat(ref_path, ["BPM0"], hint="an SPC 2015 reference (BPM0)")["BPM0"], ref_path, "BPM0"
+    )
     n = sig.shape[1]
     all_signals = {
         "ppg": (sig[:2].mean(axis=0), RATE_HZ),

@@ -1,0 +1,3 @@
+from ppgedge.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""The command line as users meet it: real subprocesses, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+CI_RUN = Path(__file__).resolve().parents[1] / ".ci" / "run"
+
+
+def ppgedge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ppgedge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={"COLUMNS": "120", "PATH": ""},
+    )
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert needle in proc.stderr
+
+
+def test_help_lists_every_command_and_version() -> None:
+    proc = ppgedge("--help")
+    assert proc.returncode == 0
+    for cmd in ("data", "models", "train", "eval", "run"):
+        assert f" {cmd} " in proc.stdout
+    version = ppgedge("--version")
+    assert version.returncode == 0 and version.stdout.startswith("ppgedge ")
+
+
+def test_models_json_lists_zoo() -> None:
+    doc = json.loads(ppgedge("models", "--json").stdout)
+    assert doc["schema"] == "ppgedge.models/1"
+    names = {m["name"] for m in doc["models"]}
+    assert {"resnet_teacher", "resnet_micro", "mlp", "dscnn"} <= names
+    assert all(m["parameters"] > 0 and m["macs"] > 0 for m in doc["models"])
+
+
+def test_synth_info_train_eval(tmp_path: Path) -> None:
+    ds = tmp_path / "syn.ppgds"
+    proc = ppgedge("data", "synth", "-o", ds, "--subjects", "4", "--minutes", "2", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(ppgedge("data", "info", ds, "--json").stdout)
+    assert info["n_subjects"] == 4 and info["format"]["channels"] == [
+        "ppg",
+        "acc_x",
+        "acc_y",
+        "acc_z",
+    ]
+    ckpt = tmp_path / "m.pt"
+    proc = ppgedge(
+        "train",
+        ds,
+        "-m",
+        "resnet_micro",
+        "-o",
+        ckpt,
+        "--epochs",
+        "1",
+        "--split",
+        "holdout:test=syn00;val=syn01",
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(ppgedge("eval", ckpt, ds, "--json").stdout)
+    assert doc["schema"] == "ppgedge.eval/1"
+    assert set(doc["models"]["resnet_micro"]["per_subject"]) == {"syn00"}
+
+
+def test_bad_inputs_exit_2_with_one_line(
+    tmp_path: Path, tiny_dataset_path: Path, tiny_checkpoint: Path
+) -> None:
+    assert_user_error(ppgedge("data", "info", tmp_path / "nope"), "not a ppgedge dataset")
+    assert_user_error(
+        ppgedge(
+            "train",
+            tiny_dataset_path,
+            "-m",
+            "resnet_9000",
+            "-o",
+            tmp_path / "x.pt",
+            "--epochs",
+            "1",
+        ),
+        "unknown model",
+    )
+    assert not (tmp_path / "x.pt").exists()
+    (tmp_path / "junk.pt").write_bytes(b"definitely not a checkpoint")
+    assert_user_error(
+        ppgedge("eval", tmp_path / "junk.pt", tiny_dataset_path),
+        "not a loadable ppgedge checkpoint",
+    )
+    assert_user_error(
+        ppgedge("eval", tiny_checkpoint, tiny_dataset_path, "--part", "sideways"), "unknown --part"
+    )
+    assert_user_error(
+        ppgedge("data", "synth", "-o", tmp_path / "s", "--channels", "ecg"), "unknown channel"
+    )
+
+
+def test_nan_recording_is_refused_without_output(tmp_path: Path) -> None:
+    t = np.arange(0, 30, 1 / 32)
+    ppg = np.sin(2 * np.pi * 1.2 * t)
+    ppg[100] = np.nan
+    np.savez(
+        tmp_path / "rec.npz",
+        ppg=ppg,
+        acc=np.zeros((t.size, 3)),
+        rate_hz=32.0,
+        hr_bpm=np.full(12, 72.0),
+        hr_times_s=4.0 + 2.0 * np.arange(12),
+    )
+    out = tmp_path / "out.ppgds"
+    assert_user_error(ppgedge("data", "import", "generic", tmp_path / "rec.npz", "-o", out), "NaN")
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.ppgds")]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = README.read_text()
+    ci = CI_RUN.read_text()
+    test_cmd = next(line.strip() for line in ci.splitlines() if "pytest" in line)
+    assert test_cmd in readme, "the README's test command and .ci/run have drifted apart"
+
+
+@pytest.mark.parametrize("args", [("train", "--help"), ("eval", "--help"), ("data", "--help")])
+def test_subcommand_help(args: tuple[str, ...]) -> None:
+    assert ppgedge(*args).returncode == 0
