@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ppgedge.data.format import DataFormat, validate_windows
-from ppgedge.data.synth import ACTIVITIES, generate_recordings, synthesize
+from ppgedge.data.synth import ACTIVITIES, VERSION, generate_recordings, synthesize
 from ppgedge.errors import PpgedgeError
 
 N_SUBJECTS, MINUTES = 3, 3.0
@@ -71,7 +71,7 @@ def test_shapes_ranges_and_activities(small) -> None:
     codes = set(small.activity.tolist())
     assert codes == set(range(len(ACTIVITIES)))
     assert small.subjects == ["syn00", "syn01", "syn02"]
-    assert small.provenance["version"] == "synth/1"
+    assert small.provenance["version"] == VERSION
     assert small.provenance["seed"] == 7
     for rec in generate_recordings(1, MINUTES, seed=7):
         names = {name for _, _, name in rec.activity_segments}
