@@ -12,14 +12,12 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ppgedge.atomic import atomic_path
@@ -30,7 +28,7 @@ from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, predict_logits
-from ppgedge.models.bpm import DECODERS, decode, gaussian_targets
+from ppgedge.models.bpm import DECODERS, decode
 from ppgedge.models.checkpoint import (
     Checkpoint,
     checkpoint_from_model,
@@ -39,6 +37,7 @@ from ppgedge.models.checkpoint import (
     save_checkpoint,
 )
 from ppgedge.models.registry import count_macs, count_parameters, create_model
+from ppgedge.train.objective import Objective, Supervised
 
 
 @dataclass
@@ -137,10 +136,6 @@ def augment_batch(
     return x + 0.05 * noise, y
 
 
-def soft_target_loss(logits: torch.Tensor, bpm: torch.Tensor, sigma: float) -> torch.Tensor:
-    return F.cross_entropy(logits, gaussian_targets(bpm, sigma))
-
-
 def validation_mae(
     model: nn.Module, source: WindowSource, device: torch.device
 ) -> dict[str, float]:
@@ -177,13 +172,15 @@ def train(
     device: str = "auto",
     observer: TrainingObserver | None = None,
     restart: bool = False,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    objective: Objective | None = None,
 ) -> Checkpoint:
     """Train ``cfg.arch`` on ``split.train``, stop early on ``split.val``, save to ``out``.
 
     ``init_from`` starts from a checkpoint's weights (fine-tuning; it becomes the parent).
     If ``out + '.resume'`` exists from an interrupted run with the same configuration, training
-    continues from its last finished epoch unless ``restart`` is set.
+    continues from its last finished epoch unless ``restart`` is set. ``objective`` decides the
+    loss (default: supervised soft targets); a distillation objective names the teacher, which
+    becomes the parent unless ``init_from`` is given.
     """
     out = Path(out)
     observer = observer or TrainingObserver()
@@ -215,9 +212,11 @@ def train(
     if parent_ckpt is not None:
         model.load_state_dict(parent_ckpt.state_dict)
     model.to(dev)
+    objective = (objective or Supervised(cfg.label_sigma_bpm)).to(dev)
     train_src = WindowSource(dataset, parts["train"], channels)
     val_src = WindowSource(dataset, parts["val"], channels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [*model.parameters(), *objective.parameters()]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(train_src) // cfg.batch_size)
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch)
     data_hash = dataset_sha256(dataset.path)
@@ -226,6 +225,7 @@ def train(
             "dataset": data_hash,
             "split": split.to_dict(),
             "init": parent_ckpt and model_record(init_from, parent_ckpt)["sha256"],
+            "objective": objective.describe(),
         }
     )
     state: dict[str, Any] = {
@@ -242,12 +242,11 @@ def train(
         saved = torch.load(resume_file, map_location="cpu", weights_only=True)
         if saved.get("digest") == digest:
             model.load_state_dict(saved["model"])
+            objective.load_state_dict(saved["objective"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             state = saved["state"]
             resumed = True
-    loss_fn = loss_fn or (lambda logits, y: soft_target_loss(logits, y, cfg.label_sigma_bpm))
-
     observer.start(cfg.epochs, steps_per_epoch, state["epoch"])
     t_start = time.perf_counter()
     for epoch in range(state["epoch"], cfg.epochs):
@@ -257,15 +256,17 @@ def train(
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
         model.train()
+        objective.train()
         total, count = 0.0, 0
-        for _, x, y in train_src.batches(cfg.batch_size, rng):
+        for pos, x, y in train_src.batches(cfg.batch_size, rng):
             if cfg.augment:
                 x, y = augment_batch(x, y, rng, channels, cfg)
+            rows = torch.from_numpy(train_src.indices[pos])
             x, y = x.to(dev), y.to(dev)
-            loss = loss_fn(model(x), y)
+            loss = objective.losses(model, x, y, rows, epoch, cfg.augment)["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            nn.utils.clip_grad_norm_(trainable, 5.0)
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(y)
@@ -295,6 +296,7 @@ def train(
                 {
                     "digest": digest,
                     "model": model.state_dict(),
+                    "objective": objective.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "state": state,
@@ -334,13 +336,20 @@ def train(
         "split": split.to_dict(),
         "device": str(dev),
         "history": state["history"],
-        "method": "supervised" if parent_ckpt is None else "fine-tune",
+        "objective": objective.describe(),
+        "method": objective.method
+        if objective.method != "supervised" or parent_ckpt is None
+        else "fine-tune",
     }
-    parent = model_record(init_from, parent_ckpt) if parent_ckpt is not None else None
-    lineage = [
-        *(parent_ckpt.lineage if parent_ckpt else []),
-        {"stage": training["method"], "arch": cfg.arch, "dataset": dataset.source},
-    ]
+    parent = (
+        model_record(init_from, parent_ckpt)
+        if parent_ckpt is not None
+        else objective.parent_record()
+    )
+    stage = {"stage": training["method"], "arch": cfg.arch, "dataset": dataset.source}
+    if objective.parent_record() is not None:
+        stage["teacher"] = objective.parent_record()
+    lineage = [*(parent_ckpt.lineage if parent_ckpt else []), stage]
     ckpt = checkpoint_from_model(
         model.cpu(),
         fmt,

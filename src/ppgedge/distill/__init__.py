@@ -1,0 +1,1 @@
+"""Distillation stage: teachers (any format), cached teacher outputs, and one class per method."""
