@@ -61,3 +61,12 @@ def test_decoders() -> None:
     assert decode(logits, "argmax").tolist() == [30.0, 72.0, 209.0]
     expect = decode(logits, "expectation")
     assert abs(float(expect[1]) - 72.4) < 0.05  # symmetric away from the class edges
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_features_and_logits_agree_with_forward(name: str) -> None:
+    model = create_model(name).eval()
+    x = torch.randn(2, 4, 256)
+    feats, logits = model.forward_with_features(x)
+    torch.testing.assert_close(logits, model(x))
+    assert feats and all(f.shape[0] == 2 for f in feats)

@@ -275,6 +275,105 @@ def train_cmd(
     console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
 
 
+# -------------------------------------------------------------------------------- distill
+def _parse_hparams(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PpgedgeError(f"--hp '{item}': use KEY=VALUE, e.g. --hp temperature=4")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command("distill")
+def distill_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    teacher: Path = typer.Option(
+        ...,
+        "--teacher",
+        "-t",
+        help="Teacher: ppgedge checkpoint, TorchScript, ONNX or Keras/SavedModel.",
+    ),
+    student: str = typer.Option(..., "--student", "-s", help="Zoo model name of the student."),
+    out: Path = typer.Option(..., "-o", "--out", help="Student checkpoint to write."),
+    method: str = typer.Option("dkd", help="hard, soft, dkd, feature or progressive."),
+    hp: list[str] = typer.Option([], "--hp", help="Method hyper-parameter KEY=VALUE (repeat)."),
+    assistant: str = typer.Option("resnet_medium", help="progressive: the teaching assistant."),
+    assistant_method: str = typer.Option("dkd", help="progressive: method for both steps."),
+    split: str = typer.Option("holdout", help="holdout, kfold:K:I or loso:SUBJECT."),
+    channels: str = typer.Option("all", help="Student channels (a subset: cross-modal)."),
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(64, min=1),
+    lr: float = typer.Option(3e-3),
+    patience: int = typer.Option(8, min=1),
+    seed: int = typer.Option(0),
+    augment: bool = typer.Option(False, help="Augment inputs (the teacher then runs online)."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Teacher-output cache (default $PPGEDGE_CACHE or ~/.cache/ppgedge)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Distil a teacher into a small student (hard, soft, DKD, feature, progressive)."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.data.splits import parse_split
+    from ppgedge.distill.run import distill
+    from ppgedge.train.trainer import TrainConfig
+
+    ds = Dataset(dataset)
+    sp = parse_split(split, ds.subjects, seed=seed)
+    cfg = TrainConfig(
+        arch=student,
+        channels=channels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        augment=augment,
+        seed=seed,
+    )
+    observer = RichTrainingObserver(f"{method} {student}") if not json_out else None
+    t0 = time.perf_counter()
+    try:
+        ckpt = distill(
+            teacher,
+            ds,
+            sp,
+            student,
+            out,
+            cfg,
+            method=method,
+            hparams=_parse_hparams(hp),
+            assistant=assistant,
+            assistant_method=assistant_method,
+            cache_dir=cache_dir,
+            device=device,
+            observer=observer,
+            restart=restart,
+        )
+    finally:
+        if observer:
+            observer.close()
+    if json_out:
+        print_json("distill", {"checkpoint": str(out), **ckpt.describe()})
+        return
+    m = ckpt.metrics
+    status(
+        "distill",
+        f"{out}: {ckpt.arch} ({ckpt.training['method']}), "
+        f"{fmt_int(m['parameters'])} params, val MAE {m['val_mae']:.2f} BPM",
+        time.perf_counter() - t0,
+    )
+    console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
+
+
 # ----------------------------------------------------------------------------------- eval
 @app.command("eval")
 def eval_cmd(

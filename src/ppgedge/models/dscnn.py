@@ -46,6 +46,17 @@ class DSCNN(nn.Module):
         self.features_dim = cin
         self.head = nn.Linear(cin, num_classes)
 
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps after the stem and after each block (for feature distillation)."""
+        feats = [self.stem(as_4d(x))]
+        for block in self.blocks:
+            feats.append(block(feats[-1]))
+        return feats
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feats = self.forward_features(x)
+        return feats, self.head(self.pool(feats[-1]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.blocks(self.stem(as_4d(x)))))
 

@@ -36,6 +36,20 @@ class MLP(nn.Module):
         self.features_dim = width
         self.head = nn.Linear(width, num_classes)
 
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden activations (B, H) after each ReLU (for feature distillation)."""
+        h = self.pool(as_4d(x)).flatten(1)
+        feats = []
+        for layer in self.body:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                feats.append(h)
+        return feats or [h]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feats = self.forward_features(x)
+        return feats, self.head(feats[-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(as_4d(x))
         return self.head(self.body(x.flatten(1)))

@@ -68,6 +68,10 @@ class ResNet1D(nn.Module):
             feats.append(block(feats[-1]))
         return feats
 
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feats = self.forward_features(x)
+        return feats, self.head(self.pool(feats[-1]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.stages(self.stem(as_4d(x)))))
 

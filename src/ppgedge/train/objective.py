@@ -45,6 +45,11 @@ class Objective(nn.Module):
         """What decides the loss; recorded in the checkpoint and hashed for resume."""
         return {"method": self.method}
 
+    def input_channels(self) -> tuple[str, ...] | None:
+        """Channels the batches must carry when they differ from the student's own (e.g. a
+        cross-modal teacher that sees more); ``None``: the student's channels."""
+        return None
+
     def parent_record(self) -> dict[str, Any] | None:
         """The artifact this training learns from (a teacher), if any."""
         return None

@@ -213,7 +213,8 @@ def train(
         model.load_state_dict(parent_ckpt.state_dict)
     model.to(dev)
     objective = (objective or Supervised(cfg.label_sigma_bpm)).to(dev)
-    train_src = WindowSource(dataset, parts["train"], channels)
+    batch_channels = objective.input_channels() or channels
+    train_src = WindowSource(dataset, parts["train"], batch_channels)
     val_src = WindowSource(dataset, parts["val"], channels)
     trainable = [*model.parameters(), *objective.parameters()]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -260,7 +261,7 @@ def train(
         total, count = 0.0, 0
         for pos, x, y in train_src.batches(cfg.batch_size, rng):
             if cfg.augment:
-                x, y = augment_batch(x, y, rng, channels, cfg)
+                x, y = augment_batch(x, y, rng, batch_channels, cfg)
             rows = torch.from_numpy(train_src.indices[pos])
             x, y = x.to(dev), y.to(dev)
             loss = objective.losses(model, x, y, rows, epoch, cfg.augment)["loss"]
