@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ppgedge.data.format import Dataset, DataFormat, write_dataset
+from ppgedge.data.format import DataFormat, Dataset, write_dataset
 from ppgedge.data.splits import holdout
 from ppgedge.data.synth import synthesize
 from ppgedge.distill.run import distill
