@@ -117,8 +117,9 @@ def _report_markdown(evaluation: dict[str, Any], arch: str) -> str:
     acts = models[names[0]]["per_activity"]
     for act in [*acts, None]:
         row = models[names[0]]["overall"] if act is None else acts[act]
-        block = [models[n]["overall"] if act is None else models[n]["per_activity"][act]
-                 for n in names]
+        block = [
+            models[n]["overall"] if act is None else models[n]["per_activity"][act] for n in names
+        ]
         cells = [f"{m['mae']:.2f}" for m in block]
         lines.append(f"| {act or '**all**'} | {row['n']} | " + " | ".join(cells) + " |")
     lines.append("")

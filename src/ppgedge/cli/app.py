@@ -19,6 +19,7 @@ from ppgedge.cli.render import (
     print_json,
     status,
 )
+from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS
 from ppgedge.errors import PpgedgeError
 
 app = typer.Typer(
@@ -372,6 +373,69 @@ def distill_cmd(
         time.perf_counter() - t0,
     )
     console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    teacher: Path = typer.Option(..., "--teacher", "-t", help="Teacher model file."),
+    out: Path = typer.Option(Path("runs/sweep"), "-o", "--out", help="Sweep directory."),
+    students: str = typer.Option(",".join(DEFAULT_STUDENTS), help="Comma-separated zoo names."),
+    methods: str = typer.Option(
+        ",".join(DEFAULT_METHODS),
+        help="Comma-separated: scratch, hard, soft, dkd, feature, progressive.",
+    ),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
+    split: str = typer.Option("holdout", help="holdout, kfold:K:I or loso:SUBJECT."),
+    epochs: int = typer.Option(20, min=1),
+    patience: int = typer.Option(6, min=1),
+    cache_dir: Path | None = typer.Option(None, help="Teacher-output cache directory."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Grid of student sizes x methods x seeds: CSV, JSON, plot and fitted scaling law."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.data.splits import parse_split
+    from ppgedge.distill.sweep import run_sweep
+    from ppgedge.train.trainer import TrainConfig
+
+    def _list(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    try:
+        seed_list = [int(s) for s in _list(seeds)]
+    except ValueError:
+        raise PpgedgeError(f"--seeds '{seeds}': use integers like 0,1,2") from None
+    ds = Dataset(dataset)
+    sp = parse_split(split, ds.subjects, seed=0)
+    cfg = TrainConfig(epochs=epochs, patience=patience, augment=False)
+
+    def on_run(row: dict, skipped: bool) -> None:
+        what = "done before" if skipped else f"{row['seconds']:.0f}s"
+        console.print(
+            f"  {row['key']:<32} {row['parameters']:>9,} params  "
+            f"test MAE {row['test_mae']:6.2f}  [dim]{what}[/dim]"
+        )
+
+    t0 = time.perf_counter()
+    doc = run_sweep(
+        teacher,
+        ds,
+        sp,
+        out,
+        cfg,
+        students=_list(students),
+        methods=_list(methods),
+        seeds=seed_list,
+        cache_dir=cache_dir,
+        device=device,
+        on_run=on_run,
+    )
+    status(
+        "sweep",
+        f"{out}: {doc['runs']} runs (results.csv, summary.json, sweep.md, sweep.png)",
+        time.perf_counter() - t0,
+    )
+    console.print((out / "sweep.md").read_text())
 
 
 # ----------------------------------------------------------------------------------- eval

@@ -124,8 +124,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     schema = raw.get("schema") if isinstance(raw, dict) else None
     if schema != SCHEMA:
         raise PpgedgeError(
-            f"{path}: not a ppgedge checkpoint (schema {schema!r}): "
-            "train one with 'ppgedge train'"
+            f"{path}: not a ppgedge checkpoint (schema {schema!r}): train one with 'ppgedge train'"
         )
     try:
         return Checkpoint(

@@ -60,6 +60,11 @@ def mlp(**kwargs) -> MLP:
     return MLP(**kwargs)
 
 
+@register_model("mlp_micro", family="mlp", description="micro MLP student, ~5 k params")
+def mlp_micro(**kwargs) -> MLP:
+    return MLP(**({"hidden": (16,), "pool": 8} | kwargs))
+
+
 @register_model("mlp_small", family="mlp", description="small MLP student, ~14 k params")
 def mlp_small(**kwargs) -> MLP:
     return MLP(**({"hidden": (32,), "pool": 4} | kwargs))

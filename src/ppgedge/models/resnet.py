@@ -86,7 +86,7 @@ _PRESETS = {
     "resnet_teacher": (24, 2, 4, 7, "teacher, ~1.3 M params"),
     "resnet_medium": (16, 2, 4, 7, "medium student / teaching assistant, ~0.6 M params"),
     "resnet_base": (16, 1, 4, 7, "main-job teacher on CPU, ~0.27 M params"),
-    "resnet_small": (8, 1, 4, 7, "small student, ~73 k params"),
+    "resnet_small": (8, 1, 4, 5, "small student, ~56 k params (1/22 of the teacher)"),
     "resnet_tiny": (8, 1, 3, 5, "tiny student, ~17 k params"),
     "resnet_mini": (4, 1, 3, 5, "mini student, ~6 k params"),
     "resnet_micro": (4, 1, 2, 5, "micro student, ~2.4 k params"),
