@@ -89,6 +89,8 @@ def plot_sweep(summary: list[dict[str, Any]], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     keys = sorted({(s["method"], s["family"]) for s in summary})
+    methods = sorted({m for m, _ in keys})
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
     for method, family in keys:
         pts = sorted(
             (s for s in summary if s["method"] == method and s["family"] == family),
@@ -101,6 +103,7 @@ def plot_sweep(summary: list[dict[str, Any]], path: Path, title: str) -> None:
             marker="o" if family == "resnet" else "s",
             linestyle="-" if family == "resnet" else "--",
             capsize=3,
+            color=colours[method],
             label=f"{method} ({family})",
         )
     ax.set_xscale("log")
