@@ -1,9 +1,9 @@
 """The main job: every stage built so far, chained on the built-in synthetic data.
 
-Today: synthetic data -> teacher -> evaluation on held-out subjects beside the spectral
-baseline. Each stage writes its artifact into its own folder of the run directory and is skipped
-when that artifact already exists, so an interrupted run continues where it stopped (training
-itself resumes mid-way from its per-epoch resume file).
+Today: synthetic data -> teacher -> distilled student (DKD) -> evaluation of both on held-out
+subjects beside the spectral baseline. Each stage writes its artifact into its own folder of the
+run directory and is skipped when that artifact already exists, so an interrupted run continues
+where it stopped (training itself resumes mid-way from its per-epoch resume file).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from ppgedge.atomic import write_json_atomic, write_text_atomic
 from ppgedge.data.format import DataFormat, Dataset, write_dataset
 from ppgedge.data.splits import holdout
 from ppgedge.data.synth import synthesize
+from ppgedge.distill.run import distill
 from ppgedge.evaluate.report import evaluate_model
-from ppgedge.models.checkpoint import load_checkpoint
+from ppgedge.models.checkpoint import Checkpoint, load_checkpoint
 from ppgedge.train.trainer import TrainConfig, TrainingObserver, train
 
 
@@ -27,12 +28,23 @@ class MainJobConfig:
     subjects: int = 16
     minutes: float = 10.0
     seed: int = 0
-    teacher: str = "resnet_base"
-    epochs: int = 20
+    teacher: str = "resnet_medium"
+    teacher_epochs: int = 20
+    student: str = "resnet_small"
+    method: str = "dkd"
+    student_epochs: int = 20
     patience: int = 6
 
 
-QUICK = MainJobConfig(subjects=5, minutes=3.0, teacher="resnet_micro", epochs=2, patience=2)
+QUICK = MainJobConfig(
+    subjects=5,
+    minutes=3.0,
+    teacher="resnet_tiny",
+    teacher_epochs=2,
+    student="resnet_micro",
+    student_epochs=2,
+    patience=2,
+)
 
 
 class MainJobObserver:
@@ -40,6 +52,17 @@ class MainJobObserver:
 
     def training(self, label: str) -> TrainingObserver:
         return TrainingObserver()
+
+
+def _train_stage(obs: MainJobObserver, label: str, path: Path, fn) -> Checkpoint:
+    """Reuse a finished artifact; otherwise train it with a progress display."""
+    if path.exists():
+        return load_checkpoint(path)
+    tobs = obs.training(label)
+    try:
+        return fn(tobs)
+    finally:
+        getattr(tobs, "close", lambda: None)()
 
 
 def run_main_job(
@@ -65,45 +88,85 @@ def run_main_job(
         f"{data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
         time.perf_counter() - t0,
     )
+    split = holdout(ds.subjects, seed=cfg.seed)
 
     t0 = time.perf_counter()
-    split = holdout(ds.subjects, seed=cfg.seed)
     teacher_path = out / "teacher" / "teacher.pt"
-    if teacher_path.exists():
-        ckpt = load_checkpoint(teacher_path)
-    else:
-        tcfg = TrainConfig(
-            arch=cfg.teacher, epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed
-        )
-        tobs = obs.training("teacher")
-        try:
-            ckpt = train(ds, split, teacher_path, tcfg, device=device, observer=tobs)
-        finally:
-            getattr(tobs, "close", lambda: None)()
-    m = ckpt.metrics
+    tcfg = TrainConfig(
+        arch=cfg.teacher, epochs=cfg.teacher_epochs, patience=cfg.patience, seed=cfg.seed
+    )
+    teacher = _train_stage(
+        obs,
+        "teacher",
+        teacher_path,
+        lambda o: train(ds, split, teacher_path, tcfg, device=device, observer=o),
+    )
     obs.stage(
         "teacher",
-        f"{teacher_path}: {ckpt.arch}, {m['parameters']:,} params, val MAE {m['val_mae']:.2f} BPM",
+        f"{teacher_path}: {teacher.arch}, {teacher.metrics['parameters']:,} "
+        f"params, val MAE {teacher.metrics['val_mae']:.2f} BPM",
+        time.perf_counter() - t0,
+    )
+
+    t0 = time.perf_counter()
+    student_path = out / "student" / "student.pt"
+    scfg = TrainConfig(
+        arch=cfg.student,
+        epochs=cfg.student_epochs,
+        patience=cfg.patience,
+        seed=cfg.seed,
+        augment=False,
+    )
+    student = _train_stage(
+        obs,
+        f"{cfg.method} student",
+        student_path,
+        lambda o: distill(
+            teacher_path,
+            ds,
+            split,
+            cfg.student,
+            student_path,
+            scfg,
+            method=cfg.method,
+            cache_dir=out / "cache",
+            device=device,
+            observer=o,
+        ),
+    )
+    obs.stage(
+        "distill",
+        f"{student_path}: {student.arch} ({cfg.method}), "
+        f"{student.metrics['parameters']:,} params, val MAE "
+        f"{student.metrics['val_mae']:.2f} BPM",
         time.perf_counter() - t0,
     )
 
     t0 = time.perf_counter()
     evaluation = evaluate_model(teacher_path, data_dir, part="test", device="cpu")
-    write_json_atomic(out / "eval" / "teacher_eval.json", evaluation)
+    evaluation["models"] = {
+        "spectral baseline": evaluation["models"]["spectral baseline"],
+        f"teacher {teacher.arch}": evaluation["models"][teacher.arch],
+        f"student {student.arch}": evaluate_model(
+            student_path, data_dir, part="test", baseline=False
+        )["models"][student.arch],
+    }
+    write_json_atomic(out / "eval" / "evaluation.json", evaluation)
     report = out / "report.md"
-    write_text_atomic(report, _report_markdown(evaluation, ckpt.arch))
+    write_text_atomic(report, _report_markdown(evaluation))
     obs.stage("eval", f"{report}: test subjects {', '.join(split.test)}", time.perf_counter() - t0)
     return {
         "evaluation": evaluation,
         "report": str(report),
         "next_commands": [
-            f"ppgedge eval {teacher_path} {data_dir} --per-subject",
+            f"ppgedge eval {student_path} {data_dir} --per-subject",
+            f"ppgedge sweep {data_dir} --teacher {teacher_path} -o {out / 'sweep'}",
             f"ppgedge data info {data_dir}",
         ],
     }
 
 
-def _report_markdown(evaluation: dict[str, Any], arch: str) -> str:
+def _report_markdown(evaluation: dict[str, Any]) -> str:
     models = evaluation["models"]
     names = list(models)
     lines = [

@@ -486,7 +486,7 @@ def run_cmd(
     quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """The main job on the built-in synthetic data: data -> teacher -> evaluation (so far)."""
+    """The main job on the built-in synthetic data: data -> teacher -> student -> evaluation."""
     from ppgedge.pipeline import MainJobObserver, run_main_job
 
     class _Obs(MainJobObserver):
