@@ -88,7 +88,7 @@ def data_synth(
     hop: float = HOP,
     channels: str = CHANNELS,
 ) -> None:
-    """Generate the seeded synthetic PPG + accelerometer dataset."""
+    """Generate the seeded synthetic PPG + ACC dataset."""
     from ppgedge.data.format import write_dataset
     from ppgedge.data.synth import synthesize
 
@@ -113,7 +113,7 @@ def data_import(
     hop: float = HOP,
     channels: str = CHANNELS,
 ) -> None:
-    """Import IEEE SPC 2015, PPG-DaLiA, BAMI or generic CSV/NPZ recordings as a dataset."""
+    """Import SPC 2015, DaLiA, BAMI or CSV/NPZ recordings."""
     from ppgedge.data.format import write_dataset
     from ppgedge.data.importers import import_dataset
 
@@ -136,7 +136,7 @@ def data_info(
     dataset: Path = typer.Argument(..., help="Dataset directory."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Summarise a dataset: subjects, windows, HR range, activities."""
+    """Summarise a dataset: subjects, windows, HR, activities."""
     from rich.table import Table
 
     from ppgedge.data.format import Dataset
@@ -173,7 +173,7 @@ def models_cmd(
     window_samples: int = typer.Option(256, help="Window length in samples for the counts."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the model zoo with parameters and MACs for the default input."""
+    """List the model zoo with parameters and MACs."""
     from rich.table import Table
 
     from ppgedge.models import count_macs, count_parameters, create_model, list_models
@@ -236,7 +236,7 @@ def train_cmd(
     restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Train a zoo model (a teacher or a from-scratch baseline) with soft Gaussian BPM targets."""
+    """Train a teacher or a from-scratch baseline."""
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
     from ppgedge.train.trainer import TrainConfig, train
@@ -322,7 +322,7 @@ def distill_cmd(
     restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Distil a teacher into a small student (hard, soft, DKD, feature, progressive)."""
+    """Distil a teacher into a small student."""
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
     from ppgedge.distill.run import distill
@@ -392,7 +392,7 @@ def sweep_cmd(
     cache_dir: Path | None = typer.Option(None, help="Teacher-output cache directory."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Grid of student sizes x methods x seeds: CSV, JSON, plot and fitted scaling law."""
+    """Sweep student sizes x methods x seeds; fit a scaling law."""
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
     from ppgedge.distill.sweep import run_sweep
@@ -453,7 +453,7 @@ def eval_cmd(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """MAE, RMSE and share within 5 BPM, per activity and per subject, beside the spectral floor."""
+    """MAE, RMSE, within-5-BPM per activity and subject."""
     from ppgedge.evaluate.report import evaluate_model
 
     result = evaluate_model(checkpoint, dataset, part=part, baseline=baseline, device=device)
@@ -486,7 +486,7 @@ def run_cmd(
     quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """The main job on the built-in synthetic data: data -> teacher -> student -> evaluation."""
+    """Main job: synthetic data -> teacher -> student -> eval."""
     from ppgedge.pipeline import MainJobObserver, run_main_job
 
     class _Obs(MainJobObserver):
