@@ -23,6 +23,7 @@ from ppgedge import __version__
 from ppgedge.atomic import atomic_path, file_sha256
 from ppgedge.data.format import DataFormat
 from ppgedge.errors import PpgedgeError
+from ppgedge.models.reshape import apply_layer_shapes, shape_differences
 from ppgedge.models.registry import count_parameters, create_model
 
 SCHEMA = "ppgedge.checkpoint/1"
@@ -35,6 +36,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     data_format: DataFormat
     decode: str = "argmax"
+    layer_shapes: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     parent: dict[str, Any] | None = None
@@ -47,8 +49,9 @@ class Checkpoint:
         """The network with these weights, in eval mode."""
         model = create_model(self.arch, **self.arch_kwargs)
         try:
+            apply_layer_shapes(model, self.layer_shapes)
             model.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             first = str(exc).splitlines()[0]
             raise PpgedgeError(
                 f"checkpoint weights do not fit architecture '{self.arch}' ({first})"
@@ -63,6 +66,7 @@ class Checkpoint:
             "state_dict": self.state_dict,
             "data_format": self.data_format.to_dict(),
             "decode": self.decode,
+            "layer_shapes": self.layer_shapes,
             "metrics": self.metrics,
             "training": self.training,
             "parent": self.parent,
@@ -133,6 +137,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             state_dict=dict(raw["state_dict"]),
             data_format=DataFormat.from_dict(raw["data_format"]),
             decode=str(raw.get("decode", "argmax")),
+            layer_shapes=dict(raw.get("layer_shapes") or {}),
             metrics=dict(raw.get("metrics") or {}),
             training=dict(raw.get("training") or {}),
             parent=raw.get("parent"),
@@ -150,9 +155,16 @@ def checkpoint_from_model(
     data_format: DataFormat,
     **fields: Any,
 ) -> Checkpoint:
-    """Wrap a model built by :func:`create_model` (which records its name and arguments)."""
+    """Wrap a model built by :func:`create_model` (which records its name and arguments);
+    layers whose shapes were changed since (pruning) are recorded in ``layer_shapes``."""
     arch, kwargs = model.ppgedge_arch  # type: ignore[attr-defined]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    shapes = shape_differences(model, create_model(arch, **kwargs))
     return Checkpoint(
-        arch=arch, arch_kwargs=kwargs, state_dict=state, data_format=data_format, **fields
+        arch=arch,
+        arch_kwargs=kwargs,
+        state_dict=state,
+        data_format=data_format,
+        layer_shapes=shapes,
+        **fields,
     )

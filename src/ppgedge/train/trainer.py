@@ -208,9 +208,8 @@ def train(
         kwargs.setdefault("window_samples", fmt.window_samples)
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.arch, **kwargs)
-    if parent_ckpt is not None:
-        model.load_state_dict(parent_ckpt.state_dict)
+    # a parent (fine-tuning, or a pruned model) rebuilds itself, including changed layer shapes
+    model = parent_ckpt.build() if parent_ckpt is not None else create_model(cfg.arch, **kwargs)
     model.to(dev)
     objective = (objective or Supervised(cfg.label_sigma_bpm)).to(dev)
     batch_channels = objective.input_channels() or channels
