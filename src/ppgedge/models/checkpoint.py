@@ -23,8 +23,8 @@ from ppgedge import __version__
 from ppgedge.atomic import atomic_path, file_sha256
 from ppgedge.data.format import DataFormat
 from ppgedge.errors import PpgedgeError
-from ppgedge.models.reshape import apply_layer_shapes, shape_differences
 from ppgedge.models.registry import count_parameters, create_model
+from ppgedge.models.reshape import apply_layer_shapes, shape_differences
 
 SCHEMA = "ppgedge.checkpoint/1"
 
