@@ -70,3 +70,24 @@ def test_features_and_logits_agree_with_forward(name: str) -> None:
     feats, logits = model.forward_with_features(x)
     torch.testing.assert_close(logits, model(x))
     assert feats and all(f.shape[0] == 2 for f in feats)
+
+
+def test_ensemble_averages_member_probabilities(tiny_checkpoint, tmp_path) -> None:
+    from ppgedge.models.checkpoint import load_checkpoint, save_checkpoint
+    from ppgedge.models.ensemble import ensemble_checkpoint
+
+    other = tmp_path / "other.pt"
+    member = load_checkpoint(tiny_checkpoint)
+    member.state_dict = {k: v * 0.5 if v.is_floating_point() else v
+                         for k, v in member.state_dict.items()}
+    save_checkpoint(member, other)
+    ens_path = tmp_path / "ens.pt"
+    save_checkpoint(ensemble_checkpoint([tiny_checkpoint, other]), ens_path)
+    ens = load_checkpoint(ens_path)
+    x = torch.randn(3, 4, 256)
+    p = (torch.softmax(load_checkpoint(tiny_checkpoint).build()(x), 1)
+         + torch.softmax(load_checkpoint(other).build()(x), 1)) / 2
+    torch.testing.assert_close(torch.softmax(ens.build()(x), 1), p)
+    assert ens.training["split"] == member.training["split"]
+    with pytest.raises(PpgedgeError, match="at least two"):
+        ensemble_checkpoint([tiny_checkpoint])

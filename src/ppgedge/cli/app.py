@@ -276,6 +276,25 @@ def train_cmd(
     console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
 
 
+@app.command("ensemble")
+def ensemble_cmd(
+    checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints (one split)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Ensemble checkpoint to write."),
+) -> None:
+    """Average trained teachers into one (teacher-side only) model."""
+    from ppgedge.models.checkpoint import save_checkpoint
+    from ppgedge.models.ensemble import ensemble_checkpoint
+
+    t0 = time.perf_counter()
+    ckpt = ensemble_checkpoint(list(checkpoints))
+    save_checkpoint(ckpt, out)
+    status(
+        "ensemble",
+        f"{out}: {len(checkpoints)} members, {fmt_int(ckpt.metrics['parameters'])} params",
+        time.perf_counter() - t0,
+    )
+
+
 # -------------------------------------------------------------------------------- distill
 def _parse_hparams(items: list[str]) -> dict:
     import json

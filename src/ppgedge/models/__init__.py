@@ -1,6 +1,11 @@
 """Models stage: the registry and the zoo (importing this registers every architecture)."""
 
-from ppgedge.models import dscnn, mlp, resnet  # noqa: F401  (registration side effects)
+from ppgedge.models import (  # noqa: F401  (registration side effects)
+    dscnn,
+    ensemble,  # noqa: F401,I001  (after the members it builds)
+    mlp,
+    resnet,
+)
 from ppgedge.models.registry import (
     count_macs,
     count_parameters,

@@ -40,8 +40,14 @@ def register_model(name: str, *, family: str, description: str) -> Callable:
     return wrap
 
 
-def list_models() -> list[ModelEntry]:
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+def list_models(*, include_composite: bool = False) -> list[ModelEntry]:
+    """The zoo: every buildable-from-defaults architecture (composites such as ensembles, which
+    need their members' arguments, only when asked)."""
+    return [
+        _REGISTRY[k]
+        for k in sorted(_REGISTRY)
+        if include_composite or _REGISTRY[k].family != "ensemble"
+    ]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
