@@ -33,7 +33,7 @@ from ppgedge.data.importers import import_dataset
 from ppgedge.data.splits import holdout, kfold
 from ppgedge.data.synth import synthesize
 from ppgedge.evaluate.metrics import full_report
-from ppgedge.evaluate.predict import evaluate_checkpoint, evaluate_spectral
+from ppgedge.evaluate.predict import choose_decoder, evaluate_checkpoint, evaluate_spectral
 from ppgedge.models.checkpoint import load_checkpoint, save_checkpoint
 from ppgedge.models.ensemble import ensemble_checkpoint
 from ppgedge.train.trainer import TrainConfig, train
@@ -123,6 +123,7 @@ def spc2015(work: Path, args: argparse.Namespace, pretrained: Path) -> dict:
             device=args.device,
         )
         ens = ensemble_checkpoint([ft_path, sc_path])
+        ens.decode, ens.metrics["val_mae_by_decoder"] = choose_decoder(ens, ds)
         save_checkpoint(ens, work / f"spc_{fold.name}_ens.pt")
         evals = {
             "fine-tuned": evaluate_checkpoint(tuned, ds, idx),

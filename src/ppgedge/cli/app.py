@@ -280,13 +280,22 @@ def train_cmd(
 def ensemble_cmd(
     checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints (one split)."),
     out: Path = typer.Option(..., "-o", "--out", help="Ensemble checkpoint to write."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Dataset to pick the decoder on (validation subjects; default: the members' own).",
+    ),
 ) -> None:
     """Average trained teachers into one (teacher-side only) model."""
+    from ppgedge.evaluate.predict import choose_decoder
     from ppgedge.models.checkpoint import save_checkpoint
     from ppgedge.models.ensemble import ensemble_checkpoint
 
     t0 = time.perf_counter()
     ckpt = ensemble_checkpoint(list(checkpoints))
+    ckpt.decode, ckpt.metrics["val_mae_by_decoder"] = choose_decoder(
+        ckpt, _dataset_for(checkpoints[0], data)
+    )
     save_checkpoint(ckpt, out)
     status(
         "ensemble",

@@ -14,9 +14,9 @@ from ppgedge.data.format import DataFormat, Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
-from ppgedge.evaluate.metrics import full_report
+from ppgedge.evaluate.metrics import error_summary, full_report
 from ppgedge.evaluate.spectral import spectral_bpm
-from ppgedge.models.bpm import decode
+from ppgedge.models.bpm import DECODERS, decode
 from ppgedge.models.checkpoint import Checkpoint
 
 
@@ -45,6 +45,23 @@ def predict_logits(
     model = model.to(device).eval()
     out = [model(x.to(device)).float().cpu() for _, x, _ in source.batches(batch_size)]
     return torch.cat(out) if out else torch.zeros(0, 180)
+
+
+def mae_by_decoder(
+    model: nn.Module, source: WindowSource, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """MAE of each decoder (argmax, expectation) on ``source``."""
+    logits = predict_logits(model, source, device)
+    return {m: error_summary(decode(logits, m).numpy(), source.y)["mae"] for m in DECODERS}
+
+
+def choose_decoder(ckpt: Checkpoint, dataset: Dataset) -> tuple[str, dict[str, float]]:
+    """The decoder with the lower MAE on the checkpoint's validation subjects, as training
+    chooses it (for models assembled after training, such as ensembles)."""
+    idx, _ = eval_indices(dataset, ckpt, "val")
+    source = WindowSource(dataset, idx, ckpt.data_format.channels)
+    maes = mae_by_decoder(ckpt.build(), source)
+    return min(maes, key=maes.get), maes
 
 
 @dataclass

@@ -26,9 +26,7 @@ from ppgedge.data.format import BPM_MIN, Dataset, resolve_channels
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
-from ppgedge.evaluate.metrics import error_summary
-from ppgedge.evaluate.predict import check_compatible, predict_logits
-from ppgedge.models.bpm import DECODERS, decode
+from ppgedge.evaluate.predict import check_compatible, mae_by_decoder
 from ppgedge.models.checkpoint import (
     Checkpoint,
     checkpoint_from_model,
@@ -134,13 +132,6 @@ def augment_batch(
         y = y.clamp(min=BPM_MIN)
     noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
     return x + 0.05 * noise, y
-
-
-def validation_mae(
-    model: nn.Module, source: WindowSource, device: torch.device
-) -> dict[str, float]:
-    logits = predict_logits(model, source, device)
-    return {m: error_summary(decode(logits, m).numpy(), source.y)["mae"] for m in DECODERS}
 
 
 def warmup_cosine(
@@ -272,7 +263,7 @@ def train(
             total += loss.item() * len(y)
             count += len(y)
             observer.batch(total / count if count else 0.0)
-        val = validation_mae(model, val_src, dev)
+        val = mae_by_decoder(model, val_src, dev)
         val_mae = min(val.values())
         if val_mae < state["best_val"] - 1e-4:
             state.update(
@@ -317,7 +308,7 @@ def train(
         resumed = False
 
     model.load_state_dict(state["best_state"])
-    val = validation_mae(model, val_src, dev)
+    val = mae_by_decoder(model, val_src, dev)
     decoder = min(val, key=val.get)
     metrics = {
         "val_mae": val[decoder],
