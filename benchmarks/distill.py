@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--part", choices=["all", "tune", "synthetic", "spc"], default="all")
-    parser.add_argument("--spc-teacher", choices=["ft", "scratch"], default="ft")
+    parser.add_argument("--spc-teacher", choices=["ens", "ft", "scratch"], default="ens")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "distill")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "out" / "cache")
     args = parser.parse_args()
