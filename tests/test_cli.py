@@ -139,3 +139,17 @@ def test_ci_runs_the_readme_test_command() -> None:
 @pytest.mark.parametrize("args", [("train", "--help"), ("eval", "--help"), ("data", "--help")])
 def test_subcommand_help(args: tuple[str, ...]) -> None:
     assert ppgedge(*args).returncode == 0
+
+
+def test_prune_cli_budget_outcomes(
+    tmp_path: Path, tiny_dataset_path: Path, tiny_checkpoint: Path
+) -> None:
+    proc = ppgedge("prune", tiny_checkpoint, "--to", "10M", "-o", tmp_path / "p.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to do" in proc.stdout and not (tmp_path / "p.pt").exists()
+    assert_user_error(
+        ppgedge("prune", tiny_checkpoint, "--to", "10", "-o", tmp_path / "p.pt"),
+        "smallest reachable",
+    )
+    assert not (tmp_path / "p.pt").exists()
+    assert_user_error(ppgedge("prune", tiny_checkpoint, "--to", "lots"), "budget")
