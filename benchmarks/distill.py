@@ -111,31 +111,60 @@ def tune(args, work: Path) -> list[dict]:
     return tuning
 
 
+def logged_runs(paths: list[Path]) -> dict[tuple, dict]:
+    """Runs a previous invocation printed (``tag {json}`` lines), keyed like :func:`once`."""
+    done = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            tag, _, payload = line.partition(" ")
+            if tag in ("synthetic", "cross-modal", "spc") and payload.startswith("{"):
+                row = json.loads(payload)
+                done[(tag, row["method"], row["seed"], row.get("fold"))] = row
+    return done
+
+
+def once(args, tag: str, method: str, seed: int, fold: str | None, fn) -> dict:
+    """Run ``fn`` unless ``--resume-log`` already holds this run; print it either way."""
+    key = (tag, method, seed, fold)
+    row = args.done.get(key) or {**fn(), "seed": seed, **({"fold": fold} if fold else {})}
+    print(tag, json.dumps(row), flush=True)
+    return row
+
+
 def synthetic(args, work: Path) -> dict:
     ds, split, teacher, base = _synthetic_setup(args)
     rows = []
     for seed in args.seeds:
         for method in METHODS:
-            r = run_one(
-                method,
-                teacher,
-                ds,
-                split,
-                work / f"syn_{method}_{seed}.pt",
-                TrainConfig(**{**base.__dict__, "seed": seed}),
-                cache=args.cache,
+            cfg = TrainConfig(**{**base.__dict__, "seed": seed})
+            rows.append(
+                once(
+                    args,
+                    "synthetic",
+                    method,
+                    seed,
+                    None,
+                    lambda m=method, c=cfg: run_one(
+                        m, teacher, ds, split, work / f"syn_{m}.pt", c, cache=args.cache
+                    ),
+                )
             )
-            rows.append({**r, "seed": seed})
-            print("synthetic", json.dumps(rows[-1]), flush=True)
     cross = []
     for seed in args.seeds:
         for method in ("scratch", "dkd"):
             cfg = TrainConfig(**{**base.__dict__, "seed": seed, "channels": "ppg"})
-            r = run_one(
-                method, teacher, ds, split, work / f"xm_{method}_{seed}.pt", cfg, cache=args.cache
+            cross.append(
+                once(
+                    args,
+                    "cross-modal",
+                    method,
+                    seed,
+                    None,
+                    lambda m=method, c=cfg: run_one(
+                        m, teacher, ds, split, work / f"xm_{m}.pt", c, cache=args.cache
+                    ),
+                )
             )
-            cross.append({**r, "seed": seed})
-            print("cross-modal", json.dumps(cross[-1]), flush=True)
     return {
         "rows": rows,
         "cross_modal": cross,
@@ -156,11 +185,18 @@ def spc(args, work: Path) -> dict:
                 cfg = TrainConfig(
                     arch=STUDENT, epochs=args.epochs, patience=args.epochs, augment=False, seed=seed
                 )
-                r = run_one(
-                    method, teacher, ds, fold, work / f"spc_{method}.pt", cfg, cache=args.cache
+                rows.append(
+                    once(
+                        args,
+                        "spc",
+                        method,
+                        seed,
+                        fold.name,
+                        lambda m=method, c=cfg, t=teacher, f=fold: run_one(
+                            m, t, ds, f, work / f"spc_{m}.pt", c, cache=args.cache
+                        ),
+                    )
                 )
-                rows.append({**r, "seed": seed, "fold": fold.name})
-                print("spc", json.dumps(rows[-1]), flush=True)
     # per seed: MAE over all folds' test windows is the mean of per-fold MAEs weighted by size;
     # report the plain mean over (fold, seed) runs and the per-seed fold means
     per_seed = {
@@ -212,9 +248,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--part", choices=["all", "tune", "synthetic", "spc"], default="all")
     parser.add_argument("--spc-teacher", choices=["ens", "ft", "scratch"], default="ens")
+    parser.add_argument(
+        "--resume-log",
+        type=Path,
+        action="append",
+        default=[],
+        help="reuse the runs a previous invocation printed to this log",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "distill")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "out" / "cache")
     args = parser.parse_args()
+    args.done = logged_runs(args.resume_log)
     if not (FOUNDATION / "teacher_synth.pt").exists():
         sys.exit("run benchmarks/foundation.py first: it trains the teachers used here")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -231,16 +275,22 @@ def main() -> None:
             "seeds": args.seeds,
         }
     )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every part, so a crash later keeps what is done
+        res["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        (RESULTS / "distill.md").write_text(markdown(res))
+
     if args.part == "tune":
         res["tuning"] = tune(args, args.work)
+        save()
     if args.part in ("all", "synthetic"):
         res["synthetic"] = synthetic(args, args.work)
+        save()
     if args.part in ("all", "spc") and (FOUNDATION / "spc.ppgds").exists():
         res["spc2015"] = spc(args, args.work)
-    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    (RESULTS / "distill.md").write_text(markdown(res))
+        save()
     print(markdown(res))
 
 

@@ -91,3 +91,13 @@ def test_ensemble_averages_member_probabilities(tiny_checkpoint, tmp_path) -> No
     assert ens.training["split"] == member.training["split"]
     with pytest.raises(PpgedgeError, match="at least two"):
         ensemble_checkpoint([tiny_checkpoint])
+
+
+def test_ensemble_features_concatenate_members() -> None:
+    members = [{"arch": "resnet_micro", "kwargs": {}}, {"arch": "resnet_micro", "kwargs": {}}]
+    ens = create_model("ensemble", members=members).eval()
+    x = torch.randn(2, 4, 256)
+    feats, logits = ens.forward_with_features(x)
+    single, _ = ens.members[0].forward_with_features(x)
+    assert [f.shape[1] for f in feats] == [2 * f.shape[1] for f in single]
+    torch.testing.assert_close(logits, ens(x))

@@ -163,17 +163,15 @@ class CheckpointTeacher(_ModuleTeacher):
                 f"model exposes forward_features ('{self.checkpoint.arch}' does not): "
                 "use a ResNet-family teacher or a logit-based method"
             )
-        from ppgedge.models.resnet import ResNet1D
-
         # no_grad, not inference_mode: the student's loss may save these for its backward pass
         with torch.no_grad():
             x = x.detach().to(device=self._device, dtype=torch.float32)
-            feats = list(self.module.forward_features(x))  # type: ignore[operator]
-            if isinstance(self.module, ResNet1D):
-                logits = self.module.head(self.module.pool(feats[-1]))
+            if hasattr(self.module, "forward_with_features"):
+                feats, logits = self.module.forward_with_features(x)  # type: ignore[operator]
             else:
+                feats = self.module.forward_features(x)  # type: ignore[operator]
                 logits = self.module(x)
-        return feats, logits.float()
+        return list(feats), logits.float()
 
 
 class TorchScriptTeacher(_ModuleTeacher):

@@ -33,9 +33,26 @@ class Ensemble(nn.Module):
             create_model(m["arch"], **m.get("kwargs", {})) for m in members
         )
 
+    def _average(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        logp = torch.stack([torch.log_softmax(z, dim=1) for z in logits])
+        return torch.logsumexp(logp, dim=0) - math.log(len(logits))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logp = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
-        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+        return self._average([m(x) for m in self.members])
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The ensemble's representation is the union of its members': stage ``i`` is every
+        member's stage-``i`` map concatenated along channels (members share one architecture
+        family, so their maps align in time). Used as a teacher for feature distillation."""
+        outs = [m.forward_with_features(x) for m in self.members]
+        n = {len(f) for f, _ in outs}
+        if len(n) != 1:
+            raise TypeError("ensemble members have different numbers of feature maps")
+        feats = [torch.cat(maps, dim=1) for maps in zip(*(f for f, _ in outs), strict=True)]
+        return feats, self._average([z for _, z in outs])
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_with_features(x)[0]
 
 
 @register_model(
