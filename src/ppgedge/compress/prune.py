@@ -40,7 +40,7 @@ from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
-from ppgedge.evaluate.predict import check_compatible
+from ppgedge.evaluate.predict import check_compatible, mae_by_decoder
 from ppgedge.models.bpm import N_CLASSES
 from ppgedge.models.checkpoint import (
     Checkpoint,
@@ -56,7 +56,6 @@ from ppgedge.train.trainer import (
     TrainingObserver,
     pick_device,
     train,
-    validation_mae,
 )
 
 BUDGET_KINDS = ("params", "macs", "flash_kb")
@@ -544,7 +543,7 @@ def prune(
             on_step(row)
 
     def val_mae(m: nn.Module) -> dict[str, float]:
-        return validation_mae(m, val_src, eval_dev)
+        return mae_by_decoder(m, val_src, eval_dev)
 
     rows: list[dict[str, Any]] = []
     row0["val_mae"] = row0["val_mae_pruned"] = min(val_mae(model).values())

@@ -65,7 +65,7 @@ from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
-from ppgedge.evaluate.predict import check_compatible, eval_indices
+from ppgedge.evaluate.predict import check_compatible, eval_indices, mae_by_decoder
 from ppgedge.models.bpm import decode as decode_logits
 from ppgedge.models.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 from ppgedge.models.checkpoint import Checkpoint, load_checkpoint, model_record
@@ -75,7 +75,6 @@ from ppgedge.train.trainer import (
     TrainConfig,
     TrainingObserver,
     pick_device,
-    validation_mae,
     warmup_cosine,
 )
 
@@ -581,7 +580,7 @@ def _split_of(dataset: Dataset, base: Checkpoint) -> Split | None:
 def _mae(
     model: nn.Module, source: WindowSource, decoder: str, device: torch.device | None = None
 ) -> float:
-    return float(validation_mae(model, source, device or torch.device("cpu"))[decoder])
+    return float(mae_by_decoder(model, source, device or torch.device("cpu"))[decoder])
 
 
 # ---------------------------------------------------------------------------------------------
