@@ -505,7 +505,7 @@ def prune_cmd(
     """Remove whole channels until the model fits a budget."""
     from rich.table import Table
 
-    from ppgedge.compress.prune import format_value, parse_budget, prune
+    from ppgedge.compress.prune import parse_budget, prune
     from ppgedge.data.splits import Split
     from ppgedge.models.checkpoint import load_checkpoint
 
@@ -558,7 +558,7 @@ def prune_cmd(
             str(r["step"]),
             fmt_int(r["parameters"]),
             fmt_si(r["macs"]),
-            format_value("flash_kb", r["flash_bytes"] / 1024),
+            f"{r['flash_bytes'] / 1024:.1f} KB",
             f"{r.get('val_mae_pruned', r['val_mae']):.2f}",
             f"{r['val_mae']:.2f}",
         )
