@@ -44,10 +44,8 @@ import datetime as _dt
 import functools
 import importlib
 import os
-import pickle
 import time
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +66,12 @@ from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, mae_by_decoder
 from ppgedge.models.bpm import decode as decode_logits
 from ppgedge.models.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
-from ppgedge.models.checkpoint import Checkpoint, load_checkpoint, model_record
+from ppgedge.models.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_weights_only,
+    model_record,
+)
 from ppgedge.train.objective import Objective, Supervised
 from ppgedge.train.trainer import (
     EpochReport,
@@ -454,25 +457,7 @@ def _checkpoint_from_dict(raw: dict[str, Any], path: Path) -> Checkpoint:
 def load_artifact(path: str | Path) -> QuantizedArtifact:
     """Load with ``weights_only=True``; anything that is not a quantised artifact is refused."""
     path = Path(path)
-    if not path.is_file():
-        raise PpgedgeError(f"{path}: no such quantised model file")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        RuntimeError,
-        EOFError,
-        ValueError,
-        OSError,
-        AttributeError,
-        TypeError,
-    ) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PpgedgeError(
-            f"{path}: not a loadable ppgedge quantised model ({first[:160]}); "
-            "files that need arbitrary code to load are refused"
-        ) from None
+    raw = load_weights_only(path, "quantised model")
     schema = raw.get("schema") if isinstance(raw, dict) else None
     if schema == CHECKPOINT_SCHEMA:
         raise PpgedgeError(

@@ -103,13 +103,14 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load with ``weights_only=True``; anything that is not a ppgedge checkpoint is refused."""
+def load_weights_only(path: str | Path, what: str) -> Any:
+    """``torch.load(..., weights_only=True)`` with every failure as one user-facing line: a file
+    that needs arbitrary code to load (a crafted pickle) is refused, never executed."""
     path = Path(path)
     if not path.is_file():
-        raise PpgedgeError(f"{path}: no such checkpoint file")
+        raise PpgedgeError(f"{path}: no such {what} file")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
@@ -122,9 +123,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PpgedgeError(
-            f"{path}: not a loadable ppgedge checkpoint ({first[:160]}); "
+            f"{path}: not a loadable ppgedge {what} ({first[:160]}); "
             "files that need arbitrary code to load are refused"
         ) from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load with ``weights_only=True``; anything that is not a ppgedge checkpoint is refused."""
+    path = Path(path)
+    raw = load_weights_only(path, "checkpoint")
     schema = raw.get("schema") if isinstance(raw, dict) else None
     if schema != SCHEMA:
         raise PpgedgeError(
