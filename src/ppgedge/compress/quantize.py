@@ -438,20 +438,7 @@ def save_artifact(art: QuantizedArtifact, path: str | Path) -> Path:
 def _checkpoint_from_dict(raw: dict[str, Any], path: Path) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("schema") != CHECKPOINT_SCHEMA:
         raise PpgedgeError(f"{path}: the artifact's base checkpoint is missing or corrupt")
-    return Checkpoint(
-        arch=str(raw["arch"]),
-        arch_kwargs=dict(raw["arch_kwargs"]),
-        state_dict=dict(raw["state_dict"]),
-        data_format=DataFormat.from_dict(raw["data_format"]),
-        decode=str(raw.get("decode", "argmax")),
-        layer_shapes=dict(raw.get("layer_shapes") or {}),
-        metrics=dict(raw.get("metrics") or {}),
-        training=dict(raw.get("training") or {}),
-        parent=raw.get("parent"),
-        lineage=list(raw.get("lineage") or []),
-        created=str(raw.get("created", "")),
-        ppgedge_version=str(raw.get("ppgedge_version", "")),
-    )
+    return Checkpoint.from_dict(raw)
 
 
 def load_artifact(path: str | Path) -> QuantizedArtifact:

@@ -75,6 +75,28 @@ class Checkpoint:
             "ppgedge_version": self.ppgedge_version,
         }
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Checkpoint:
+        """The inverse of :meth:`to_dict` (schema already checked by the caller)."""
+        try:
+            return cls(
+                arch=str(raw["arch"]),
+                arch_kwargs=dict(raw["arch_kwargs"]),
+                state_dict=dict(raw["state_dict"]),
+                data_format=DataFormat.from_dict(raw["data_format"]),
+                decode=str(raw.get("decode", "argmax")),
+                layer_shapes=dict(raw.get("layer_shapes") or {}),
+                metrics=dict(raw.get("metrics") or {}),
+                training=dict(raw.get("training") or {}),
+                parent=raw.get("parent"),
+                lineage=list(raw.get("lineage") or []),
+                created=str(raw.get("created", "")),
+                ppgedge_version=str(raw.get("ppgedge_version", "")),
+                path=path,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PpgedgeError(f"{path}: checkpoint is missing field {exc}: re-create it") from None
+
     def describe(self) -> dict[str, Any]:
         """Everything but the weights, for reports and ``--json``."""
         d = self.to_dict()
@@ -137,24 +159,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise PpgedgeError(
             f"{path}: not a ppgedge checkpoint (schema {schema!r}): train one with 'ppgedge train'"
         )
-    try:
-        return Checkpoint(
-            arch=str(raw["arch"]),
-            arch_kwargs=dict(raw["arch_kwargs"]),
-            state_dict=dict(raw["state_dict"]),
-            data_format=DataFormat.from_dict(raw["data_format"]),
-            decode=str(raw.get("decode", "argmax")),
-            layer_shapes=dict(raw.get("layer_shapes") or {}),
-            metrics=dict(raw.get("metrics") or {}),
-            training=dict(raw.get("training") or {}),
-            parent=raw.get("parent"),
-            lineage=list(raw.get("lineage") or []),
-            created=str(raw.get("created", "")),
-            ppgedge_version=str(raw.get("ppgedge_version", "")),
-            path=path,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PpgedgeError(f"{path}: checkpoint is missing field {exc}: re-create it") from None
+    return Checkpoint.from_dict(raw, path)
 
 
 def checkpoint_from_model(
