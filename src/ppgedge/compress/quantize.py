@@ -57,14 +57,14 @@ from torch import nn
 
 from ppgedge import __version__
 from ppgedge.atomic import atomic_path
+from ppgedge.compress.runtimes import tflm_mae, tflm_predict
+from ppgedge.compress.tflite_file import scales_of_tflite, tflite_ops
 from ppgedge.data.fingerprint import dataset_sha256
 from ppgedge.data.format import DataFormat, Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
-from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, mae_by_decoder
-from ppgedge.models.bpm import decode as decode_logits
 from ppgedge.models.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 from ppgedge.models.checkpoint import (
     Checkpoint,
@@ -872,16 +872,22 @@ def _quiet_litert() -> Iterator[None]:
 
 
 def to_tflite(artifact: QuantizedArtifact | str | Path, out_path: str | Path) -> Path:
-    """Full-int8 ``.tflite`` (int8 input and output) from an artifact, no recalibration."""
+    """Full-int8 ``.tflite`` (int8 input and output) from an artifact, no recalibration.
+
+    The input is channel-last, (1, 1, T, C): the layout TFLite kernels work in, so the
+    converter needs no TRANSPOSE at the input (one would cost the device SRAM and time).
+    """
     art = _as_artifact(artifact)
     litert_torch = _require("litert_torch", "TFLite conversion")
     qcfg = _require("litert_torch.quantize.quant_config", "TFLite conversion")
     ref = art.reference()
+    channel_last = litert_torch.to_channel_last_io(ref, args=[0])
+    example = export_example(art.data_format, batch=1).permute(0, 2, 3, 1).contiguous()
     out_path = Path(out_path)
     with _quiet_litert():
         edge = litert_torch.convert(
-            ref,
-            (export_example(art.data_format, batch=1),),
+            channel_last,
+            (example,),
             quant_config=qcfg.QuantConfig(pt2e_quantizer=_quantizer(art.is_qat)),
         )
         with atomic_path(out_path) as tmp:
@@ -889,70 +895,7 @@ def to_tflite(artifact: QuantizedArtifact | str | Path, out_path: str | Path) ->
     return out_path
 
 
-def _schema() -> Any:
-    return _require(
-        "tflite_micro.tensorflow.lite.micro.python.schema_py_generated", "reading .tflite"
-    )
-
-
-def _read_model(path: str | Path) -> Any:
-    fb = _schema()
-    data = Path(path).read_bytes()
-    try:
-        return fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
-    except Exception as exc:  # noqa: BLE001  any flatbuffer failure means "not a model"
-        raise PpgedgeError(f"{path}: not a readable .tflite file ({exc})") from None
-
-
-def _enum_names(cls: type) -> dict[int, str]:
-    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _tensor_quant(sub: Any, index: int) -> dict[str, Any]:
-    t = sub.tensors[index]
-    q = t.quantization
-    types = _enum_names(_schema().TensorType)
-    return {
-        "name": t.name.decode() if isinstance(t.name, bytes) else str(t.name),
-        "dtype": types.get(t.type, str(t.type)),
-        "shape": [int(s) for s in (t.shape if t.shape is not None else [])],
-        "scale": np.asarray(q.scale if q is not None and q.scale is not None else [], np.float32),
-        "zero_point": np.asarray(
-            q.zeroPoint if q is not None and q.zeroPoint is not None else [], np.int64
-        ),
-    }
-
-
-def tflite_ops(path: str | Path) -> list[str]:
-    """Operator names of the main subgraph, in execution order."""
-    model = _read_model(path)
-    names = _enum_names(_schema().BuiltinOperator)
-    out = []
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        out.append(names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"))
-    return out
-
-
-WEIGHT_OPS = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "conv2d", "FULLY_CONNECTED": "linear"}
-
-
-def scales_of_tflite(path: str | Path) -> dict[str, Any]:
-    """Quantisation of the input, the output and every weight tensor (op order) of a .tflite."""
-    model = _read_model(path)
-    sub = model.subgraphs[0]
-    ops = tflite_ops(path)
-    weights = []
-    for name, op in zip(ops, sub.operators, strict=True):
-        if name in WEIGHT_OPS:
-            w = _tensor_quant(sub, int(op.inputs[1]))
-            weights.append({"op": WEIGHT_OPS[name], "tflite_op": name, **w})
-    return {
-        "input": _tensor_quant(sub, int(sub.inputs[0])),
-        "output": _tensor_quant(sub, int(sub.outputs[0])),
-        "weights": weights,
-        "ops": ops,
-    }
+__all__ = ["scales_of_tflite", "tflite_ops", "tflm_mae", "tflm_predict"]
 
 
 def _weight_source(node: Any) -> str:
@@ -1015,51 +958,3 @@ def scales_of_artifact(artifact: QuantizedArtifact | str | Path) -> dict[str, An
             if (mod := observer_of(first)) is not None:
                 result["output"] = entry(mod)
     return result
-
-
-def _interpreter(path: str | Path) -> Any:
-    runtime = _require("tflite_micro.python.tflite_micro.runtime", "the TFLite Micro runtime")
-    if not Path(path).is_file():
-        raise PpgedgeError(f"{path}: no such .tflite file")
-    return runtime.Interpreter.from_file(str(path))
-
-
-def tflm_predict(tflite_path: str | Path, windows: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Float logits (N, 180) of windows (N, C, T) or (N, C, 1, T) as TFLite Micro computes them:
-    inputs quantised with the model's own input scale/zero point (rounding as torch's
-    ``quantize_per_tensor``), outputs dequantised with its output scale/zero point."""
-    interp = _interpreter(tflite_path)
-    inp, outp = interp.get_input_details(0), interp.get_output_details(0)
-    shape = [int(s) for s in inp["shape"]]
-    x = np.asarray(windows, dtype=np.float32)
-    if x.ndim == 3 and len(shape) == 4:
-        x = x[:, :, None, :]
-    if tuple(x.shape[1:]) != tuple(shape[1:]):
-        raise PpgedgeError(f"windows of shape {x.shape[1:]} do not fit the model input {shape}")
-    results = []
-    for i in range(0, len(x), shape[0]):
-        chunk = x[i : i + shape[0]]
-        if inp["dtype"] == np.int8:
-            qp = inp["quantization_parameters"]
-            inv = np.float32(1.0 / float(qp["scales"][0]))
-            q = np.clip(np.round(chunk * inv) + int(qp["zero_points"][0]), -128, 127)
-            chunk = q.astype(np.int8)
-        interp.set_input(chunk.reshape(shape), 0)
-        interp.invoke()
-        results.append(np.array(interp.get_output(0)))
-    out = np.concatenate(results) if results else np.zeros((0, 180), np.int8)
-    if outp["dtype"] == np.int8:
-        qp = outp["quantization_parameters"]
-        scale, zp = np.float32(qp["scales"][0]), int(qp["zero_points"][0])
-        return (out.astype(np.float32) - zp) * scale
-    return out.astype(np.float32)
-
-
-def tflm_mae(tflite_path: str | Path, source: WindowSource, decoder: str = "argmax") -> float:
-    """MAE (BPM) of the deployed int8 model over a window source, in TFLite Micro."""
-    preds = []
-    for _, x, _ in source.batches(256):
-        logits = torch.from_numpy(tflm_predict(tflite_path, x.numpy()))
-        preds.append(decode_logits(logits, decoder).numpy())
-    pred = np.concatenate(preds) if preds else np.zeros(0)
-    return float(error_summary(pred, source.y)["mae"])

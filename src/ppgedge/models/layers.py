@@ -41,7 +41,11 @@ class ConvBNAct(nn.Sequential):
 
 
 class GlobalAvgPool(nn.Module):
-    """Mean over the (1, T) plane; becomes a single MEAN op in TFLite."""
+    """Mean over the (1, T) plane; becomes a single MEAN op in TFLite.
+
+    ``keepdim=True`` then flatten: a mean that drops the dimensions makes the channel-last
+    converter put a TRANSPOSE in front of MEAN; this form converts to MEAN alone.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
+        return x.mean(dim=(2, 3), keepdim=True).flatten(1)

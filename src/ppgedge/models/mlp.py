@@ -14,6 +14,12 @@ from ppgedge.models.layers import as_4d
 from ppgedge.models.registry import register_model
 
 
+def _flatten_time_major(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, T) -> (B, T*C) in time-major order, the order of the channel-last (B, 1, T, C)
+    tensor the int8 model runs on: the converter then emits a plain RESHAPE, no TRANSPOSE."""
+    return x.permute(0, 2, 3, 1).flatten(1)
+
+
 class MLP(nn.Module):
     def __init__(
         self,
@@ -38,7 +44,7 @@ class MLP(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Hidden activations (B, H) after each ReLU (for feature distillation)."""
-        h = self.pool(as_4d(x)).flatten(1)
+        h = _flatten_time_major(self.pool(as_4d(x)))
         feats = []
         for layer in self.body:
             h = layer(h)
@@ -52,7 +58,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(as_4d(x))
-        return self.head(self.body(x.flatten(1)))
+        return self.head(self.body(_flatten_time_major(x)))
 
 
 @register_model("mlp", family="mlp", description="MLP over the pooled window, ~0.19 M params")
