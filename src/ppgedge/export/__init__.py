@@ -1,0 +1,1 @@
+"""Deployment artifacts: TensorFlow Lite Micro firmware bundles and their arena sizes."""
