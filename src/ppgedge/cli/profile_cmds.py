@@ -1,0 +1,386 @@
+"""``ppgedge targets``, ``ppgedge profile`` and ``ppgedge check``: parse, call, render.
+
+Registered on the main app (imported by ``ppgedge.cli``); all logic is in ``ppgedge.profile``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ppgedge.atomic import write_text_atomic
+from ppgedge.cli.app import app
+from ppgedge.cli.render import console, err_console, fmt_int, fmt_si, print_json
+from ppgedge.errors import PpgedgeError
+
+targets_app = typer.Typer(
+    help="List the Cortex-M target profiles, or show one.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(targets_app, name="targets")
+
+TARGET = typer.Option(
+    None, "--target", "-t", help="Target name (see `ppgedge targets`) or a profile .toml path."
+)
+CONFIG = typer.Option(
+    None, "--config", "-c", help="Project file with [target] and [budget] (default ./ppgedge.toml)."
+)
+TARGETS_DIR = typer.Option(
+    None, "--targets-dir", help="Extra directory of target .toml profiles (also $PPGEDGE_TARGETS)."
+)
+
+
+def _resolve_target(target: str | None, config: Path | None, targets_dir: list[Path] | None):
+    """The target with budget overrides applied, from --target / --config / ./ppgedge.toml."""
+    from ppgedge.profile.targets import available, load_config, resolve, with_overrides
+
+    dirs: list[Path] = list(targets_dir or [])
+    overrides: dict = {}
+    where = "budget"
+    if config is None and target is None and Path("ppgedge.toml").is_file():
+        config = Path("ppgedge.toml")
+    if config is not None:
+        cfg = load_config(config)
+        dirs = [*cfg.targets_dirs, *dirs]
+        target = target or cfg.target
+        overrides, where = cfg.budget, f"{config} [budget]"
+    if target is None:
+        names = ", ".join(sorted(available(dirs)))
+        raise PpgedgeError(f"no target given: use --target NAME (known: {names}) or --config FILE")
+    return with_overrides(resolve(target, dirs), overrides, where)
+
+
+def _shape(shapes: list[list[int]]) -> str:
+    return ", ".join("x".join(str(d) for d in s) or "scalar" for s in shapes)
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1024:,.1f} KB"
+
+
+def _band(b: dict, unit: str, digits: int = 1) -> str:
+    low, mid, high = (f"{b[k]:,.{digits}f}" for k in ("low", "mid", "high"))
+    return f"{mid} {unit} [dim]({low}-{high})[/dim]"
+
+
+# ------------------------------------------------------------------------------ targets
+@targets_app.callback()
+def targets_cmd(
+    ctx: typer.Context,
+    targets_dir: list[Path] = TARGETS_DIR,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the target profiles (built-in and yours) with their default budgets."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = targets_dir
+        return
+    from ppgedge.profile.targets import available
+
+    targets = available(targets_dir)
+    if json_out:
+        print_json("targets", {"targets": [t.to_dict() for t in targets.values()]})
+        return
+    table = Table(title="Cortex-M targets and default model budgets", title_justify="left")
+    for col, just in (
+        ("name", "left"),
+        ("part", "left"),
+        ("core", "left"),
+        ("MHz", "right"),
+        ("flash", "right"),
+        ("SRAM", "right"),
+        ("µA/MHz", "right"),
+        ("V", "right"),
+        ("budget flash", "right"),
+        ("budget SRAM", "right"),
+        ("ms", "right"),
+        ("µJ", "right"),
+    ):
+        table.add_column(col, justify=just)
+    for t in sorted(targets.values(), key=lambda t: t.name):
+        b = t.budget
+        table.add_row(
+            t.name,
+            t.title,
+            t.core,
+            f"{t.clock_mhz:g}",
+            f"{t.flash_kb:g} KB",
+            f"{t.sram_kb:g} KB",
+            f"{t.active_ua_per_mhz:g}",
+            f"{t.supply_v:g}",
+            f"{b.flash_kb:g} KB",
+            f"{b.sram_kb:g} KB",
+            f"{b.latency_ms:g}",
+            f"{b.energy_uj:g}",
+        )
+    console.print(table)
+    console.print(
+        "[dim]show one with `ppgedge targets show NAME`; add yours with --targets-dir "
+        "or $PPGEDGE_TARGETS[/dim]"
+    )
+
+
+@targets_app.command("show")
+def targets_show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Target name or profile .toml path."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print one target profile with the source of every number."""
+    from ppgedge.profile.targets import resolve
+
+    t = resolve(name, ctx.obj)
+    if json_out:
+        print_json("target", t.to_dict())
+        return
+    table = Table(title=f"{t.title} ({t.name})", title_justify="left", show_header=True)
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_column("source", overflow="fold")
+    rows = [
+        ("core", t.core),
+        ("clock_mhz", f"{t.clock_mhz:g}"),
+        ("flash_kb", f"{t.flash_kb:g}"),
+        ("sram_kb", f"{t.sram_kb:g}"),
+        ("dsp", str(t.dsp)),
+        ("fpu", t.fpu),
+        ("active_ua_per_mhz", f"{t.active_ua_per_mhz:g}"),
+        ("supply_v", f"{t.supply_v:g}"),
+        ("sleep_ua", "not cited" if t.sleep_ua is None else f"{t.sleep_ua:g}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value, t.sources.get(key, ""))
+    console.print(table)
+    b = t.budget
+    console.print(
+        f"[bold]default budget[/bold]: flash {b.flash_kb:g} KB, SRAM {b.sram_kb:g} KB, latency "
+        f"{b.latency_ms:g} ms, energy {b.energy_uj:g} µJ per inference, one inference every "
+        f"{b.period_s:g} s, estimates checked at the {b.latency_bound} end of their band"
+    )
+    if b.rationale:
+        console.print(f"[dim]{b.rationale}[/dim]")
+    for key in ("verification",):
+        if key in t.sources:
+            console.print(f"[dim]{key}: {t.sources[key]}[/dim]")
+    if t.notes:
+        console.print(f"[dim]{t.notes}[/dim]")
+    console.print(f"[dim]{t.path}[/dim]")
+
+
+# ------------------------------------------------------------------------------ profile
+def _render_profile(d: dict) -> None:
+    m, t, tot = d["model"], d["target"], d["totals"]
+    console.print(
+        f"[bold]{m['file']}[/bold]  {fmt_int(m['bytes'])} B, {m['operators']} ops, "
+        f"{fmt_si(tot['macs'])} MACs  on  [cyan]{t['title']}[/cyan] ({t['core']} @ "
+        f"{t['clock_mhz']:g} MHz, {t['flash_kb']:g} KB flash, {t['sram_kb']:g} KB SRAM)"
+    )
+    layers = Table(title="Per layer (cycles and time share are ESTIMATES)", title_justify="left")
+    for col, just in (
+        ("#", "right"),
+        ("op", "left"),
+        ("kernel", "left"),
+        ("input", "left"),
+        ("output", "left"),
+        ("MACs", "right"),
+        ("weights B", "right"),
+        ("act. B", "right"),
+        ("scratch B", "right"),
+        ("est. cycles", "right"),
+        ("time", "right"),
+    ):
+        layers.add_column(col, justify=just)
+    for r in d["layers"]:
+        layers.add_row(
+            str(r["index"]),
+            r["op"],
+            r["kernel"],
+            _shape(r["input_shapes"]),
+            _shape(r["output_shapes"]),
+            fmt_int(r["macs"]) if r["macs"] else "",
+            fmt_int(r["param_bytes"]) if r["param_bytes"] else "",
+            fmt_int(r["activation_bytes"]),
+            fmt_int(r["scratch_bytes"]) if r["scratch_bytes"] else "",
+            fmt_si(r["cycles"]["mid"]),
+            f"{100 * r['share']:.1f}%",
+        )
+    console.print(layers)
+
+    fl, sr, la, en = tot["flash"], tot["sram"], tot["latency"], tot["energy"]
+    b = d["budget"]
+    totals = Table(title="Totals: value, physical floor, ratio, budget", title_justify="left")
+    for col, just in (
+        ("", "left"),
+        ("value", "right"),
+        ("floor", "right"),
+        ("x floor", "right"),
+        ("budget", "right"),
+    ):
+        totals.add_column(col, justify=just)
+
+    def ratio(x: float | None) -> str:
+        return f"{x:.2f}x" if x is not None else "-"
+
+    totals.add_row(
+        "flash",
+        _kb(fl["total_bytes"]),
+        _kb(fl["floor_bytes"]),
+        ratio(fl["ratio"]),
+        f"{b['flash_kb']:g} KB",
+    )
+    totals.add_row("  model file", _kb(fl["model_bytes"]), "", "", "")
+    totals.add_row("  runtime code (est.)", _kb(fl["runtime_bytes"]), "", "", "")
+    totals.add_row(
+        "SRAM",
+        _kb(sr["total_bytes"]),
+        _kb(sr["floor_bytes"]),
+        ratio(sr["ratio"]),
+        f"{b['sram_kb']:g} KB",
+    )
+    totals.add_row(
+        "  activations (TFLM plan)", _kb(sr["activations_bytes"]), "", ratio(sr["arena_ratio"]), ""
+    )
+    totals.add_row("  kernel scratch (CMSIS-NN)", _kb(sr["scratch_bytes"]), "", "", "")
+    totals.add_row("  persistent (est., 32-bit)", _kb(sr["persistent_bytes"]), "", "", "")
+    totals.add_row("  input/output buffers", _kb(sr["io_buffers_bytes"]), "", "", "")
+    totals.add_row(
+        "latency [bold](ESTIMATE)[/bold]",
+        _band(la["ms"], "ms", 2),
+        f"{la['floor_ms']:,.2f} ms",
+        ratio(la["ratio"]),
+        f"{b['latency_ms']:g} ms ({b['latency_bound']})",
+    )
+    totals.add_row(
+        "  cycles",
+        _band({k: v / 1e6 for k, v in la["cycles"].items()}, "M", 2),
+        f"{la['floor_cycles'] / 1e6:,.2f} M",
+        "",
+        "",
+    )
+    totals.add_row(
+        "energy / inference [bold](ESTIMATE)[/bold]",
+        _band(en["uj"], "µJ"),
+        f"{en['floor_uj']:,.1f} µJ",
+        ratio(en["ratio"]),
+        f"{b['energy_uj']:g} µJ ({b['latency_bound']})",
+    )
+    sleep = "incl. sleep" if en["sleep_included"] else "inference only, no sleep current cited"
+    totals.add_row(
+        f"avg power @ 1/{en['period_s']:g} s (ESTIMATE)",
+        _band(en["avg_power_uw"], "µW"),
+        "",
+        "",
+        f"[dim]{sleep}[/dim]",
+    )
+    console.print(totals)
+    if not en["fits_period"]:
+        console.print("[yellow]the high estimate of one inference exceeds the period[/yellow]")
+    console.print(f"[dim]{d['note']} Cycle model: {la['basis']}.[/dim]")
+
+
+@app.command("profile")
+def profile_cmd(
+    model: Path = typer.Argument(..., help="An int8 .tflite model (ours or any other)."),
+    target: str | None = TARGET,
+    config: Path | None = CONFIG,
+    targets_dir: list[Path] = TARGETS_DIR,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (ppgedge.profile/1)."),
+) -> None:
+    """Per-layer cost and totals of a model on a Cortex-M target (flash, SRAM, ESTIMATED
+    latency and energy), each beside its physical floor."""
+    from ppgedge.profile.report import profile
+
+    report = profile(model, _resolve_target(target, config, targets_dir))
+    doc = report.to_dict()
+    if json_out:
+        print_json("profile", {k: v for k, v in doc.items() if k != "schema"})
+        return
+    _render_profile(doc)
+
+
+# -------------------------------------------------------------------------------- check
+@app.command("check")
+def check_cmd(
+    model: Path = typer.Argument(..., help="An int8 .tflite model."),
+    target: str | None = TARGET,
+    config: Path | None = CONFIG,
+    targets_dir: list[Path] = TARGETS_DIR,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (ppgedge.check/1)."),
+    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Write a Markdown summary."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="A previous `check --json` report to compare against."
+    ),
+    max_regression: float = typer.Option(
+        5.0, "--max-regression", help="Fail when a metric grows by more than this % vs baseline."
+    ),
+) -> None:
+    """Gate a model on its target's budget: exit 0 all hold, 1 exceeded or regressed, 2 bad
+    input. Latency and energy are ESTIMATES checked at the budget's bound of their band."""
+    from ppgedge.profile.check import github_annotations, run_check, to_junit, to_markdown
+    from ppgedge.profile.report import profile
+
+    resolved = _resolve_target(target, config, targets_dir)
+    report = profile(model, resolved)
+    result = run_check(report, resolved.budget, baseline, max_regression)
+    doc = result.to_dict()
+    if junit is not None:
+        write_text_atomic(junit, to_junit(result))
+    wants_md = markdown is not None or bool(os.environ.get("GITHUB_STEP_SUMMARY"))
+    md = to_markdown(result) if wants_md else ""
+    if markdown is not None:
+        write_text_atomic(markdown, md)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        stream = sys.stderr if json_out else sys.stdout
+        for line in github_annotations(result):
+            stream.write(line + "\n")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(md + "\n")
+    if json_out:
+        print_json("check", {k: v for k, v in doc.items() if k != "schema"})
+    else:
+        _render_check(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _render_check(result) -> None:
+    from ppgedge.profile.check import describe_delta
+
+    t = result.report.target
+    table = Table(
+        title=f"Budget check: {result.report.model['file']} on {t.title}", title_justify="left"
+    )
+    for col, just in (
+        ("budget", "left"),
+        ("limit", "right"),
+        ("value", "right"),
+        ("margin", "right"),
+        ("", "left"),
+    ):
+        table.add_column(col, justify=just)
+    for r in result.results:
+        value = f"{r.value:,.2f} {r.unit}"
+        if r.band:
+            value += f" [dim](est. {r.band[0]:,.1f}-{r.band[1]:,.1f}, {r.bound})[/dim]"
+        status = "[green]ok[/green]" if r.ok else "[bold red]EXCEEDED[/bold red]"
+        table.add_row(
+            r.name,
+            f"{r.limit:,.2f} {r.unit}",
+            value,
+            f"{r.margin:,.2f} {r.unit} ({r.margin_pct:+.1f}%)",
+            status,
+        )
+    console.print(table)
+    for d in result.deltas:
+        style = "bold red" if d.regressed else "dim"
+        console.print(f"[{style}]{describe_delta(d)}[/{style}]")
+    if result.passed:
+        console.print("[bold green]check passed[/bold green]")
+    else:
+        err_console.print("[bold red]check failed[/bold red]: see the table above")

@@ -1,0 +1,245 @@
+"""Cortex-M target profiles (TOML), their default model budgets, and project overrides.
+
+Built-in profiles ship inside the package (``ppgedge/profile/targets_data/``, shown at the
+repository root as ``targets/``). Users add their own: a TOML file given directly
+(``--target my_board.toml``), or directories searched before the built-ins (``--targets-dir``,
+or ``PPGEDGE_TARGETS`` with several directories separated by ``os.pathsep``). A project file
+``ppgedge.toml`` names the target (``[target] name = ...`` or ``path = ...``) and overrides
+budget fields (``[budget]``). Every number in a built-in profile carries its source in the
+``[sources]`` table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ppgedge.errors import PpgedgeError
+
+ENV_DIRS = "PPGEDGE_TARGETS"
+BUILTIN_DIR = Path(__file__).resolve().parent / "targets_data"
+LATENCY_BOUNDS = ("low", "mid", "high")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the model may use on the part; latency/energy are checked at ``latency_bound``."""
+
+    flash_kb: float
+    sram_kb: float
+    latency_ms: float
+    energy_uj: float
+    period_s: float = 2.0
+    latency_bound: str = "high"
+    rationale: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One part: core, clock, memories, DSP/FPU, active current and supply, default budget."""
+
+    name: str
+    title: str
+    core: str
+    clock_mhz: float
+    flash_kb: float
+    sram_kb: float
+    dsp: bool
+    fpu: str
+    active_ua_per_mhz: float
+    supply_v: float
+    budget: Budget
+    sleep_ua: float | None = None
+    mve: bool = False
+    vendor: str = ""
+    notes: str = ""
+    sources: dict[str, str] = field(default_factory=dict)
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["budget"] = self.budget.to_dict()
+        return d
+
+
+_REQUIRED_NUMBERS = ("clock_mhz", "flash_kb", "sram_kb", "active_ua_per_mhz", "supply_v")
+_TARGET_KEYS = {f.name for f in fields(Target)} - {"budget", "path"}
+_BUDGET_KEYS = {f.name for f in fields(Budget)}
+_BUDGET_NUMBERS = ("flash_kb", "sram_kb", "latency_ms", "energy_uj", "period_s")
+
+
+def _positive(value: Any, key: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PpgedgeError(f"{where}: '{key}' must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise PpgedgeError(f"{where}: '{key}' must be a positive number, got {value!r}")
+    return float(value)
+
+
+def make_budget(raw: dict[str, Any], where: str, base: Budget | None = None) -> Budget:
+    """A Budget from a TOML table; fields missing from ``raw`` come from ``base``."""
+    unknown = set(raw) - _BUDGET_KEYS
+    if unknown:
+        raise PpgedgeError(
+            f"{where}: unknown budget field(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_BUDGET_KEYS))}"
+        )
+    values: dict[str, Any] = asdict(base) if base else {}
+    for key in _BUDGET_NUMBERS:
+        if key in raw:
+            values[key] = _positive(raw[key], key, where)
+        elif key not in values and key != "period_s":
+            raise PpgedgeError(f"{where}: budget needs '{key}'")
+    bound = raw.get("latency_bound", values.get("latency_bound", "high"))
+    if bound not in LATENCY_BOUNDS:
+        raise PpgedgeError(f"{where}: latency_bound must be one of {', '.join(LATENCY_BOUNDS)}")
+    values["latency_bound"] = bound
+    values["rationale"] = str(raw.get("rationale", values.get("rationale", "")))
+    return Budget(**values)
+
+
+def parse_target(raw: dict[str, Any], where: str, default_name: str) -> Target:
+    """Validate one target table (already parsed TOML)."""
+    unknown = set(raw) - _TARGET_KEYS - {"budget"}
+    if unknown:
+        raise PpgedgeError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_TARGET_KEYS | {'budget'}))}"
+        )
+    for key in ("core", *_REQUIRED_NUMBERS):
+        if key not in raw:
+            raise PpgedgeError(f"{where}: missing '{key}'")
+    if not isinstance(raw.get("budget"), dict):
+        raise PpgedgeError(f"{where}: missing the [budget] table")
+    numbers = {key: _positive(raw[key], key, where) for key in _REQUIRED_NUMBERS}
+    sleep = raw.get("sleep_ua")
+    if sleep is not None and sleep != 0:
+        sleep = _positive(sleep, "sleep_ua", where)
+    sources = raw.get("sources", {})
+    if not isinstance(sources, dict):
+        raise PpgedgeError(f"{where}: [sources] must be a table of strings")
+    return Target(
+        name=str(raw.get("name", default_name)).lower(),
+        title=str(raw.get("title", raw.get("name", default_name))),
+        core=str(raw["core"]).lower(),
+        dsp=bool(raw.get("dsp", True)),
+        mve=bool(raw.get("mve", False)),
+        fpu=str(raw.get("fpu", "")),
+        sleep_ua=sleep,
+        vendor=str(raw.get("vendor", "")),
+        notes=str(raw.get("notes", "")),
+        sources={str(k): str(v) for k, v in sources.items()},
+        budget=make_budget(raw["budget"], f"{where} [budget]"),
+        path=where,
+        **numbers,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise PpgedgeError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PpgedgeError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise PpgedgeError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def load_target_file(path: str | os.PathLike[str]) -> Target:
+    path = Path(path)
+    return parse_target(_read_toml(path), str(path), path.stem)
+
+
+def search_dirs(extra: list[str | os.PathLike[str]] | None = None) -> list[Path]:
+    """User directories (given, then ``PPGEDGE_TARGETS``) before the built-in profiles."""
+    dirs = [Path(d) for d in (extra or [])]
+    env = os.environ.get(ENV_DIRS, "")
+    dirs += [Path(d) for d in env.split(os.pathsep) if d.strip()]
+    for d in dirs:
+        if not d.is_dir():
+            raise PpgedgeError(f"targets directory {d} does not exist")
+    return [*dirs, BUILTIN_DIR]
+
+
+def available(extra: list[str | os.PathLike[str]] | None = None) -> dict[str, Target]:
+    """Every target by name; a user profile shadows a built-in one of the same name."""
+    found: dict[str, Target] = {}
+    for d in search_dirs(extra):
+        for path in sorted(d.glob("*.toml")):
+            target = load_target_file(path)
+            found.setdefault(target.name, target)
+    return found
+
+
+def resolve(spec: str, extra: list[str | os.PathLike[str]] | None = None) -> Target:
+    """A target by name, or a path to a TOML profile."""
+    path = Path(spec)
+    if spec.endswith(".toml") or path.is_file():
+        return load_target_file(path)
+    targets = available(extra)
+    key = spec.lower().replace("_", "-")
+    for name, target in targets.items():
+        if name.replace("_", "-") == key:
+            return target
+    raise PpgedgeError(
+        f"unknown target '{spec}'; known targets: {', '.join(sorted(targets))} "
+        "(or give a path to your own .toml profile)"
+    )
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """What ``ppgedge.toml`` says: a target (name or path), search dirs, budget overrides."""
+
+    path: Path
+    target: str | None
+    targets_dirs: tuple[Path, ...]
+    budget: dict[str, Any]
+
+
+def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
+    path = Path(path)
+    raw = _read_toml(path)
+    unknown = set(raw) - {"target", "budget"}
+    if unknown:
+        raise PpgedgeError(
+            f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: [target], [budget]"
+        )
+    target_tab = raw.get("target", {})
+    budget_tab = raw.get("budget", {})
+    if not isinstance(target_tab, dict) or not isinstance(budget_tab, dict):
+        raise PpgedgeError(f"{path}: [target] and [budget] must be tables")
+    bad = set(target_tab) - {"name", "path", "targets_dir"}
+    if bad:
+        raise PpgedgeError(f"{path}: unknown [target] field(s) {', '.join(sorted(bad))}")
+    spec = target_tab.get("path")
+    spec = str((path.parent / str(spec)).resolve()) if spec is not None else target_tab.get("name")
+    dirs = target_tab.get("targets_dir", [])
+    dirs = [dirs] if isinstance(dirs, str) else list(dirs)
+    make_budget({k: v for k, v in budget_tab.items()}, f"{path} [budget]", _ANY_BUDGET)
+    return ProjectConfig(
+        path=path,
+        target=str(spec) if spec is not None else None,
+        targets_dirs=tuple((path.parent / str(d)).resolve() for d in dirs),
+        budget=dict(budget_tab),
+    )
+
+
+# A complete budget used only to validate partial override tables.
+_ANY_BUDGET = Budget(flash_kb=1, sram_kb=1, latency_ms=1, energy_uj=1)
+
+
+def with_overrides(target: Target, overrides: dict[str, Any], where: str) -> Target:
+    """The target with its budget fields replaced by ``overrides`` (validated)."""
+    if not overrides:
+        return target
+    return replace(target, budget=make_budget(overrides, where, target.budget))
