@@ -388,6 +388,15 @@ class QuantizedArtifact:
         prepared.eval()
         return prepared
 
+    def float_model(self) -> nn.Module:
+        """The float network with the weights and batch-norm statistics the quantizer state
+        holds (QAT changes them): what an ONNX (float) export of this artifact must carry."""
+        model = self.base.build()
+        state = self.prepared_state
+        own = model.state_dict()
+        model.load_state_dict({k: state.get(k, v) for k, v in own.items()}, strict=True)
+        return model.eval()
+
     def reference(self) -> torch.fx.GraphModule:
         """The quantise/dequantise graph ``convert_pt2e`` makes (batch norm folded): in float
         arithmetic, what the int8 model computes, and what the exporter lowers."""
@@ -642,6 +651,27 @@ def ptq(
     return _finish(art, out, measure_tflm, eval_src)
 
 
+def ptq_windows(
+    ckpt_path: str | Path, windows: np.ndarray, out: str | Path, *, source: str = "array"
+) -> QuantResult:
+    """Post-training quantisation from representative windows the user supplies (N, C, T),
+    already preprocessed; no evaluation data, so no MAE is recorded."""
+    t0 = time.perf_counter()
+    base = load_checkpoint(ckpt_path)
+    prepared = build_prepared(base, is_qat=False)
+    seen = calibrate(prepared, windows, base.data_format)
+    art = QuantizedArtifact(
+        base=base,
+        scheme=scheme(is_qat=False),
+        prepared_state=_state(prepared),
+        metrics={"seconds": round(time.perf_counter() - t0, 2)},
+        training={"method": "ptq", "calibration": {"windows": seen, "source": source}},
+        parent=model_record(ckpt_path, base),
+        lineage=[*base.lineage, {"stage": "ptq", "arch": base.arch, "dataset": source}],
+    )
+    return _finish(art, Path(out), False, None)
+
+
 def _state(prepared: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in prepared.state_dict().items()}
 
@@ -881,7 +911,7 @@ def to_tflite(artifact: QuantizedArtifact | str | Path, out_path: str | Path) ->
     litert_torch = _require("litert_torch", "TFLite conversion")
     qcfg = _require("litert_torch.quantize.quant_config", "TFLite conversion")
     ref = art.reference()
-    channel_last = litert_torch.to_channel_last_io(ref, args=[0])
+    channel_last = litert_torch.to_channel_last_io(ref, args=[0]).eval()
     example = export_example(art.data_format, batch=1).permute(0, 2, 3, 1).contiguous()
     out_path = Path(out_path)
     with _quiet_litert():

@@ -1,0 +1,198 @@
+"""``verify``: prove the deployed int8 model computes what we evaluated.
+
+TFLite Micro's host runtime is the oracle (it runs the device's reference kernels); LiteRT is
+compared with it at +-1 int8 step (TFLite rounds once where TFLite Micro rounds twice,
+findings.md). The PyTorch model that produced the export (the artifact's quantise/dequantise
+reference graph, what QAT trained) is compared by argmax agreement and MAE. Verification passes
+when LiteRT and TFLite Micro differ by at most one step, argmax agreement with PyTorch is at
+least 99 %, and the deployed MAE is within 0.1 BPM of PyTorch's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppgedge.compress.quantize import QuantizedArtifact, Windows4D, load_artifact, to_tflite
+from ppgedge.compress.runtimes import dequantize, output_qparams, run_raw
+from ppgedge.compress.tflite_file import read_model, tensor_quant
+from ppgedge.data.format import Dataset
+from ppgedge.data.loader import WindowSource
+from ppgedge.errors import PpgedgeError
+from ppgedge.evaluate.metrics import error_summary
+from ppgedge.evaluate.predict import check_compatible, eval_indices
+from ppgedge.export.run import MANIFEST
+from ppgedge.models.bpm import decode as decode_logits
+
+SCHEMA = "ppgedge.verify/1"
+MAX_STEPS = 1
+MIN_AGREEMENT = 0.99
+MAX_MAE_GAP = 0.1
+
+
+@dataclass
+class VerifyReport:
+    tflite: str
+    windows: int
+    part: str
+    decoder: str
+    max_step_diff_tflite_vs_tflm: int
+    windows_differing: float  # share of windows where any output differs
+    mae_tflm: float
+    mae_litert: float
+    mae_pytorch: float | None = None
+    mae_float: float | None = None
+    argmax_agreement_pytorch: float | None = None  # the decoder's class decisions
+    raw_argmax_agreement_pytorch: float | None = None  # plain argmax of the logits
+    within_1bpm_pytorch: float | None = None
+    argmax_agreement_litert: float = 1.0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def checks(self) -> dict[str, bool]:
+        out = {"litert_within_1_step": self.max_step_diff_tflite_vs_tflm <= MAX_STEPS}
+        if self.mae_pytorch is not None:
+            out["argmax_agreement_ge_99pct"] = (self.argmax_agreement_pytorch or 0) >= MIN_AGREEMENT
+            out["mae_within_0.1_bpm"] = abs(self.mae_tflm - self.mae_pytorch) <= MAX_MAE_GAP
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(self.checks.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items()}
+        return {"schema": SCHEMA, **d, "checks": self.checks, "ok": self.ok}
+
+
+def _resolve(target: Path) -> tuple[Path | None, QuantizedArtifact | None, list[str]]:
+    """(tflite, artifact, notes) from an export directory, a .tflite, or an int8 artifact."""
+    notes: list[str] = []
+    if target.is_dir():
+        manifest = target / MANIFEST
+        if not manifest.is_file():
+            raise PpgedgeError(f"{target}: not an export directory (no {MANIFEST})")
+        return _from_manifest(target, json.loads(manifest.read_text()), notes)
+    if not target.is_file():
+        raise PpgedgeError(f"{target}: no such file or directory")
+    if target.suffix == ".tflite":
+        manifest = target.parent / MANIFEST
+        if manifest.is_file():
+            m = json.loads(manifest.read_text())
+            if (m.get("files", {}).get("tflite") or {}).get("path") == target.name:
+                _, art, notes = _from_manifest(target.parent, m, notes)
+                return target, art, notes
+        notes.append("no export.json beside the .tflite: no PyTorch comparison, argmax decoding")
+        return target, None, notes
+    return None, load_artifact(target), notes
+
+
+def _from_manifest(folder: Path, m: dict, notes: list[str]):
+    tfl = folder / (m.get("files", {}).get("tflite") or {}).get("path", "")
+    if not tfl.is_file():
+        raise PpgedgeError(f"{folder}: the export has no .tflite (export with --format tflite)")
+    art_info = m.get("artifact") or {}
+    art_path = Path(art_info.get("path", ""))
+    art_path = art_path if art_path.is_absolute() else folder / art_path
+    if not art_path.is_file():
+        notes.append(f"artifact {art_path} is gone: no PyTorch comparison")
+        return tfl, None, notes
+    from ppgedge.atomic import file_sha256
+
+    if art_info.get("sha256") and file_sha256(art_path) != art_info["sha256"]:
+        raise PpgedgeError(
+            f"{art_path} changed since it was exported (sha256 differs): export it again"
+        )
+    return tfl, load_artifact(art_path), notes
+
+
+def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> VerifyReport:
+    """Run the int8 model on ``dataset``'s evaluation windows in both runtimes and compare."""
+    t0 = time.perf_counter()
+    tfl, art, notes = _resolve(Path(target))
+    with tempfile.TemporaryDirectory() as tmp:
+        if tfl is None:
+            tfl = to_tflite(art, Path(tmp) / "model.tflite")
+            shown = f"{target} (converted)"
+        else:
+            shown = str(tfl)
+        if art is not None:
+            check_compatible(art.data_format, dataset)
+            idx, described = eval_indices(dataset, art.base, part)
+            channels, pre, decoder = (
+                art.data_format.channels,
+                art.data_format.preprocessing,
+                art.decode,
+            )
+        else:
+            idx, described = eval_indices(dataset, None, "all" if part == "auto" else part)
+            channels, pre, decoder = _foreign_input(tfl, dataset)
+        if len(idx) == 0:
+            raise PpgedgeError(f"no windows to verify on in {described} of {dataset.path}")
+        src = WindowSource(dataset, idx, channels, preprocessing=pre)
+        x = src.windows(np.arange(len(idx)))
+        y = src.y
+        raw_tflm = run_raw(tfl, x, "tflm").astype(np.int16)
+        raw_litert = run_raw(tfl, x, "litert").astype(np.int16)
+        qp = output_qparams(tfl)
+    steps = np.abs(raw_tflm - raw_litert)
+    logits_tflm = torch.from_numpy(dequantize(raw_tflm, *qp) if qp else raw_tflm.astype(np.float32))
+    logits_lit = torch.from_numpy(dequantize(raw_litert, *qp) if qp else raw_litert.astype(float))
+    pred_tflm = decode_logits(logits_tflm, decoder).numpy()
+    report = VerifyReport(
+        tflite=shown,
+        windows=len(idx),
+        part=described,
+        decoder=decoder,
+        max_step_diff_tflite_vs_tflm=int(steps.max()) if steps.size else 0,
+        windows_differing=float((steps.reshape(len(steps), -1).max(1) > 0).mean()),
+        mae_tflm=float(error_summary(pred_tflm, y)["mae"]),
+        mae_litert=float(error_summary(decode_logits(logits_lit, decoder).numpy(), y)["mae"]),
+        argmax_agreement_litert=float((raw_tflm.argmax(1) == raw_litert.argmax(1)).mean()),
+        notes=notes,
+    )
+    if art is not None:
+        with torch.no_grad():
+            xt = torch.from_numpy(np.asarray(x, np.float32))
+            ref = Windows4D(art.reference())(xt)
+            flt = art.float_model()(xt)
+        report.mae_pytorch = float(error_summary(decode_logits(ref, decoder).numpy(), y)["mae"])
+        report.mae_float = float(error_summary(decode_logits(flt, decoder).numpy(), y)["mae"])
+        pred_ref = decode_logits(ref, decoder).numpy()
+        if decoder == "expectation":  # a continuous estimate: compare the classes it rounds to
+            pred_ref, pred_dev = np.round(pred_ref), np.round(pred_tflm)
+        else:
+            pred_dev = pred_tflm
+        report.argmax_agreement_pytorch = float((pred_ref == pred_dev).mean())
+        report.within_1bpm_pytorch = float((np.abs(pred_ref - pred_dev) <= 1).mean())
+        report.raw_argmax_agreement_pytorch = float(
+            (ref.argmax(1).numpy() == logits_tflm.argmax(1).numpy()).mean()
+        )
+    report.seconds = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def _foreign_input(tfl: Path, dataset: Dataset) -> tuple[tuple[str, ...], str, str]:
+    """For a .tflite without our manifest: take the dataset's channels if the input fits."""
+    model = read_model(tfl)
+    sub = model.subgraphs[0]
+    shape = tensor_quant(sub, int(sub.inputs[0]))["shape"]
+    fmt = dataset.fmt
+    fits = shape[1:] in (
+        [1, fmt.window_samples, len(fmt.channels)],
+        [len(fmt.channels), 1, fmt.window_samples],
+    )
+    if not fits:
+        raise PpgedgeError(
+            f"{tfl}: input shape {shape} does not take {dataset.path}'s windows "
+            f"({len(fmt.channels)} channels x {fmt.window_samples} samples)"
+        )
+    return fmt.channels, fmt.preprocessing, "argmax"
