@@ -1,0 +1,560 @@
+"""A TensorFlow Lite Micro firmware bundle: the model as a C array plus everything around it.
+
+``write_bundle`` turns an int8 ``.tflite`` into a directory a firmware engineer can drop into a
+TFLM project: the 16-byte aligned model array, an op resolver with exactly the model's
+operators, a config header (arena size, quantisation, data format, decoder), the preprocessing
+and decoding in plain C99 (the same arithmetic as the Python pipeline, so the device sees what
+validation saw), an example ``main.cc``, a README and a manifest of sha256 sums. The directory
+is built beside its destination and renamed into place, so a failure leaves no partial bundle.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+import string
+import textwrap
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppgedge import __version__
+from ppgedge.atomic import atomic_path, file_sha256
+from ppgedge.compress.tflite_file import scales_of_tflite
+from ppgedge.data.format import BPM_MIN, DataFormat
+from ppgedge.data.preprocess import EPS, check_known
+from ppgedge.errors import PpgedgeError
+from ppgedge.export.arena import ArenaEstimate, arena_estimate, read_graph
+from ppgedge.models.bpm import DECODERS, N_CLASSES, SMOOTHING_WEIGHTS
+
+SCHEMA = "ppgedge.tflm_bundle/1"
+TEMPLATES = "ppgedge.export.templates"
+
+# BuiltinOperator name -> MicroMutableOpResolver method, as declared in tflite-micro's
+# tensorflow/lite/micro/micro_mutable_op_resolver.h (checked at commit 90b983c2, 2026-08-20):
+# every builtin that has an Add* method calling AddBuiltin(BuiltinOperator_<NAME>, ...).
+OP_RESOLVER_METHODS: dict[str, str] = {
+    "ABS": "AddAbs",
+    "ADD": "AddAdd",
+    "ADD_N": "AddAddN",
+    "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin",
+    "ASSIGN_VARIABLE": "AddAssignVariable",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
+    "BROADCAST_ARGS": "AddBroadcastArgs",
+    "BROADCAST_TO": "AddBroadcastTo",
+    "CALL_ONCE": "AddCallOnce",
+    "CAST": "AddCast",
+    "CEIL": "AddCeil",
+    "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D",
+    "COS": "AddCos",
+    "CUMSUM": "AddCumSum",
+    "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEQUANTIZE": "AddDequantize",
+    "DIV": "AddDiv",
+    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice",
+    "ELU": "AddElu",
+    "EMBEDDING_LOOKUP": "AddEmbeddingLookup",
+    "EQUAL": "AddEqual",
+    "EXP": "AddExp",
+    "EXPAND_DIMS": "AddExpandDims",
+    "FILL": "AddFill",
+    "FLOOR": "AddFloor",
+    "FLOOR_DIV": "AddFloorDiv",
+    "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "GATHER": "AddGather",
+    "GATHER_ND": "AddGatherNd",
+    "GREATER": "AddGreater",
+    "GREATER_EQUAL": "AddGreaterEqual",
+    "HARD_SWISH": "AddHardSwish",
+    "IF": "AddIf",
+    "L2_NORMALIZATION": "AddL2Normalization",
+    "L2_POOL_2D": "AddL2Pool2D",
+    "LEAKY_RELU": "AddLeakyRelu",
+    "LESS": "AddLess",
+    "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog",
+    "LOGICAL_AND": "AddLogicalAnd",
+    "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr",
+    "LOGISTIC": "AddLogistic",
+    "LOG_SOFTMAX": "AddLogSoftmax",
+    "MAXIMUM": "AddMaximum",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MEAN": "AddMean",
+    "MINIMUM": "AddMinimum",
+    "MIRROR_PAD": "AddMirrorPad",
+    "MUL": "AddMul",
+    "NEG": "AddNeg",
+    "NOT_EQUAL": "AddNotEqual",
+    "PACK": "AddPack",
+    "PAD": "AddPad",
+    "PADV2": "AddPadV2",
+    "PRELU": "AddPrelu",
+    "QUANTIZE": "AddQuantize",
+    "READ_VARIABLE": "AddReadVariable",
+    "REDUCE_ALL": "AddReduceAll",
+    "REDUCE_MAX": "AddReduceMax",
+    "REDUCE_MIN": "AddReduceMin",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
+    "REVERSE_V2": "AddReverseV2",
+    "ROUND": "AddRound",
+    "RSQRT": "AddRsqrt",
+    "SELECT_V2": "AddSelectV2",
+    "SHAPE": "AddShape",
+    "SIN": "AddSin",
+    "SLICE": "AddSlice",
+    "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
+    "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit",
+    "SPLIT_V": "AddSplitV",
+    "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare",
+    "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "SQUEEZE": "AddSqueeze",
+    "STRIDED_SLICE": "AddStridedSlice",
+    "SUB": "AddSub",
+    "SUM": "AddSum",
+    "SVDF": "AddSvdf",
+    "TANH": "AddTanh",
+    "TRANSPOSE": "AddTranspose",
+    "TRANSPOSE_CONV": "AddTransposeConv",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "UNPACK": "AddUnpack",
+    "VAR_HANDLE": "AddVarHandle",
+    "WHILE": "AddWhile",
+    "ZEROS_LIKE": "AddZerosLike",
+}
+
+# C and C++ keywords (C23, C++23) and a few names a bare identifier must not shadow.
+_KEYWORDS = """
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t
+    char16_t char32_t class co_await co_return co_yield compl concept const const_cast consteval
+    constexpr constinit continue decltype default delete do double dynamic_cast else enum
+    explicit export extern false float for friend goto if inline int long mutable namespace new
+    noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires restrict return short signed sizeof static static_assert
+    static_cast struct switch template this thread_local throw true try typedef typeid typename
+    typeof typeof_unqual union unsigned using virtual void volatile wchar_t while xor xor_eq
+    main std tflite errno assert
+"""
+_RESERVED = frozenset(_KEYWORDS.split())
+_MAX_ID = 32
+
+
+def c_identifier(name: str) -> str:
+    """A safe lowercase C/C++ identifier from a model name: accents folded to ASCII, every other
+    character run to ``_``, a leading digit prefixed with ``m_``, keywords suffixed ``_model``,
+    at most 32 characters; ``model`` when nothing is left."""
+    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    ident = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")[:_MAX_ID].strip("_")
+    if not ident:
+        return "model"
+    if ident[0].isdigit():
+        ident = f"m_{ident}"[:_MAX_ID].rstrip("_")
+    if ident in _RESERVED:
+        ident = f"{ident}_model"
+    return ident
+
+
+def _comment_safe(text: str) -> str:
+    """Text that can sit inside /* */ and // comments: printable ASCII only, no comment
+    terminators, no trigraphs."""
+    out = "".join(c if c.isascii() and c.isprintable() else "_" for c in str(text))
+    return out.replace("*/", "*_/").replace("/*", "/_*").replace("??", "?_?").replace("\\", "_")
+
+
+def _c_string(text: str) -> str:
+    """A C string literal: printable ASCII as is, everything else as octal escapes."""
+    parts = []
+    for byte in str(text).encode("utf-8"):
+        ch = chr(byte)
+        if 32 <= byte < 127 and ch not in '"\\?':
+            parts.append(ch)
+        else:
+            parts.append(f"\\{byte:03o}")
+    return '"' + "".join(parts) + '"'
+
+
+def _c_float(value: float) -> str:
+    """A float32 value as a C float literal that reads back to the same float."""
+    v = np.float32(value)
+    if not np.isfinite(v):
+        raise PpgedgeError(f"cannot write a non-finite constant ({value}) into C")
+    text = f"{float(v):.9g}"
+    if not any(c in text for c in ".e"):
+        text += ".0"
+    return f"{text}f"
+
+
+def _c_bytes(data: bytes, per_line: int = 12) -> str:
+    hexes = [f"0x{b:02x}" for b in data]
+    return "\n".join(
+        "    " + ", ".join(hexes[i : i + per_line]) + "," for i in range(0, len(hexes), per_line)
+    )
+
+
+def _template(filename: str) -> string.Template:
+    return string.Template(resources.files(TEMPLATES).joinpath(filename).read_text())
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass
+class BundleResult:
+    """What ``write_bundle`` wrote: the directory, its files, the arena estimate, identifiers."""
+
+    path: Path
+    identifier: str
+    macro_prefix: str
+    files: list[Path]
+    arena: ArenaEstimate
+    ops: list[str]
+    manifest: dict[str, Any]
+
+
+def resolver_calls(tflite_path: str | Path) -> list[tuple[str, str, int]]:
+    """(op, Add* method, how many times it occurs) for the model's distinct operators, in order
+    of first use; an operator TFLite Micro cannot register is an error naming its layer."""
+    graph = read_graph(tflite_path)
+    seen: dict[str, int] = {}
+    for op in graph.ops:
+        if op.name not in OP_RESOLVER_METHODS:
+            raise PpgedgeError(
+                f"{tflite_path}: operator {op.name} (op #{op.index}, layer "
+                f"'{graph.layer(op)}') has no TensorFlow Lite Micro registration in "
+                "MicroMutableOpResolver: the firmware could not run it; change the layer that "
+                "produced it and export again"
+            )
+        seen[op.name] = seen.get(op.name, 0) + 1
+    return [(name, OP_RESOLVER_METHODS[name], count) for name, count in seen.items()]
+
+
+def _io(tflite_path: Path, data_format: DataFormat) -> dict[str, Any]:
+    """Input/output tensors checked against the data format and the 180-class output."""
+    q = scales_of_tflite(tflite_path)
+    inp, out = q["input"], q["output"]
+    t, c = data_format.window_samples, len(data_format.channels)
+    shape = list(inp["shape"])
+    if inp["dtype"] != "INT8" or out["dtype"] != "INT8":
+        raise PpgedgeError(
+            f"{tflite_path}: input {inp['dtype']}, output {out['dtype']}: the bundle needs a "
+            "full-int8 model (ppgedge quantize, then export)"
+        )
+    if shape == [1, 1, t, c]:
+        channel_last = True
+    elif shape == [1, c, 1, t]:
+        channel_last = False
+    else:
+        raise PpgedgeError(
+            f"{tflite_path}: input shape {shape} does not fit the data format "
+            f"({c} channels x {t} samples: expected [1, 1, {t}, {c}])"
+        )
+    if int(np.prod(out["shape"])) != N_CLASSES or out["shape"][-1] != N_CLASSES:
+        raise PpgedgeError(
+            f"{tflite_path}: output shape {out['shape']}, expected [1, {N_CLASSES}] "
+            f"(one class per BPM from {BPM_MIN})"
+        )
+    for what, d in (("input", inp), ("output", out)):
+        if d["scale"].size != 1 or not float(d["scale"][0]) > 0 or d["zero_point"].size != 1:
+            raise PpgedgeError(f"{tflite_path}: {what} is not quantised per tensor")
+    return {
+        "input": {
+            "shape": shape,
+            "dtype": "int8",
+            "scale": float(inp["scale"][0]),
+            "zero_point": int(inp["zero_point"][0]),
+            "channel_last": channel_last,
+        },
+        "output": {
+            "shape": list(out["shape"]),
+            "dtype": "int8",
+            "scale": float(out["scale"][0]),
+            "zero_point": int(out["zero_point"][0]),
+        },
+    }
+
+
+def _existing_bundle_ok(out_dir: Path) -> None:
+    """Refuse to replace a directory that is not an earlier bundle (it may be a project)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise PpgedgeError(f"{out_dir}: exists and is not a directory")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        schema = json.loads((out_dir / "manifest.json").read_text()).get("schema")
+    except (OSError, ValueError, AttributeError):
+        schema = None
+    if schema != SCHEMA:
+        raise PpgedgeError(
+            f"{out_dir}: not empty and not a ppgedge bundle: choose a new directory "
+            "(the bundle directory is replaced as a whole)"
+        )
+
+
+def _tflm_version() -> str:
+    try:
+        return importlib.metadata.version("tflite-micro")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def _arena_comment(est: ArenaEstimate) -> str:
+    lines = []
+    for what, n in [*est.breakdown(), ("total, rounded up to 16", est.total)]:
+        wrapped = textwrap.wrap(_comment_safe(f"{n:>6} B  {what}"), 92)
+        lines += [f" *   {wrapped[0]}", *(f" *             {w}" for w in wrapped[1:])]
+    return "\n".join(lines)
+
+
+def _render(
+    *,
+    tflite_path: Path,
+    data: bytes,
+    name: str,
+    ident: str,
+    data_format: DataFormat,
+    decode: str,
+    provenance: dict[str, Any],
+    io: dict[str, Any],
+    calls: list[tuple[str, str, int]],
+    est: ArenaEstimate,
+) -> dict[str, str]:
+    """File name -> content of every generated text file."""
+    macro = ident.upper()
+    inp, out = io["input"], io["output"]
+    t, c = data_format.window_samples, len(data_format.channels)
+    channels = list(data_format.channels)
+    sha = file_sha256(tflite_path)
+    ch_macros = "\n".join(
+        f"#define {macro}_CH_{c_identifier(ch).upper()} {i}" for i, ch in enumerate(channels)
+    )
+    channel_order = ", ".join(f"{i}: {_comment_safe(ch)}" for i, ch in enumerate(channels))
+    op_list = ", ".join(op for op, _, _ in calls)
+    layout = "channel-last, out[t * C + c]" if inp["channel_last"] else "channel-first"
+    fields: dict[str, Any] = {
+        "id": ident,
+        "ID": macro,
+        "name": _comment_safe(name),
+        "version": __version__,
+        "tflite_sha256": sha,
+        "tflite_name": _comment_safe(tflite_path.name),
+        "model_bytes": len(data),
+        "model_bytes_c": _c_bytes(data),
+        "op_count": len(calls),
+        "op_list": op_list,
+        "add_calls": "\n".join(
+            f"  if (resolver.{method}() != kTfLiteOk) return kTfLiteError;  // {op} x{count}"
+            for op, method, count in calls
+        ),
+        "arena_total": est.total,
+        "arena_comment": _arena_comment(est),
+        "input_dtype": "int8",
+        "input_shape_text": "x".join(str(s) for s in inp["shape"]),
+        "input_shape_init": "{" + ", ".join(str(s) for s in inp["shape"]) + "}",
+        "input_layout": layout,
+        "input_bytes": int(np.prod(inp["shape"])),
+        "channel_last": 1 if inp["channel_last"] else 0,
+        "input_scale": _c_float(inp["scale"]),
+        "input_inv_scale": _c_float(np.float32(1.0 / inp["scale"])),
+        "input_zero_point": inp["zero_point"],
+        "output_dtype": "int8",
+        "output_shape_text": "x".join(str(s) for s in out["shape"]),
+        "output_bytes": int(np.prod(out["shape"])),
+        "output_scale": _c_float(out["scale"]),
+        "output_zero_point": out["zero_point"],
+        "n_classes": N_CLASSES,
+        "bpm_min": BPM_MIN,
+        "sample_rate": _c_float(data_format.sample_rate_hz),
+        "sample_rate_text": _fmt_num(data_format.sample_rate_hz),
+        "window_samples": t,
+        "window_s_text": _fmt_num(data_format.window_s),
+        "hop_samples": data_format.hop_samples,
+        "hop_s_text": _fmt_num(data_format.hop_s),
+        "n_channels": c,
+        "channel_order_text": channel_order,
+        "channel_macros": ch_macros,
+        "channel_names_init": "{" + ", ".join(_c_string(ch) for ch in channels) + "}",
+        "preprocessing": _comment_safe(data_format.preprocessing),
+        "eps": _c_float(EPS),
+        "eps_text": f"{EPS:g}",
+        "decode": decode,
+        "DECODE": decode.upper(),
+        "smoothing_taps": len(SMOOTHING_WEIGHTS),
+        "smoothing_weights": "{" + ", ".join(str(int(w)) for w in SMOOTHING_WEIGHTS) + "}",
+    }
+    files = {
+        f"{ident}_model_data.h": _template("model_data.h").substitute(fields),
+        f"{ident}_model_data.c": _template("model_data.c").substitute(fields),
+        f"{ident}_op_resolver.h": _template("op_resolver.h").substitute(fields),
+        f"{ident}_config.h": _template("config.h").substitute(fields),
+        f"{ident}_preprocess.h": _template("preprocess.h").substitute(fields),
+        f"{ident}_preprocess.c": _template("preprocess.c").substitute(fields),
+        "main.cc": _template("main.cc").substitute(fields),
+    }
+    files["README.md"] = _readme(fields, est, ident, provenance, inp, out)
+    return files
+
+
+def _readme(
+    fields: dict[str, Any],
+    est: ArenaEstimate,
+    ident: str,
+    provenance: dict[str, Any],
+    inp: dict[str, Any],
+    out: dict[str, Any],
+) -> str:
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    described = {
+        f"{ident}_model_data.h": 'declares the model array and its length (extern "C")',
+        f"{ident}_model_data.c": "the .tflite flatbuffer as a 16-byte aligned const array",
+        f"{ident}_op_resolver.h": (
+            f"`{ident}_register_ops()`: a `MicroMutableOpResolver<{fields['op_count']}>` with "
+            "exactly the model's operators (C++)"
+        ),
+        f"{ident}_config.h": (
+            "arena size, tensor shapes and quantisation, data format, channel order, decoder"
+        ),
+        f"{ident}_preprocess.h": "preprocessing and decoding API (C99)",
+        f"{ident}_preprocess.c": (
+            "z-score + int8 quantisation of a raw window; argmax, expectation and smoothed "
+            "decoding (C99)"
+        ),
+        "main.cc": "example: GetModel, resolver, MicroInterpreter, AllocateTensors, Invoke",
+        f"{ident}.tflite": "the same model as a file, for host-side checks",
+        "manifest.json": "sha256 of every file, arena breakdown, data format, provenance",
+    }
+    file_table = "\n".join(f"| `{f}` | {cell(d)} |" for f, d in described.items())
+    arena_table = "\n".join(f"| {cell(what)} | {n} |" for what, n in est.breakdown())
+    scratch_rows = [
+        f"| {s.index} | {s.op} | {cell(s.layer[-48:])} | {cell(s.kernel)} | {s.bytes} |"
+        for s in est.per_op
+    ]
+    notes = "".join(f"- Note: {cell(n)}\n" for n in est.notes)
+    readme_fields = {
+        **fields,
+        "name": cell(fields["name"]),
+        "file_table": file_table,
+        "arena_method": cell(est.method),
+        "arena_table": arena_table,
+        "planner_increase": est.planner_increase,
+        "largest_scratch": est.cmsis_scratch,
+        "planning_records": est.planning_records,
+        "planner_matches": "yes" if est.planner_matches_host else "no",
+        "margin": est.margin,
+        "arena_notes": notes,
+        "scratch_table": "\n".join(scratch_rows) or "| | (no CMSIS-NN operator) | | | 0 |",
+        "tflm_version": _tflm_version(),
+        "input_scale_text": f"{inp['scale']:.9g}",
+        "output_scale_text": f"{out['scale']:.9g}",
+        "provenance_json": json.dumps(provenance, indent=2, sort_keys=True, default=str),
+    }
+    return _template("README.md").substitute(readme_fields)
+
+
+def write_bundle(
+    tflite_path: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str,
+    data_format: DataFormat,
+    decode: str,
+    provenance: dict[str, Any] | None = None,
+) -> BundleResult:
+    """Write the TFLite Micro bundle of an int8 ``.tflite`` into ``out_dir`` (atomically).
+
+    ``name`` becomes the C identifier prefix (see :func:`c_identifier`); ``data_format`` and
+    ``decode`` are the artifact's (they must fit the model's input and output); ``provenance``
+    (parent checkpoint, metrics...) goes into the README and the manifest as given.
+    """
+    tflite_path = Path(tflite_path)
+    out_dir = Path(out_dir)
+    if decode not in DECODERS:
+        raise PpgedgeError(f"unknown decoder '{decode}': use one of {list(DECODERS)}")
+    check_known(data_format.preprocessing)
+    io = _io(tflite_path, data_format)
+    calls = resolver_calls(tflite_path)
+    _existing_bundle_ok(out_dir)
+    est = arena_estimate(tflite_path)
+    ident = c_identifier(name)
+    data = tflite_path.read_bytes()
+    prov = dict(provenance or {})
+    texts = _render(
+        tflite_path=tflite_path,
+        data=data,
+        name=name,
+        ident=ident,
+        data_format=data_format,
+        decode=decode,
+        provenance=prov,
+        io=io,
+        calls=calls,
+        est=est,
+    )
+    with atomic_path(out_dir, directory=True) as tmp:
+        for filename, text in texts.items():
+            (tmp / filename).write_text(text, encoding="utf-8")
+        shutil.copyfile(tflite_path, tmp / f"{ident}.tflite")
+        listed = sorted(p.name for p in tmp.iterdir())
+        manifest = {
+            "schema": SCHEMA,
+            "name": name,
+            "identifier": ident,
+            "macro_prefix": ident.upper(),
+            "ppgedge_version": __version__,
+            "tflite_micro_version": _tflm_version(),
+            "model": {
+                "source": str(tflite_path),
+                "bytes": len(data),
+                "sha256": file_sha256(tflite_path),
+                "ops": [op for op, _, _ in calls],
+                **io,
+            },
+            "data_format": data_format.to_dict(),
+            "decode": decode,
+            "arena": est.to_dict(),
+            "provenance": prov,
+            "files": [
+                {
+                    "path": f,
+                    "bytes": (tmp / f).stat().st_size,
+                    "sha256": file_sha256(tmp / f),
+                }
+                for f in listed
+            ],
+        }
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+    files = [out_dir / f for f in [*listed, "manifest.json"]]
+    return BundleResult(
+        path=out_dir,
+        identifier=ident,
+        macro_prefix=ident.upper(),
+        files=files,
+        arena=est,
+        ops=[op for op, _, _ in calls],
+        manifest=manifest,
+    )
