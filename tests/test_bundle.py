@@ -294,12 +294,19 @@ def _symbol_alignment(obj: Path, symbol: str) -> tuple[int, int]:
     raise AssertionError(f"{symbol} not in {obj}")
 
 
-def test_compiles_with_host_gcc_and_array_is_aligned(bundles, tmp_path: Path) -> None:
+def test_compiles_with_host_gcc_and_array_is_aligned(bundles, models, tmp_path: Path) -> None:
     cc, cxx = _tool("gcc"), _tool("g++")
     for key in ("resnet_micro", "dscnn_small"):
         obj = _compile_all(bundles[key], cc, cxx, [], tmp_path / key)
         offset, align = _symbol_alignment(obj, f"{bundles[key].identifier}_model_data")
         assert offset % 16 == 0 and align >= 16, (offset, align)
+    m = models["mlp_micro"]  # every decoder's branch of <id>_postprocess
+    for which in DECODERS:
+        res = B.write_bundle(
+            m.tflite, tmp_path / which, name=which, data_format=m.fmt, decode=which
+        )
+        src = res.path / f"{res.identifier}_preprocess.c"
+        _run([cc, "-std=c99", *WARN, "-c", str(src), "-o", str(tmp_path / f"{which}.o")])
 
 
 def test_compiles_for_cortex_m4f_and_array_is_aligned(bundles, tmp_path: Path) -> None:
