@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error, ppgedge  # noqa: F401
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CI_RUN = Path(__file__).resolve().parents[1] / ".ci" / "run"
-
-
-def ppgedge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ppgedge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-        env={"COLUMNS": "120", "PATH": ""},
-    )
-
-
-def assert_user_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
-    assert needle in proc.stderr
 
 
 def test_help_lists_every_command_and_version() -> None:

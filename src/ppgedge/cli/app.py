@@ -656,6 +656,114 @@ def quantize_cmd(
     _quant_summary("quantize", result, t0, json_out)
 
 
+# --------------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    model: Path = typer.Argument(..., help="Int8 artifact (qat/quantize) or float checkpoint."),
+    fmt: str = typer.Option("all", "--format", help="tflite, tflm, onnx (comma list) or all."),
+    out: Path = typer.Option(Path("export"), "-o", "--out", help="Output directory."),
+    name: str | None = typer.Option(None, help="Model name (file names, C identifiers)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Calibration data for a float checkpoint: dataset or .npy windows."
+    ),
+    windows: int = typer.Option(512, min=1, help="Calibration windows (float checkpoint)."),
+    part: str = typer.Option("train", help="Split part to calibrate on: train, val, all."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Full-int8 TFLite, TFLite Micro firmware bundle and ONNX, each checked."""
+    from ppgedge.export.run import export, parse_formats
+
+    t0 = time.perf_counter()
+    result = export(
+        model,
+        out,
+        formats=parse_formats(fmt),
+        name=name,
+        data=data,
+        calib_windows=windows,
+        calib_part=part,
+        on_stage=None if json_out else status,
+    )
+    if json_out:
+        print_json("export", result.manifest)
+        return
+    _render_export(result, time.perf_counter() - t0)
+
+
+def _render_export(result, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"export {result.name} ({seconds:.1f} s)")
+    for col in ("format", "file", "size"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for key, path in result.files.items():
+        size = f"{path.stat().st_size:,} B" if path.is_file() else "folder"
+        table.add_row(key, str(path), size)
+    console.print(table)
+    if result.rules is not None:
+        q_in, q_out = result.rules.input, result.rules.output
+        console.print(
+            f"int8 in {q_in['shape']} scale {float(q_in['scale'][0]):.4g} zp "
+            f"{int(q_in['zero_point'][0])}, out {q_out['shape']}; ops: "
+            + ", ".join(sorted(set(result.rules.ops)))
+        )
+    tfl = result.files.get("tflite")
+    console.print("next:")
+    if tfl is not None:
+        console.print(f"  [cyan]ppgedge verify {result.out_dir} DATASET[/cyan]")
+        console.print(f"  [cyan]ppgedge profile {tfl} --target nrf52840[/cyan]")
+        console.print(f"  [cyan]ppgedge check {tfl} --target nrf52840[/cyan]")
+
+
+@app.command("verify")
+def verify_cmd(
+    model: Path = typer.Argument(..., help="Export directory, .tflite, or int8 artifact."),
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    part: str = typer.Option("auto", help="auto (the model's test subjects), val, test or all."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run the int8 model in TFLite Micro and LiteRT; compare with PyTorch. Exit 1 on a miss."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.export.verify import verify
+
+    report = verify(model, Dataset(dataset), part=part)
+    if json_out:
+        print_json("verify", report.to_dict())
+    else:
+        _render_verify(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _render_verify(r) -> None:
+    from rich.table import Table
+
+    console.print(f"verified {r.tflite} on {r.windows:,} windows: {r.part}; decoder {r.decoder}")
+    table = Table(title="int8 model, runtime by runtime")
+    for col in ("model", "MAE (BPM)", "agreement with TFLM"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_row("TFLite Micro (device arithmetic)", f"{r.mae_tflm:.3f}", "-")
+    table.add_row("LiteRT", f"{r.mae_litert:.3f}", f"{r.argmax_agreement_litert:.1%} (argmax)")
+    if r.mae_pytorch is not None:
+        table.add_row(
+            "PyTorch (quantised reference)",
+            f"{r.mae_pytorch:.3f}",
+            f"{r.argmax_agreement_pytorch:.1%} decoded, {r.within_1bpm_pytorch:.1%} within 1 "
+            f"BPM, {r.raw_argmax_agreement_pytorch:.1%} raw argmax",
+        )
+        table.add_row("PyTorch float", f"{r.mae_float:.3f}", "")
+    console.print(table)
+    console.print(
+        f"LiteRT vs TFLite Micro: max {r.max_step_diff_tflite_vs_tflm} int8 step(s), "
+        f"{r.windows_differing:.1%} of windows differ somewhere"
+    )
+    for check, ok in r.checks.items():
+        mark = "[green]pass[/green]" if ok else "[red]FAIL[/red]"
+        console.print(f"  {mark} {check}")
+    for note in r.notes:
+        console.print(f"  note: {note}")
+
+
 # ----------------------------------------------------------------------------------- eval
 @app.command("eval")
 def eval_cmd(

@@ -129,16 +129,17 @@ def check_windows(fmt: Any, n: int = 32, seed: int = 0) -> np.ndarray:
 @contextlib.contextmanager
 def staged_dir(out_dir: Path) -> Iterator[Path]:
     """A hidden sibling directory that replaces ``out_dir`` only when the block succeeds."""
+    earlier = out_dir.is_dir() and (out_dir / MANIFEST).exists()
+    if out_dir.exists() and not earlier and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise PpgedgeError(
+            f"{out_dir} exists and is not an earlier export: choose another -o directory"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         yield tmp
         old = None
         if out_dir.exists():
-            if out_dir.is_dir() and not (out_dir / MANIFEST).exists() and any(out_dir.iterdir()):
-                raise PpgedgeError(
-                    f"{out_dir} exists and is not an earlier export: choose another -o directory"
-                )
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             out_dir.rename(old)
