@@ -806,28 +806,103 @@ def _render_eval(result: dict, per_subject: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------ run
+STAGE_NAMES = "data, teacher, distill, prune, qat, export, verify, profile, check"
+
+
 @app.command("run")
 def run_cmd(
-    out: Path = typer.Option(Path("runs/default"), "-o", "--out", help="Run directory."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="ppgedge.toml (default: built-in synthetic config)."
+    ),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Run directory (overrides config)."),
+    from_stage: str | None = typer.Option(None, "--from", help=f"Rerun from: {STAGE_NAMES}."),
     quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda (overrides config)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Main job: synthetic data -> teacher -> student -> eval."""
-    from ppgedge.pipeline import MainJobObserver, run_main_job
+    """Teacher to firmware bundle: every stage, resumable; exit code as `check`."""
+    from ppgedge.pipeline import load_run_config, quick_config, run_pipeline
+    from ppgedge.pipeline.config import with_values
+    from ppgedge.pipeline.run import RunObserver
 
-    class _Obs(MainJobObserver):
-        def stage(self, name: str, message: str, seconds: float) -> None:
-            status(name, message, seconds)
+    cfg = load_run_config(config)
+    if quick:
+        cfg = quick_config(cfg)
+    if device is not None:
+        cfg = with_values(cfg, run={"device": device})
 
-        def training(self, label: str) -> RichTrainingObserver:
-            return RichTrainingObserver(label)
+    class _Obs(RunObserver):
+        def stage(self, name: str, message: str, seconds: float, skipped: bool) -> None:
+            if not json_out:
+                status(name, message, None if skipped else seconds)
 
-    result = run_main_job(out, quick=quick, device=device, observer=_Obs())
-    _render_eval(result["evaluation"], per_subject=False)
-    console.print(f"report: {result['report']}")
+        def training(self, label: str):
+            return RichTrainingObserver(label) if not json_out else super().training(label)
+
+    result = run_pipeline(cfg, out=out, from_stage=from_stage, observer=_Obs())
+    if json_out:
+        print_json(
+            "run",
+            {
+                "out": str(result.out),
+                "exit_code": result.exit_code,
+                "summary": result.summary,
+                "skipped": result.skipped,
+                "report": str(result.report),
+            },
+        )
+    else:
+        _render_run(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _render_run(result) -> None:
+    from rich.table import Table
+
+    def band(v) -> str:
+        return f"~{v['mid']:.3g} ({v['low']:.3g}-{v['high']:.3g})" if v else "-"
+
+    table = Table(title=f"ppgedge run: {result.out}")
+    cols = (
+        "model",
+        "params",
+        "test MAE",
+        "flash",
+        "SRAM",
+        "latency ms (est.)",
+        "energy µJ (est.)",
+        "verdict",
+    )
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "verdict") else "right")
+    for r in result.summary:
+        table.add_row(
+            r["model"],
+            fmt_int(r["parameters"]) if r.get("parameters") else "-",
+            f"{r['test_mae']:.2f}" if r.get("test_mae") is not None else "-",
+            f"{r['flash_bytes'] / 1024:.1f} KB" if r.get("flash_bytes") else "-",
+            f"{r['sram_bytes'] / 1024:.1f} KB" if r.get("sram_bytes") else "-",
+            band(r.get("latency_ms")),
+            band(r.get("energy_uj")),
+            r.get("verdict", ""),
+        )
+    console.print(table)
+    console.print(f"report: {result.report}")
     console.print("next:")
-    for cmd in result["next_commands"]:
+    for cmd in result.next_commands:
         console.print(f"  [cyan]{cmd}[/cyan]")
+
+
+@app.command("init")
+def init_cmd(
+    path: Path = typer.Argument(Path("ppgedge.toml"), help="Config file to write."),
+    force: bool = typer.Option(False, help="Overwrite an existing file."),
+) -> None:
+    """Write a commented ppgedge.toml to start from."""
+    from ppgedge.pipeline import write_template
+
+    write_template(path, force=force)
+    console.print(f"wrote {path}: edit it, then [cyan]ppgedge run --config {path}[/cyan]")
 
 
 def main() -> None:

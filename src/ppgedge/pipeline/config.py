@@ -1,0 +1,251 @@
+"""``ppgedge.toml``: the whole chain's settings in one validated file.
+
+Every section and key is declared here with its type and default, so an unknown key, a wrong type
+or an impossible value is one clear message naming the file, the section and the key, before any
+stage runs. ``ppgedge init`` writes :data:`TEMPLATE`, the defaults with a comment on each key.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ppgedge.errors import PpgedgeError
+
+STAGES = ("data", "teacher", "distill", "prune", "qat", "export", "verify", "profile", "check")
+DATA_SOURCES = ("synthetic", "dataset", "spc2015", "dalia", "bami", "generic")
+
+# section -> key -> (type, default); a tuple type means "one of these values"
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "run": {
+        "out": (str, "runs/default"),
+        "seed": (int, 0),
+        "device": (("auto", "cpu", "cuda"), "auto"),
+    },
+    "data": {
+        "source": (DATA_SOURCES, "synthetic"),
+        "path": (str, ""),
+        "subjects": (int, 16),
+        "minutes": (float, 10.0),
+        "channels": (str, "all"),
+        "rate_hz": (float, 32.0),
+        "window_s": (float, 8.0),
+        "hop_s": (float, 2.0),
+        "test_subjects": (list, []),
+        "val_subjects": (list, []),
+    },
+    "teacher": {
+        "path": (str, ""),
+        "arch": (str, "resnet_medium"),
+        "epochs": (int, 20),
+        "patience": (int, 6),
+    },
+    "distill": {
+        "student": (str, "resnet_small"),
+        "method": (("hard", "soft", "dkd", "feature", "progressive"), "dkd"),
+        "epochs": (int, 20),
+        "patience": (int, 6),
+    },
+    "prune": {
+        "to": (str, "50%"),
+        "criterion": (("l1", "l2", "taylor"), "l1"),
+        "steps": (int, 4),
+        "finetune_epochs": (int, 3),
+        "final_epochs": (int, 6),
+        "round_to": (int, 4),
+    },
+    "qat": {"epochs": (int, 5), "distill": (bool, True)},
+    "export": {"name": (str, "ppg_hr"), "formats": (str, "all")},
+    "target": {"name": (str, "nrf52840"), "path": (str, "")},
+    "budget": {
+        "flash_kb": (float, None),
+        "sram_kb": (float, None),
+        "latency_ms": (float, None),
+        "energy_uj": (float, None),
+        "period_s": (float, None),
+    },
+}
+
+TEMPLATE = """\
+# ppgedge.toml: the whole chain, teacher to firmware bundle. `ppgedge run --config ppgedge.toml`
+# Paths are relative to this file. Delete a key to get its default.
+
+[run]
+out = "runs/default"      # one folder per stage, manifest.json, report.md
+seed = 0
+device = "auto"           # auto (CUDA when present), cpu, cuda
+
+[data]
+source = "synthetic"      # synthetic | dataset (ppgedge dataset) | spc2015 | dalia | bami | generic
+path = ""                 # the dataset folder, or the raw recordings for an importer
+subjects = 16             # synthetic only: subjects and minutes per subject
+minutes = 10.0
+channels = "all"          # all | ppg | acc | a list like "ppg,acc_x"
+rate_hz = 32.0            # common sample rate, window and hop of the model input
+window_s = 8.0
+hop_s = 2.0
+test_subjects = []        # held-out subjects (default: a seeded 20 %)
+val_subjects = []         # early-stopping subjects (default: a seeded 15 %)
+
+[teacher]
+path = ""                 # a trained teacher (checkpoint, TorchScript or ONNX); empty = train one
+arch = "resnet_medium"    # `ppgedge models` lists the zoo
+epochs = 20
+patience = 6
+
+[distill]
+student = "resnet_small"
+method = "dkd"            # hard | soft | dkd | feature | progressive
+epochs = 20
+patience = 6
+
+[prune]
+to = "50%"                # "target" (its flash budget), "50%", "30k params", "2M macs", "40kb"
+criterion = "l1"          # l1 | l2 | taylor
+steps = 4
+finetune_epochs = 3
+final_epochs = 6
+round_to = 4              # channel counts in multiples of this (int8 SIMD friendly)
+
+[qat]
+epochs = 5
+distill = true            # keep the teacher's distillation loss during QAT
+
+[export]
+name = "ppg_hr"           # file names and C identifiers of the bundle
+formats = "all"           # tflite, tflm, onnx or all
+
+[target]
+name = "nrf52840"         # `ppgedge targets` lists them
+path = ""                 # or your own target .toml
+
+[budget]                  # override the target's default budget (any subset)
+# flash_kb = 256
+# sram_kb = 64
+# latency_ms = 200
+# energy_uj = 500
+# period_s = 2.0
+"""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated settings: ``sections[section][key]``, plus where they came from."""
+
+    sections: dict[str, dict[str, Any]]
+    path: Path | None = None
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.sections[section]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def resolve_path(self, text: str) -> Path:
+        p = Path(text).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def budget_overrides(self) -> dict[str, float]:
+        return {k: v for k, v in self.sections["budget"].items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.sections)
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    return {s: {k: copy.deepcopy(d) for k, (_, d) in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise PpgedgeError(f"{where} must be one of {', '.join(map(str, kind))}, got {value!r}")
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise PpgedgeError(f"{where} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def validate(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """Merge ``raw`` over the defaults, refusing unknown sections/keys and wrong types."""
+    sections = defaults()
+    for section, table in raw.items():
+        if section not in SCHEMA:
+            raise PpgedgeError(
+                f"{source}: unknown section [{section}] (known: {', '.join(SCHEMA)})"
+            )
+        if not isinstance(table, dict):
+            raise PpgedgeError(f"{source}: [{section}] must be a table")
+        for key, value in table.items():
+            if key not in SCHEMA[section]:
+                raise PpgedgeError(
+                    f"{source}: unknown key '{key}' in [{section}] "
+                    f"(known: {', '.join(SCHEMA[section])})"
+                )
+            kind = SCHEMA[section][key][0]
+            sections[section][key] = _coerce(value, kind, f"{source}: [{section}] {key}")
+    _check_values(sections, source)
+    return sections
+
+
+def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
+    positive = [
+        ("data", "subjects"), ("data", "minutes"), ("data", "rate_hz"), ("data", "window_s"),
+        ("data", "hop_s"), ("teacher", "epochs"), ("teacher", "patience"), ("distill", "epochs"),
+        ("distill", "patience"), ("prune", "steps"), ("prune", "round_to"), ("qat", "epochs"),
+    ]  # fmt: skip
+    for section, key in positive:
+        if s[section][key] <= 0:
+            raise PpgedgeError(f"{source}: [{section}] {key} must be positive")
+    for key in ("finetune_epochs", "final_epochs"):
+        if s["prune"][key] < 0:
+            raise PpgedgeError(f"{source}: [prune] {key} cannot be negative")
+    for key, value in s["budget"].items():
+        if value is not None and value <= 0:
+            raise PpgedgeError(f"{source}: [budget] {key} must be positive (an impossible budget)")
+    if s["data"]["source"] != "synthetic" and not s["data"]["path"]:
+        raise PpgedgeError(f"{source}: [data] source '{s['data']['source']}' needs a path")
+    if s["data"]["source"] == "synthetic" and s["data"]["subjects"] < 3:
+        raise PpgedgeError(f"{source}: [data] subjects must be at least 3 (train, val, test)")
+    for key in ("test_subjects", "val_subjects"):
+        if not all(isinstance(x, str) for x in s["data"][key]):
+            raise PpgedgeError(f"{source}: [data] {key} must be a list of subject names")
+
+
+def load_run_config(path: str | Path | None = None) -> RunConfig:
+    """The built-in defaults (no path), or a ``ppgedge.toml`` validated over them."""
+    if path is None:
+        return RunConfig(defaults())
+    path = Path(path)
+    if not path.is_file():
+        raise PpgedgeError(f"{path}: no such config file (write one with `ppgedge init`)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PpgedgeError(f"{path}: not valid TOML ({exc})") from None
+    return RunConfig(validate(raw, str(path)), path.resolve())
+
+
+def with_values(cfg: RunConfig, **changes: dict[str, Any]) -> RunConfig:
+    """A copy with some keys replaced (validated), e.g. ``with_values(cfg, run={"out": d})``."""
+    raw = cfg.to_dict()
+    for section, table in changes.items():
+        raw.setdefault(section, {}).update(table)
+    raw["budget"] = {k: v for k, v in raw["budget"].items() if v is not None}
+    return RunConfig(validate(raw, str(cfg.path or "config")), cfg.path)
+
+
+def write_template(path: str | Path, *, force: bool = False) -> Path:
+    from ppgedge.atomic import write_text_atomic
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise PpgedgeError(f"{path} exists: choose another path or pass --force")
+    write_text_atomic(path, TEMPLATE)
+    return path

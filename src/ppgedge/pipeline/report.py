@@ -1,0 +1,235 @@
+"""The run's summary table, ``report.md`` and its PNG plots, from what the stages recorded.
+
+Everything here reads files the stages wrote (the manifest's metrics, verify.json, profile.json,
+check.json, predictions.npz), so a run whose stages were all skipped reports exactly as the run
+that made them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppgedge.atomic import atomic_path, write_text_atomic
+from ppgedge.pipeline.stages import Context, read_json
+
+PLOTS = ("mae_vs_size.png", "layers.png", "error_by_activity.png")
+
+
+def _int8_weight_bytes(path: Path) -> int | None:
+    from ppgedge.compress.prune import int8_flash_bytes
+    from ppgedge.models.checkpoint import load_checkpoint
+
+    try:
+        return int8_flash_bytes(load_checkpoint(path).build())
+    except Exception:  # noqa: BLE001  a foreign teacher has no ppgedge architecture
+        return None
+
+
+def summary_rows(ctx: Context, stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Teacher, student, pruned and int8 models side by side."""
+    m = {k: v.get("metrics", {}) for k, v in stages.items()}
+    profile = read_json(ctx.profile_path)
+    check = read_json(ctx.check_path)
+    verify = read_json(ctx.verify_path)
+    tot = profile["totals"]
+    rows = [
+        {
+            "model": f"teacher {m['teacher'].get('arch', '')}".strip(),
+            "parameters": m["teacher"].get("parameters"),
+            "test_mae": m["teacher"].get("test_mae"),
+            "int8_weight_bytes": _int8_weight_bytes(ctx.teacher_path),
+        },
+        {
+            "model": f"student {m['distill'].get('arch', '')} ({ctx.cfg['distill']['method']})",
+            "parameters": m["distill"].get("parameters"),
+            "test_mae": m["distill"].get("test_mae"),
+            "int8_weight_bytes": _int8_weight_bytes(ctx.student_path),
+        },
+        {
+            "model": "pruned",
+            "parameters": m["prune"].get("parameters"),
+            "test_mae": m["prune"].get("test_mae"),
+            "int8_weight_bytes": m["prune"].get("int8_weight_bytes"),
+        },
+        {
+            "model": "int8 QAT (TFLite Micro)",
+            "parameters": m["prune"].get("parameters"),
+            "test_mae": verify["mae_tflm"],
+            "int8_weight_bytes": tot["flash"]["floor_bytes"],
+            "flash_bytes": tot["flash"]["total_bytes"],
+            "sram_bytes": tot["sram"]["total_bytes"],
+            "latency_ms": tot["latency"]["ms"],
+            "energy_uj": tot["energy"]["uj"],
+            "verdict": "fits" if check["passed"] else "over budget",
+            "target": profile["target"]["name"],
+        },
+    ]
+    return rows
+
+
+def _fmt(v: Any, spec: str = ",") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, dict):  # an estimate band
+        return f"~{v['mid']:.3g} ({v['low']:.3g}-{v['high']:.3g})"
+    return format(v, spec)
+
+
+def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    check = read_json(ctx.check_path)
+    verify = read_json(ctx.verify_path)
+    d = ctx.cfg["data"]
+    target = check["target"]
+    verdict = "fits" if check["passed"] else "OVER BUDGET"
+    lines = [
+        "# ppgedge run report",
+        "",
+        f"Data: {d['source']} ({ctx.data_dir}); test subjects: "
+        f"{', '.join(ctx.split.test)}. Target: {target['title']} ({target['core']}, "
+        f"{target['clock_mhz']:g} MHz). Verdict: **{verdict}**.",
+        "",
+        "## Models",
+        "",
+        "| model | params | test MAE (BPM) | int8 weights (B) | flash (B) | SRAM (B) "
+        "| latency ms (est.) | energy µJ (est.) | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {_fmt(r.get('parameters'))} | {_fmt(r.get('test_mae'), '.2f')} "
+            f"| {_fmt(r.get('int8_weight_bytes'))} | {_fmt(r.get('flash_bytes'))} "
+            f"| {_fmt(r.get('sram_bytes'))} | {_fmt(r.get('latency_ms'))} "
+            f"| {_fmt(r.get('energy_uj'))} | {r.get('verdict', '')} |"
+        )
+    lines += [
+        "",
+        "Latency and energy are **estimates** from a cycle model calibrated on published MLPerf "
+        "Tiny measurements (band = low-high); flash runtime code and persistent arena bytes are "
+        "documented estimates. MAE of the int8 model is measured in the TFLite Micro host "
+        "runtime (the device's arithmetic) on the held-out test subjects.",
+        "",
+        "## Budget",
+        "",
+        "| budget | limit | value | margin | ok |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in check["results"]:
+        est = " (est.)" if r.get("estimate") else ""
+        lines.append(
+            f"| {r['name']}{est} | {r['limit']:,.4g} {r['unit']} | {r['value']:,.4g} {r['unit']} "
+            f"| {r['margin_pct']:+.0f}% | {'yes' if r['ok'] else '**no**'} |"
+        )
+    lines += ["", "## Verification (int8)", ""]
+    lines.append(
+        f"TFLite Micro MAE {verify['mae_tflm']:.3f} BPM, LiteRT {verify['mae_litert']:.3f}, "
+        f"PyTorch quantised reference {verify['mae_pytorch']:.3f}, float "
+        f"{verify['mae_float']:.3f}; LiteRT vs TFLite Micro at most "
+        f"{verify['max_step_diff_tflite_vs_tflm']} int8 step(s); decoded agreement with PyTorch "
+        f"{verify['argmax_agreement_pytorch']:.1%} ({verify['within_1bpm_pytorch']:.1%} within "
+        "1 BPM)."
+    )
+    for name, ok in verify["checks"].items():
+        lines.append(f"- {name}: {'pass' if ok else '**missed**'}")
+    lines += ["", "## Stages", "", "| stage | seconds | result |", "|---|---:|---|"]
+    for name, entry in stages.items():
+        lines.append(f"| {name} | {entry.get('seconds', 0):.1f} | {entry.get('message', '')} |")
+    lines += ["", "## Plots", ""]
+    lines += [f"![{p}](plots/{p})" for p in PLOTS]
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def plots(ctx: Context, rows: list[dict[str, Any]]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = ctx.out / "plots"
+    made = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        if r.get("parameters") and r.get("test_mae") is not None:
+            ax.scatter(r["parameters"], r["test_mae"], s=40)
+            ax.annotate(
+                r["model"],
+                (r["parameters"], r["test_mae"]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test MAE (BPM)")
+    ax.set_title("MAE vs size, stage by stage")
+    ax.grid(alpha=0.3)
+    _save(fig, out / PLOTS[0])
+    made.append(out / PLOTS[0])
+
+    profile = read_json(ctx.profile_path)
+    layers = profile["layers"]
+    idx = np.arange(len(layers))
+    mid = np.array([ly["cycles"]["mid"] for ly in layers])
+    err = np.array(
+        [
+            [m - ly["cycles"]["low"], ly["cycles"]["high"] - m]
+            for m, ly in zip(mid, layers, strict=True)
+        ]
+    ).T
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    a1.bar(idx, mid / 1e3, yerr=err / 1e3, color="tab:blue", capsize=2)
+    a1.set_ylabel("k cycles (estimate)")
+    a1.set_title(f"per layer on {profile['target']['name']}")
+    a2.bar(
+        idx,
+        [ly["activation_bytes"] / 1024 for ly in layers],
+        color="tab:orange",
+        label="activations",
+    )
+    a2.bar(
+        idx,
+        [ly["param_bytes"] / 1024 for ly in layers],
+        color="tab:green",
+        alpha=0.6,
+        label="weights",
+    )
+    a2.set_ylabel("KB")
+    a2.legend(fontsize=8)
+    a2.set_xticks(
+        idx, [f"{i} {ly['op']}" for i, ly in zip(idx, layers, strict=True)], rotation=90, fontsize=7
+    )
+    _save(fig, out / PLOTS[1])
+    made.append(out / PLOTS[1])
+
+    with np.load(ctx.predictions_path, allow_pickle=False) as z:
+        err_abs = np.abs(z["pred"] - z["true"])
+        act, names = z["activity"], [str(n) for n in z["activity_names"]]
+    present = [a for a in range(len(names)) if np.any(act == a)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.boxplot([err_abs[act == a] for a in present], showfliers=False)
+    ax.set_xticks(range(1, len(present) + 1), [names[a] for a in present])
+    ax.set_ylabel("|error| (BPM)")
+    ax.set_title("int8 model (TFLite Micro) error per activity, test subjects")
+    _save(fig, out / PLOTS[2])
+    made.append(out / PLOTS[2])
+    return made
+
+
+def write_report(
+    ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
+) -> Path:
+    plots(ctx, rows)
+    path = ctx.out / "report.md"
+    write_text_atomic(path, markdown(ctx, stages, rows))
+    return path

@@ -1,0 +1,141 @@
+"""``ppgedge run``: every stage chained, each skipped when its inputs and parameters are unchanged.
+
+The run directory holds one folder per stage, ``manifest.json`` (per stage: key, parameters,
+input and output content hashes, metrics, seconds; tool versions) and a lock. An interrupted run
+continues where it stopped (finished stages are skipped, training resumes from its per-epoch
+file); ``--from STAGE`` reruns that stage and every later one from scratch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppgedge.errors import PpgedgeError
+from ppgedge.pipeline.config import STAGES, RunConfig, with_values
+from ppgedge.pipeline.manifest import (
+    RunLock,
+    RunManifest,
+    content_hash,
+    outputs_of,
+    stage_key,
+)
+from ppgedge.pipeline.report import summary_rows, write_report
+from ppgedge.pipeline.stages import STAGE_LIST, Context, read_json
+from ppgedge.train.trainer import TrainingObserver
+
+QUICK = {
+    "data": {"subjects": 5, "minutes": 3.0},
+    "teacher": {"arch": "resnet_tiny", "epochs": 2, "patience": 2},
+    "distill": {"student": "resnet_micro", "epochs": 2, "patience": 2},
+    "prune": {"to": "70%", "steps": 1, "finetune_epochs": 0, "final_epochs": 1},
+    "qat": {"epochs": 1},
+}
+
+
+class RunObserver:
+    """How the CLI sees a run: a line per stage, a progress display per training."""
+
+    def stage(self, name: str, message: str, seconds: float, skipped: bool) -> None: ...
+
+    def training(self, label: str) -> TrainingObserver:
+        return TrainingObserver()
+
+
+@dataclass
+class RunResult:
+    out: Path
+    exit_code: int
+    stages: dict[str, dict[str, Any]]
+    summary: list[dict[str, Any]]
+    report: Path
+    next_commands: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def quick_config(cfg: RunConfig) -> RunConfig:
+    """Tiny data and epochs: a smoke test of the whole chain (about a minute on a CPU)."""
+    return with_values(cfg, **QUICK)
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    *,
+    out: str | Path | None = None,
+    from_stage: str | None = None,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    """Run or continue the chain described by ``cfg`` in its output directory."""
+    out = Path(out) if out is not None else cfg.resolve_path(cfg["run"]["out"])
+    if from_stage is not None and from_stage not in STAGES:
+        raise PpgedgeError(f"unknown stage '{from_stage}' for --from: use one of {list(STAGES)}")
+    obs = observer or RunObserver()
+    ctx = Context(cfg, out, cfg["run"]["device"], training_observer=obs.training)
+    skipped: list[str] = []
+    with RunLock(out):
+        manifest = RunManifest.open(out, cfg.to_dict())
+        if from_stage is not None:
+            forced = list(STAGES[STAGES.index(from_stage) :])
+            manifest.invalidate_from(forced)
+            ctx.restart = set(forced)
+        for stage in STAGE_LIST:
+            t0 = time.perf_counter()
+            params = stage.params(ctx)
+            inputs = {str(p): content_hash(p) for p in stage.inputs(ctx)}
+            key = stage_key(stage.name, params, inputs)
+            if manifest.is_fresh(stage.name, key):
+                entry = manifest.stage(stage.name)
+                skipped.append(stage.name)
+                obs.stage(
+                    stage.name,
+                    f"unchanged, skipped ({entry['message']})",
+                    time.perf_counter() - t0,
+                    True,
+                )
+                continue
+            result = stage.run(ctx)
+            seconds = time.perf_counter() - t0
+            manifest.record(
+                stage.name,
+                {
+                    "status": "done",
+                    "key": key,
+                    "params": params,
+                    "inputs": inputs,
+                    "outputs": outputs_of(out, [p for p in result.outputs if _inside(p, out)]),
+                    "metrics": result.metrics,
+                    "message": result.message,
+                    "seconds": round(seconds, 2),
+                },
+            )
+            obs.stage(stage.name, result.message, seconds, False)
+        stages = manifest.data["stages"]
+        summary = summary_rows(ctx, stages)
+        report = write_report(ctx, stages, summary)
+        manifest.data["summary"] = summary
+        manifest.save()
+    check = read_json(ctx.check_path)
+    return RunResult(
+        out=out,
+        exit_code=int(check["exit_code"]),
+        stages=stages,
+        summary=summary,
+        report=report,
+        next_commands=[
+            f"ppgedge profile {ctx.tflite_path} --target {ctx.target().name}",
+            f"ppgedge verify {ctx.export_dir} {ctx.data_dir}",
+            f"ppgedge check {ctx.tflite_path} --target {ctx.target().name} --junit check.xml",
+            f"ls {ctx.export_dir / 'tflm'}   # the firmware bundle",
+        ],
+        skipped=skipped,
+    )
+
+
+def _inside(p: Path, out: Path) -> bool:
+    try:
+        Path(p).resolve().relative_to(out.resolve())
+    except ValueError:
+        return False
+    return True

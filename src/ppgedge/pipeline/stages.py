@@ -1,0 +1,525 @@
+"""The nine stages of ``ppgedge run``, each a call of the stage's own public function.
+
+A stage declares its parameters and input files (which make its cache key), where its outputs
+go, and how to run. Output paths are fixed inside the run directory, so a skipped stage's
+outputs are found by the next stage without being recomputed; metrics each stage measured are
+kept in the manifest for the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppgedge.atomic import atomic_path, write_json_atomic
+from ppgedge.data.format import DataFormat, Dataset, resolve_channels, write_dataset
+from ppgedge.data.loader import WindowSource
+from ppgedge.data.splits import Split, holdout
+from ppgedge.errors import PpgedgeError
+from ppgedge.evaluate.metrics import error_summary
+from ppgedge.models.bpm import decode
+from ppgedge.pipeline.config import RunConfig
+from ppgedge.train.trainer import TrainConfig, TrainingObserver
+
+
+@dataclass
+class Context:
+    """What the stages share: the config, the run directory, and what earlier stages made."""
+
+    cfg: RunConfig
+    out: Path
+    device: str
+    training_observer: Callable[[str], TrainingObserver] = lambda label: TrainingObserver()
+    restart: set[str] = field(default_factory=set)  # stages forced by --from (no resume)
+    _dataset: Dataset | None = None
+
+    # fixed output locations
+    @property
+    def data_dir(self) -> Path:
+        if self.cfg["data"]["source"] == "dataset":
+            return self.cfg.resolve_path(self.cfg["data"]["path"])
+        return self.out / "data" / "dataset.ppgds"
+
+    @property
+    def teacher_path(self) -> Path:
+        given = self.cfg["teacher"]["path"]
+        return self.cfg.resolve_path(given) if given else self.out / "teacher" / "teacher.pt"
+
+    student_path = property(lambda self: self.out / "distill" / "student.pt")
+    pruned_path = property(lambda self: self.out / "prune" / "pruned.pt")
+    qat_path = property(lambda self: self.out / "qat" / "model.qat.int8.pt")
+    export_dir = property(lambda self: self.out / "export")
+    verify_path = property(lambda self: self.out / "verify" / "verify.json")
+    predictions_path = property(lambda self: self.out / "verify" / "predictions.npz")
+    profile_path = property(lambda self: self.out / "profile" / "profile.json")
+    check_path = property(lambda self: self.out / "check" / "check.json")
+
+    @property
+    def tflite_path(self) -> Path:
+        return self.export_dir / f"{self.cfg['export']['name']}.tflite"
+
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = Dataset(self.data_dir)
+        return self._dataset
+
+    @property
+    def split(self) -> Split:
+        d = self.cfg["data"]
+        return holdout(
+            self.dataset.subjects,
+            test=d["test_subjects"] or None,
+            val=d["val_subjects"] or None,
+            seed=self.cfg["run"]["seed"],
+        )
+
+    def data_format(self) -> DataFormat:
+        d = self.cfg["data"]
+        return DataFormat(d["rate_hz"], d["window_s"], d["hop_s"], resolve_channels(d["channels"]))
+
+    def target(self):
+        from ppgedge.profile.targets import resolve, with_overrides
+
+        t = self.cfg["target"]
+        spec = str(self.cfg.resolve_path(t["path"])) if t["path"] else t["name"]
+        return with_overrides(resolve(spec), self.cfg.budget_overrides(), "[budget]")
+
+    def torch_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+
+@dataclass
+class StageResult:
+    outputs: list[Path]
+    metrics: dict[str, Any]
+    message: str
+
+
+@dataclass
+class Stage:
+    name: str
+    params: Callable[[Context], dict[str, Any]]
+    inputs: Callable[[Context], list[Path]]
+    run: Callable[[Context], StageResult]
+
+
+def _test_mae(ctx: Context, ckpt_path: Path) -> float:
+    from ppgedge.evaluate.predict import evaluate_checkpoint
+    from ppgedge.models.checkpoint import load_checkpoint
+
+    idx = ctx.split.indices(ctx.dataset.subject_names())["test"]
+    return float(
+        evaluate_checkpoint(load_checkpoint(ckpt_path), ctx.dataset, idx).report["overall"]["mae"]
+    )
+
+
+def _train_cfg(ctx: Context, section: str, arch: str, augment: bool) -> TrainConfig:
+    s = ctx.cfg[section]
+    return TrainConfig(
+        arch=arch,
+        epochs=s["epochs"],
+        patience=s["patience"],
+        channels=ctx.cfg["data"]["channels"],
+        seed=ctx.cfg["run"]["seed"],
+        augment=augment,
+    )
+
+
+def _with_observer(ctx: Context, label: str, fn: Callable[[TrainingObserver], Any]) -> Any:
+    obs = ctx.training_observer(label)
+    try:
+        return fn(obs)
+    finally:
+        getattr(obs, "close", lambda: None)()
+
+
+# --------------------------------------------------------------------------------------- data
+def _data_params(ctx: Context) -> dict[str, Any]:
+    d = dict(ctx.cfg["data"])
+    d.pop("test_subjects"), d.pop("val_subjects")
+    return d
+
+
+def _data_inputs(ctx: Context) -> list[Path]:
+    d = ctx.cfg["data"]
+    return [] if d["source"] == "synthetic" else [ctx.cfg.resolve_path(d["path"])]
+
+
+def _data_run(ctx: Context) -> StageResult:
+    d = ctx.cfg["data"]
+    if d["source"] == "dataset":
+        ds = ctx.dataset
+        return StageResult(
+            [],
+            {"windows": len(ds), "subjects": len(ds.subjects)},
+            f"{ctx.data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
+        )
+    if d["source"] == "synthetic":
+        from ppgedge.data.synth import synthesize
+
+        data = synthesize(d["subjects"], d["minutes"], ctx.cfg["run"]["seed"], ctx.data_format())
+    else:
+        from ppgedge.data.importers import import_dataset
+
+        data = import_dataset(d["source"], ctx.cfg.resolve_path(d["path"]), ctx.data_format())
+    if ctx.data_dir.exists():
+        shutil.rmtree(ctx.data_dir)
+    write_dataset(data, ctx.data_dir)
+    ctx._dataset = None
+    ds = ctx.dataset
+    return StageResult(
+        [ctx.data_dir],
+        {"windows": len(ds), "subjects": len(ds.subjects)},
+        f"{ctx.data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
+    )
+
+
+def _split_params(ctx: Context) -> dict[str, Any]:
+    s = ctx.split
+    return {"split": {"train": list(s.train), "val": list(s.val), "test": list(s.test)}}
+
+
+def _dataset_input(ctx: Context) -> list[Path]:
+    return [ctx.data_dir / "meta.json"]
+
+
+# ------------------------------------------------------------------------------------ teacher
+def _teacher_params(ctx: Context) -> dict[str, Any]:
+    t = ctx.cfg["teacher"]
+    base = {"path": t["path"]} if t["path"] else {k: t[k] for k in ("arch", "epochs", "patience")}
+    return {**base, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
+
+
+def _teacher_inputs(ctx: Context) -> list[Path]:
+    given = [ctx.teacher_path] if ctx.cfg["teacher"]["path"] else []
+    return _dataset_input(ctx) + given
+
+
+def _teacher_run(ctx: Context) -> StageResult:
+    if ctx.cfg["teacher"]["path"]:
+        from ppgedge.distill.teachers import check_teacher_matches, load_teacher
+
+        teacher = load_teacher(ctx.teacher_path, ctx.dataset.fmt)
+        check_teacher_matches(teacher, ctx.dataset)
+        mae = _teacher_mae(ctx, teacher)
+        return StageResult(
+            [],
+            {"test_mae": mae, "arch": teacher.arch or teacher.kind},
+            f"{ctx.teacher_path}: {teacher.kind} teacher, test MAE {mae:.2f} BPM",
+        )
+    from ppgedge.train.trainer import train
+
+    arch = ctx.cfg["teacher"]["arch"]
+    cfg = _train_cfg(ctx, "teacher", arch, augment=True)
+    ckpt = _with_observer(
+        ctx,
+        "teacher",
+        lambda o: train(
+            ctx.dataset,
+            ctx.split,
+            ctx.teacher_path,
+            cfg,
+            device=ctx.device,
+            observer=o,
+            restart="teacher" in ctx.restart,
+        ),
+    )
+    mae = _test_mae(ctx, ctx.teacher_path)
+    return StageResult(
+        [ctx.teacher_path],
+        {"test_mae": mae, "parameters": ckpt.metrics["parameters"], "arch": arch},
+        f"{ctx.teacher_path}: {arch}, {ckpt.metrics['parameters']:,} params, test MAE {mae:.2f}",
+    )
+
+
+def _teacher_mae(ctx: Context, teacher) -> float:
+    idx = ctx.split.indices(ctx.dataset.subject_names())["test"]
+    src = WindowSource(ctx.dataset, idx, teacher.data_format.channels)
+    preds = []
+    with torch.no_grad():
+        for _, x, _ in src.batches(256):
+            preds.append(decode(teacher.logits(x), "argmax").numpy())
+    return float(error_summary(np.concatenate(preds), src.y)["mae"])
+
+
+# ------------------------------------------------------------------------------------ distill
+def _distill_params(ctx: Context) -> dict[str, Any]:
+    return {**ctx.cfg["distill"], **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
+
+
+def _distill_inputs(ctx: Context) -> list[Path]:
+    return _dataset_input(ctx) + [ctx.teacher_path]
+
+
+def _distill_run(ctx: Context) -> StageResult:
+    from ppgedge.distill.run import distill
+
+    d = ctx.cfg["distill"]
+    cfg = _train_cfg(ctx, "distill", d["student"], augment=False)
+    ckpt = _with_observer(
+        ctx,
+        f"{d['method']} student",
+        lambda o: distill(
+            ctx.teacher_path,
+            ctx.dataset,
+            ctx.split,
+            d["student"],
+            ctx.student_path,
+            cfg,
+            method=d["method"],
+            cache_dir=ctx.out / "cache",
+            device=ctx.device,
+            observer=o,
+            restart="distill" in ctx.restart,
+        ),
+    )
+    mae = _test_mae(ctx, ctx.student_path)
+    n = ckpt.metrics["parameters"]
+    return StageResult(
+        [ctx.student_path],
+        {"test_mae": mae, "parameters": n, "arch": ckpt.arch},
+        f"{ctx.student_path}: {ckpt.arch} ({d['method']}), {n:,} params, test MAE {mae:.2f} BPM",
+    )
+
+
+# -------------------------------------------------------------------------------------- prune
+def _prune_budget(ctx: Context) -> str:
+    to = ctx.cfg["prune"]["to"]
+    if to.strip().lower() == "target":
+        return f"{ctx.target().budget.flash_kb:g}kb flash"
+    return to
+
+
+def _prune_params(ctx: Context) -> dict[str, Any]:
+    p = dict(ctx.cfg["prune"])
+    p["budget"] = _prune_budget(ctx)
+    return {**p, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
+
+
+def _prune_inputs(ctx: Context) -> list[Path]:
+    return _dataset_input(ctx) + [ctx.student_path, ctx.teacher_path]
+
+
+def _prune_run(ctx: Context) -> StageResult:
+    from ppgedge.compress.prune import int8_flash_bytes, prune
+
+    p = ctx.cfg["prune"]
+    result = _with_observer(
+        ctx,
+        "prune",
+        lambda o: prune(
+            ctx.student_path,
+            ctx.dataset,
+            ctx.split,
+            ctx.pruned_path,
+            _prune_budget(ctx),
+            criterion=p["criterion"],
+            steps=p["steps"],
+            finetune_epochs=p["finetune_epochs"],
+            final_epochs=p["final_epochs"],
+            round_to=p["round_to"],
+            teacher=ctx.teacher_path,
+            method="dkd",
+            cache_dir=ctx.out / "cache",
+            device=ctx.device,
+            seed=ctx.cfg["run"]["seed"],
+            observer=o,
+        ),
+    )
+    if result.nothing_to_do:
+        ctx.pruned_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(ctx.pruned_path) as tmp:
+            shutil.copyfile(ctx.student_path, tmp)
+    mae = _test_mae(ctx, ctx.pruned_path)
+    ck = result.checkpoint
+    n = ck.metrics.get("parameters") or sum(v.numel() for v in ck.state_dict.values())
+    flash = int8_flash_bytes(ck.build())
+    what = (
+        "nothing to do (the student already fits)"
+        if result.nothing_to_do
+        else (f"{len(result.steps) - 1} steps")
+    )
+    return StageResult(
+        [ctx.pruned_path],
+        {
+            "test_mae": mae,
+            "parameters": int(n),
+            "int8_weight_bytes": flash,
+            "nothing_to_do": result.nothing_to_do,
+            "steps": result.steps,
+        },
+        f"{ctx.pruned_path}: {int(n):,} params, {what}, test MAE {mae:.2f} BPM",
+    )
+
+
+# ---------------------------------------------------------------------------------------- qat
+def _qat_params(ctx: Context) -> dict[str, Any]:
+    return {**ctx.cfg["qat"], **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
+
+
+def _qat_inputs(ctx: Context) -> list[Path]:
+    return _dataset_input(ctx) + [ctx.pruned_path, ctx.teacher_path]
+
+
+def _qat_run(ctx: Context) -> StageResult:
+    from ppgedge.compress.quantize import qat
+
+    q = ctx.cfg["qat"]
+    result = _with_observer(
+        ctx,
+        "qat",
+        lambda o: qat(
+            ctx.pruned_path,
+            ctx.dataset,
+            ctx.split,
+            ctx.qat_path,
+            epochs=q["epochs"],
+            teacher=ctx.teacher_path if q["distill"] else None,
+            cache_dir=ctx.out / "cache",
+            seed=ctx.cfg["run"]["seed"],
+            device=ctx.torch_device(),
+            observer=o,
+        ),
+    )
+    m = result.metrics
+    return StageResult(
+        [ctx.qat_path],
+        {k: v for k, v in m.items() if isinstance(v, int | float)},
+        f"{ctx.qat_path}: fake-quant val MAE {m.get('fakequant_val_mae', 0):.2f}",
+    )
+
+
+# ------------------------------------------------------------------------------------- export
+def _export_params(ctx: Context) -> dict[str, Any]:
+    return dict(ctx.cfg["export"])
+
+
+def _export_run(ctx: Context) -> StageResult:
+    from ppgedge.export.run import export, parse_formats
+
+    e = ctx.cfg["export"]
+    formats = parse_formats(e["formats"])
+    if "tflite" not in formats:
+        raise PpgedgeError("[export] formats must include tflite: verify and profile need it")
+    result = export(ctx.qat_path, ctx.export_dir, formats=formats, name=e["name"])
+    tfl = result.files["tflite"]
+    arena = result.manifest.get("arena") or {}
+    return StageResult(
+        [ctx.export_dir],
+        {
+            "tflite_bytes": tfl.stat().st_size,
+            "arena_bytes": arena.get("total"),
+            "formats": list(formats),
+            "seconds": result.seconds,
+        },
+        f"{ctx.export_dir}: {', '.join(formats)}; {tfl.name} {tfl.stat().st_size:,} B",
+    )
+
+
+# ------------------------------------------------------------------------------------- verify
+def _verify_run(ctx: Context) -> StageResult:
+    from ppgedge.compress.runtimes import predict_logits
+    from ppgedge.export.verify import verify
+
+    report = verify(ctx.export_dir, ctx.dataset, part="test")
+    write_json_atomic(ctx.verify_path, report.to_dict())
+    # per-window int8 predictions on the test subjects, for the report's error plot
+    idx = ctx.split.indices(ctx.dataset.subject_names())["test"]
+    src = WindowSource(ctx.dataset, idx, ctx.dataset.fmt.channels)
+    logits = predict_logits(ctx.tflite_path, src.windows(np.arange(len(idx))), "tflm")
+    pred = decode(torch.from_numpy(logits), report.decoder).numpy()
+    acts = np.asarray(ctx.dataset.activity)[idx]
+    with atomic_path(ctx.predictions_path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            pred=pred,
+            true=src.y,
+            activity=acts,
+            activity_names=np.asarray(ctx.dataset.activities),
+        )
+    return StageResult(
+        [ctx.verify_path, ctx.predictions_path],
+        {
+            "mae_tflm": report.mae_tflm,
+            "mae_pytorch": report.mae_pytorch,
+            "ok": report.ok,
+            "checks": report.checks,
+            "agreement": report.argmax_agreement_pytorch,
+        },
+        f"{ctx.verify_path}: int8 MAE {report.mae_tflm:.2f} BPM in TFLite Micro "
+        f"(PyTorch {report.mae_pytorch:.2f}); "
+        + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in report.checks.items()),
+    )
+
+
+# ------------------------------------------------------------------------------ profile, check
+def _target_params(ctx: Context) -> dict[str, Any]:
+    return {"target": ctx.target().to_dict()}
+
+
+def _profile_run(ctx: Context) -> StageResult:
+    from ppgedge.profile.report import profile
+
+    report = profile(ctx.tflite_path, ctx.target())
+    write_json_atomic(ctx.profile_path, report.to_dict())
+    lat = report.latency["ms"]
+    return StageResult(
+        [ctx.profile_path],
+        {
+            "flash_bytes": report.flash["total_bytes"],
+            "sram_bytes": report.sram["total_bytes"],
+            "latency_ms": lat,
+            "energy_uj": report.energy["uj"],
+        },
+        f"{ctx.profile_path}: flash {report.flash['total_bytes'] / 1024:.1f} KB, SRAM "
+        f"{report.sram['total_bytes'] / 1024:.1f} KB, latency ~{lat['mid']:.1f} ms "
+        f"(est. {lat['low']:.1f}-{lat['high']:.1f}) on {report.target.name}",
+    )
+
+
+def _check_run(ctx: Context) -> StageResult:
+    from ppgedge.profile.check import run_check
+    from ppgedge.profile.report import profile
+
+    target = ctx.target()
+    result = run_check(profile(ctx.tflite_path, target), target.budget)
+    write_json_atomic(ctx.check_path, result.to_dict())
+    over = [r.name for r in result.results if not r.ok]
+    verdict = "fits" if result.passed else "OVER BUDGET" + (f" ({', '.join(over)})" if over else "")
+    return StageResult(
+        [ctx.check_path],
+        {"passed": result.passed, "exit_code": result.exit_code},
+        f"{ctx.check_path}: {verdict} on {target.name}",
+    )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+STAGE_LIST = [
+    Stage("data", _data_params, _data_inputs, _data_run),
+    Stage("teacher", _teacher_params, _teacher_inputs, _teacher_run),
+    Stage("distill", _distill_params, _distill_inputs, _distill_run),
+    Stage("prune", _prune_params, _prune_inputs, _prune_run),
+    Stage("qat", _qat_params, _qat_inputs, _qat_run),
+    Stage("export", _export_params, lambda c: [c.qat_path], _export_run),
+    Stage(
+        "verify",
+        lambda c: {},
+        lambda c: [c.export_dir / "export.json", *_dataset_input(c)],
+        _verify_run,
+    ),
+    Stage("profile", _target_params, lambda c: [c.tflite_path], _profile_run),
+    Stage("check", _target_params, lambda c: [c.tflite_path], _check_run),
+]
