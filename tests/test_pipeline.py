@@ -1,38 +1,217 @@
-"""The main job on tiny settings: every stage runs, artifacts are kept and reused."""
+"""``ppgedge run`` on a tiny config: every stage runs, a rerun skips all, a change reruns exactly
+the stages it affects, corruption is named, the lock holds, config errors are one line, the exit
+code follows the budget check, and a run killed during distillation resumes."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from ppgedge.pipeline import MainJobObserver, run_main_job
+import pytest
+from cli_helpers import assert_user_error, ppgedge
+
+from ppgedge.errors import PpgedgeError
+from ppgedge.pipeline import load_run_config, run_pipeline
+from ppgedge.pipeline.config import STAGES, TEMPLATE, validate, with_values
+from ppgedge.pipeline.manifest import LOCK
+from ppgedge.pipeline.run import RunObserver
+from ppgedge.train.trainer import TrainingObserver
+
+TINY = """
+[run]
+out = "run"
+device = "cpu"
+[data]
+subjects = 4
+minutes = 2.0
+[teacher]
+arch = "resnet_micro"
+epochs = 1
+[distill]
+student = "resnet_micro"
+epochs = 2
+[prune]
+to = "70%"
+steps = 1
+finetune_epochs = 0
+final_epochs = 1
+[qat]
+epochs = 1
+[export]
+formats = "tflite,tflm"
+"""
 
 
-class _Recorder(MainJobObserver):
+class Recorder(RunObserver):
     def __init__(self) -> None:
-        self.stages: list[str] = []
-        self.trained: list[str] = []
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+        self.first_epochs: dict[str, int] = {}
 
-    def stage(self, name: str, message: str, seconds: float) -> None:
-        self.stages.append(name)
+    def training(self, label: str) -> TrainingObserver:
+        firsts = self.first_epochs
 
-    def training(self, label: str):
-        self.trained.append(label)
-        return super().training(label)
+        class _Seen(TrainingObserver):
+            def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None:
+                firsts.setdefault(label, first_epoch)
+
+        return _Seen()
+
+    def stage(self, name: str, message: str, seconds: float, skipped: bool) -> None:
+        (self.skipped if skipped else self.ran).append(name)
 
 
-def test_quick_main_job_runs_and_resumes(tmp_path: Path) -> None:
-    first = _Recorder()
-    result = run_main_job(tmp_path / "run", quick=True, device="cpu", observer=first)
-    assert first.stages == ["data", "teacher", "distill", "eval"]
-    assert first.trained == ["teacher", "dkd student"]
-    models = result["evaluation"]["models"]
-    assert list(models) == ["spectral baseline", "teacher resnet_tiny", "student resnet_micro"]
-    report = Path(result["report"]).read_text()
-    assert "student resnet_micro MAE" in report
-    saved = json.loads((tmp_path / "run" / "eval" / "evaluation.json").read_text())
-    assert saved["n_windows"] == result["evaluation"]["n_windows"] > 0
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    cfg_path = folder / "ppgedge.toml"
+    cfg_path.write_text(TINY)
+    cfg = load_run_config(cfg_path)
+    rec = Recorder()
+    result = run_pipeline(cfg, observer=rec)
+    return cfg, result, rec
 
-    again = _Recorder()
-    run_main_job(tmp_path / "run", quick=True, device="cpu", observer=again)
-    assert again.trained == [], "finished stages must be reused, not retrained"
+
+def test_tiny_config_runs_every_stage(tiny_run) -> None:
+    cfg, result, rec = tiny_run
+    assert rec.ran == list(STAGES) and rec.skipped == []
+    out = result.out
+    assert out == cfg.base_dir / "run"
+    for path in (
+        "teacher/teacher.pt",
+        "distill/student.pt",
+        "prune/pruned.pt",
+        "qat/model.qat.int8.pt",
+        "export/ppg_hr.tflite",
+        "export/tflm",
+        "verify/verify.json",
+        "profile/profile.json",
+        "check/check.json",
+        "report.md",
+    ):
+        assert (out / path).exists(), path
+    for plot in ("mae_vs_size.png", "layers.png", "error_by_activity.png"):
+        assert (out / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema"] == "ppgedge.run/1" and manifest["tools"]["torch"].startswith("2.13")
+    distill = manifest["stages"]["distill"]
+    assert distill["inputs"] and all(len(h) == 64 for h in distill["inputs"].values())
+    assert distill["outputs"] == {"distill/student.pt": distill["outputs"]["distill/student.pt"]}
+    assert [r["model"].split()[0] for r in result.summary] == [
+        "teacher",
+        "student",
+        "pruned",
+        "int8",
+    ]
+    assert result.exit_code == 0 and result.summary[-1]["verdict"] == "fits"
+    assert not (out / LOCK).exists()
+    assert "| int8 QAT (TFLite Micro) |" in result.report.read_text()
+
+
+def test_rerun_skips_and_changes_rerun_what_they_affect(tiny_run) -> None:
+    cfg, first, _ = tiny_run
+    rec = Recorder()
+    run_pipeline(cfg, observer=rec)
+    assert rec.ran == [] and rec.skipped == list(STAGES)
+
+    rec = Recorder()
+    run_pipeline(with_values(cfg, qat={"epochs": 2}), observer=rec)
+    assert rec.skipped[:4] == ["data", "teacher", "distill", "prune"]
+    assert rec.ran[:3] == ["qat", "export", "verify"]
+    # profile/check are keyed on the .tflite's content: rerun only if the int8 model changed
+    assert sorted(rec.ran + rec.skipped) == sorted(STAGES)
+
+    rec = Recorder()
+    run_pipeline(with_values(cfg, qat={"epochs": 2}), from_stage="verify", observer=rec)
+    assert rec.ran == ["verify", "profile", "check"]
+
+    # a budget the model cannot meet: only profile/check rerun, and the exit code says 1
+    rec = Recorder()
+    over = run_pipeline(with_values(cfg, qat={"epochs": 2}, budget={"flash_kb": 1.0}), observer=rec)
+    assert rec.ran == ["profile", "check"] and over.exit_code == 1
+    assert over.summary[-1]["verdict"] == "over budget"
+
+
+def test_corrupt_artifact_is_named_and_lock_is_respected(tiny_run) -> None:
+    cfg, result, _ = tiny_run
+    pruned = result.out / "prune" / "pruned.pt"
+    original = pruned.read_bytes()
+    pruned.write_bytes(original[: len(original) // 2])
+    try:
+        with pytest.raises(PpgedgeError, match="pruned.pt changed since stage 'prune'"):
+            run_pipeline(cfg)
+    finally:
+        pruned.write_bytes(original)
+
+    lock = result.out / LOCK
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
+    try:
+        with pytest.raises(PpgedgeError, match="in use by another ppgedge run"):
+            run_pipeline(cfg)
+    finally:
+        lock.unlink()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    lock.write_text(json.dumps({"pid": int(dead), "host": os.uname().nodename}))
+    rec = Recorder()
+    run_pipeline(cfg, observer=rec)  # a stale lock is taken over
+    assert not lock.exists()
+
+
+def test_config_errors_are_one_line(tmp_path: Path) -> None:
+    assert validate({}, "x")["distill"]["method"] == "dkd"
+    import tomllib
+
+    assert validate(tomllib.loads(TEMPLATE), "template")["target"]["name"] == "nrf52840"
+    cases = {
+        "[distill]\nmethd = 'dkd'\n": "unknown key 'methd' in [distill]",
+        "[qat]\nepochs = 'five'\n": "[qat] epochs must be int",
+        "[teachr]\narch = 'x'\n": "unknown section [teachr]",
+        "[budget]\nflash_kb = -4\n": "impossible budget",
+        "[distill]\nmethod = 'magic'\n": "must be one of",
+        "[data]\nsource = 'spc2015'\n": "needs a path",
+        "not = [valid": "not valid TOML",
+    }
+    for i, (text, needle) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.toml"
+        path.write_text(text)
+        assert_user_error(ppgedge("run", "--config", path), needle)
+    assert_user_error(ppgedge("run", "--config", tmp_path / "missing.toml"), "no such config")
+    init = tmp_path / "new.toml"
+    assert ppgedge("init", init).returncode == 0
+    assert load_run_config(init)["data"]["source"] == "synthetic"
+    assert_user_error(ppgedge("init", init), "exists")
+
+
+@pytest.mark.slow
+def test_run_killed_during_distillation_resumes(tmp_path: Path) -> None:
+    """SIGKILL a real `ppgedge run` once distillation has written its per-epoch resume file;
+    the rerun keeps data and teacher, resumes the student mid-way and finishes."""
+    cfg = tmp_path / "ppgedge.toml"
+    cfg.write_text(TINY.replace("epochs = 2\n[prune]", "epochs = 6\n[prune]"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppgedge", "run", "--config", cfg, "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    resume = tmp_path / "run" / "distill" / "student.pt.resume"
+    deadline = time.monotonic() + 300
+    while not resume.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert resume.exists(), "distillation never wrote its resume file"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "distill" / "student.pt").exists()
+    rec = Recorder()
+    result = run_pipeline(load_run_config(cfg), observer=rec)
+    assert rec.skipped == ["data", "teacher"] and rec.ran[0] == "distill"
+    assert rec.first_epochs["dkd student"] >= 1, "distillation restarted instead of resuming"
+    assert not resume.exists() and result.exit_code == 0
+    lineage = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert lineage["stages"]["distill"]["status"] == "done"
