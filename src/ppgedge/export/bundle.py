@@ -526,7 +526,7 @@ def write_bundle(
             "ppgedge_version": __version__,
             "tflite_micro_version": _tflm_version(),
             "model": {
-                "source": str(tflite_path),
+                "source": tflite_path.name,  # a path here would be a staging directory
                 "bytes": len(data),
                 "sha256": file_sha256(tflite_path),
                 "ops": [op for op, _, _ in calls],

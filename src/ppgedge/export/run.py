@@ -258,15 +258,35 @@ def export(
     )
 
 
+# Wall-clock times, absolute paths and the hashes of parent files (which hold those times) differ
+# between two otherwise identical runs; the bundle leaves them out so the same config and seed
+# give a byte-identical bundle. export.json keeps the full record.
+_VOLATILE_KEYS = ("created", "path", "sha256", "teacher_sha256")
+
+
+def _reproducible(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {
+            k: _reproducible(v)
+            for k, v in obj.items()
+            if k not in _VOLATILE_KEYS and not str(k).endswith(("seconds", "seconds_this_session"))
+        }
+    if isinstance(obj, list | tuple):
+        return [_reproducible(v) for v in obj]
+    return obj
+
+
 def _provenance(art: QuantizedArtifact, path: Path) -> dict[str, Any]:
-    return {
-        "artifact": path.name,
-        "method": art.training.get("method"),
-        "arch": art.base.arch,
-        "parent": art.parent,
-        "metrics": {k: v for k, v in art.metrics.items() if isinstance(v, int | float | str)},
-        "lineage": art.lineage,
-    }
+    return _reproducible(
+        {
+            "artifact": path.name,
+            "method": art.training.get("method"),
+            "arch": art.base.arch,
+            "parent": art.parent,
+            "metrics": {k: v for k, v in art.metrics.items() if isinstance(v, int | float | str)},
+            "lineage": art.lineage,
+        }
+    )
 
 
 def _manifest(source, kind, name, art, artifact_path, files, tmp, rules, onnx, bundle, seconds):
