@@ -8,11 +8,14 @@ stage runs. ``ppgedge init`` writes :data:`TEMPLATE`, the defaults with a commen
 from __future__ import annotations
 
 import copy
+import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ppgedge.data.format import resolve_channels
 from ppgedge.errors import PpgedgeError
 
 STAGES = ("data", "teacher", "distill", "prune", "qat", "export", "verify", "profile", "check")
@@ -200,9 +203,31 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         ("data", "hop_s"), ("teacher", "epochs"), ("teacher", "patience"), ("distill", "epochs"),
         ("distill", "patience"), ("prune", "steps"), ("prune", "round_to"), ("qat", "epochs"),
     ]  # fmt: skip
+    for section, table in s.items():
+        for key, value in table.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PpgedgeError(f"{source}: [{section}] {key} must be a finite number")
     for section, key in positive:
         if s[section][key] <= 0:
             raise PpgedgeError(f"{source}: [{section}] {key} must be positive")
+    if not 0 <= s["run"]["seed"] < 2**32:
+        raise PpgedgeError(f"{source}: [run] seed must be between 0 and 2**32 - 1")
+    d = s["data"]
+    if d["rate_hz"] * d["window_s"] < 8 or d["rate_hz"] * d["hop_s"] < 1 or d["rate_hz"] > 10_000:
+        raise PpgedgeError(
+            f"{source}: [data] rate_hz {d['rate_hz']:g}, window_s {d['window_s']:g} and hop_s "
+            f"{d['hop_s']:g} must give at least 8 samples per window and 1 per hop, at most 10 kHz"
+        )
+    try:
+        resolve_channels(d["channels"])
+    except PpgedgeError as exc:
+        raise PpgedgeError(f"{source}: [data] channels: {exc}") from None
+    name = s["export"]["name"]
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?", name):
+        raise PpgedgeError(
+            f"{source}: [export] name {name!r} must be a plain file stem (letters, digits, "
+            "_ . -; no path)"
+        )
     for key in ("finetune_epochs", "final_epochs"):
         if s["prune"][key] < 0:
             raise PpgedgeError(f"{source}: [prune] {key} cannot be negative")
