@@ -7,6 +7,12 @@ constructors an ndarray needs, a latin-1-only stand-in for ``_codecs.encode`` (h
 pickles written by Python 3 store bytes) and pure data builtins. Anything else raises
 :class:`~ppgedge.errors.PpgedgeError`. Object arrays are refused too, so every value that comes
 back is a container, a string, a number or a numeric array.
+
+numpy's own ``dtype.__setstate__`` and ``ndarray.__setstate__`` trust their arguments: a crafted
+dtype state can set the "holds Python objects" flags on a float64 dtype, which makes numpy treat
+raw bytes as object pointers. So the pickle never reaches them with its own state: a dtype is
+rebuilt from its type code alone (plain numbers and strings only), and an array's state is
+checked (shape, dtype, data length) before numpy sees it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import _compat_pickle
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +29,6 @@ import numpy as np
 from ppgedge.errors import PpgedgeError
 
 DEFAULT_MAX_BYTES = 4 << 30  # a PPG-DaLiA subject file is well under 1 GiB
-
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
 
 
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
@@ -39,24 +41,98 @@ def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") 
     return text.encode("latin1", errors)
 
 
-def _dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` that refuses object dtypes (their items are arbitrary objects)."""
-    dt = np.dtype(*args)
-    if dt.hasobject:
-        raise PpgedgeError(
-            "refusing to unpickle an object-dtype numpy array: only numeric and string arrays "
-            "are allowed"
-        )
-    return dt
+_DTYPE_CODE = re.compile(r"[<>|=]?([biufcSUO])(\d*)")
+MAX_ARRAY_ITEMS = 1 << 40
+
+
+def _refuse(what: str) -> PpgedgeError:
+    return PpgedgeError(f"refusing to unpickle {what}: only numeric and string arrays are allowed")
+
+
+class _DtypeRecipe:
+    """Stands in for ``numpy.dtype(code, align, copy)`` and its pickled state; becomes a real
+    dtype in :meth:`resolve`, built from the type code alone (the state's flags are ignored)."""
+
+    def __init__(self, code: Any = None, *args: Any) -> None:
+        self.code = code
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def resolve(self) -> np.dtype:
+        code = self.code.decode("latin1") if isinstance(self.code, bytes) else self.code
+        m = _DTYPE_CODE.fullmatch(code) if isinstance(code, str) else None
+        if m is None:
+            raise _refuse(f"numpy dtype {str(code)[:40]!r}")
+        if m[1] == "O":
+            raise _refuse("an object-dtype numpy array")
+        dt = np.dtype(m[1] + m[2])
+        st = self.state
+        if st is not None:
+            if not isinstance(st, tuple) or len(st) < 6 or st[2:5] != (None, None, None):
+                raise _refuse("a structured or malformed numpy dtype")
+            if st[1] in ("<", ">") and dt.itemsize > 1 and dt.kind != "S":
+                dt = dt.newbyteorder(st[1])
+        return dt
+
+
+def _resolved(dt: Any) -> np.dtype:
+    if not isinstance(dt, _DtypeRecipe):
+        raise _refuse(f"an array whose dtype is a {type(dt).__name__}")
+    return dt.resolve()
+
+
+def _raw_bytes(data: Any, n_bytes: int, what: str) -> bytes:
+    if isinstance(data, str):  # Python 2 ``str`` payloads, decoded as latin-1
+        data = data.encode("latin1")
+    if not isinstance(data, bytes | bytearray) or len(data) != n_bytes:
+        size = len(data) if isinstance(data, bytes | bytearray) else type(data).__name__
+        raise PpgedgeError(f"corrupt {what}: {size} bytes of data where {n_bytes} are needed")
+    return bytes(data)
+
+
+class _CheckedArray(np.ndarray):
+    """What ``_reconstruct`` returns: an ndarray whose pickled state is checked first."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise PpgedgeError("corrupt numpy array state")
+        if len(state) == 5 and state[0] != 1:
+            raise PpgedgeError(f"numpy array state version {state[0]!r} is not 1")
+        shape, dt, fortran, data = state[-4:]
+        dtype = _resolved(dt)
+        if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise PpgedgeError(f"corrupt numpy array shape {str(shape)[:60]}")
+        n = 1
+        for d in shape:
+            n *= d
+        if n > MAX_ARRAY_ITEMS:
+            raise PpgedgeError(f"numpy array of shape {shape} is too large")
+        raw = _raw_bytes(data, n * dtype.itemsize, "numpy array")
+        super().__setstate__((1, shape, dtype, bool(fortran), raw))
+
+
+def _reconstruct(cls: Any, shape: Any = (0,), code: Any = b"b") -> np.ndarray:
+    if cls is not np.ndarray:
+        raise _refuse(f"an array of class {getattr(cls, '__name__', cls)!r}")
+    return np.ndarray.__new__(_CheckedArray, (0,), np.uint8)
+
+
+def _scalar(dt: Any, data: Any = None) -> Any:
+    dtype = _resolved(dt)
+    return np.frombuffer(_raw_bytes(data, dtype.itemsize, "numpy scalar"), dtype)[0]
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "scalar"): _scalar,
+    ("numpy._core.multiarray", "scalar"): _scalar,
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _dtype,
+    ("numpy", "dtype"): _DtypeRecipe,
     ("_codecs", "encode"): _latin1_encode,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ppgedge.data.importers.mat_guard import MatStructureError, check_mat_structure
 from ppgedge.errors import PpgedgeError
 
 ACC_CHANNELS = ("acc_x", "acc_y", "acc_z")
@@ -39,6 +40,10 @@ def load_mat(path: Path, variables: Sequence[str], *, hint: str) -> dict[str, np
 
     if not path.is_file():
         raise PpgedgeError(f"{path}: no such file: pass {hint}")
+    try:  # scipy's reader can crash the process on corrupt tags: check them first
+        check_mat_structure(path.read_bytes())
+    except (MatStructureError, OSError) as exc:
+        raise PpgedgeError(f"{path}: not a readable .mat file ({exc}): expected {hint}") from None
     try:
         mat = loadmat(path, variable_names=list(variables))
     except NotImplementedError:
