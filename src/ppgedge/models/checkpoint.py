@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,11 @@ def load_weights_only(path: str | Path, what: str) -> Any:
         OSError,
         AttributeError,
         TypeError,
+        IndexError,  # the weights-only unpickler on a corrupt stream (empty stack, bad memo)
+        KeyError,
+        OverflowError,
+        MemoryError,
+        struct.error,
     ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PpgedgeError(
