@@ -20,6 +20,7 @@ preprocessing choice.
 from __future__ import annotations
 
 import json
+import tokenize
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -196,9 +197,10 @@ class Dataset:
             raise PpgedgeError(
                 f"{meta_path}: corrupt metadata ({exc}): re-create the dataset"
             ) from None
-        if self.meta.get("schema") != SCHEMA:
+        if not isinstance(self.meta, dict) or self.meta.get("schema") != SCHEMA:
+            found = self.meta.get("schema") if isinstance(self.meta, dict) else None
             raise PpgedgeError(
-                f"{self.path}: dataset schema {self.meta.get('schema')!r} is not {SCHEMA!r}: "
+                f"{self.path}: dataset schema {found!r} is not {SCHEMA!r}: "
                 "re-create it with this version of ppgedge"
             )
         arrays: dict[str, np.ndarray] = {}
@@ -206,18 +208,43 @@ class Dataset:
             file = self.path / f"{name}.npy"
             try:
                 arrays[name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except (OSError, ValueError) as exc:
+            except (
+                OSError,
+                ValueError,
+                TypeError,
+                EOFError,
+                SyntaxError,
+                tokenize.TokenError,
+            ) as exc:
                 raise PpgedgeError(
                     f"{file}: missing or corrupt ({exc.__class__.__name__}): re-create the dataset"
                 ) from None
-        n = int(self.meta.get("n_windows", -1))
-        fmt = DataFormat.from_dict(self.meta["format"])
+        try:
+            n = int(self.meta.get("n_windows", -1))
+            fmt = DataFormat.from_dict(self.meta["format"])
+            names = [list(map(str, self.meta[k])) for k in ("subjects", "activities", "recordings")]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PpgedgeError(
+                f"{meta_path}: corrupt metadata (field {exc}): re-create the dataset"
+            ) from None
         want_x = (n, len(fmt.channels), fmt.window_samples)
-        if arrays["x"].shape != want_x or any(arrays[a].shape != (n,) for a in ARRAYS[1:]):
+        kinds = {"x": "f", "y": "f", "subject": "iu", "activity": "iu", "recording": "iu"}
+        if (
+            arrays["x"].shape != want_x
+            or any(arrays[a].shape != (n,) for a in ARRAYS[1:])
+            or any(arrays[a].dtype.kind not in k for a, k in kinds.items())
+        ):
             raise PpgedgeError(
                 f"{self.path}: array shapes disagree with meta.json (truncated copy?): "
                 "re-create the dataset"
             )
+        for name, low, listed in (("subject", 0, 0), ("activity", -1, 1), ("recording", 0, 2)):
+            codes = arrays[name]
+            if n and (codes.min() < low or codes.max() >= len(names[listed])):
+                raise PpgedgeError(
+                    f"{self.path / (name + '.npy')}: indices outside meta.json's list (corrupt "
+                    "copy?): re-create the dataset"
+                )
         self.fmt = fmt
         self.x: np.ndarray = arrays["x"]
         self.y: np.ndarray = arrays["y"]
@@ -225,9 +252,9 @@ class Dataset:
         self.activity: np.ndarray = arrays["activity"]
         self.recording: np.ndarray = arrays["recording"]
         self.start_s: np.ndarray = arrays["start_s"]
-        self.subjects: list[str] = list(self.meta["subjects"])
-        self.activities: list[str] = list(self.meta["activities"])
-        self.recordings: list[str] = list(self.meta["recordings"])
+        self.subjects: list[str] = names[0]
+        self.activities: list[str] = names[1]
+        self.recordings: list[str] = names[2]
 
     def __len__(self) -> int:
         return int(self.y.shape[0])

@@ -51,6 +51,7 @@ Subjects
 from __future__ import annotations
 
 import csv
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,16 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise PpgedgeError(
             f"{path}: not a readable .npz ({exc}): re-save with numpy.savez"
         ) from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, zipfile.LargeZipFile) as exc:
+    except (
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        KeyError,
+        zipfile.LargeZipFile,
+        SyntaxError,  # numpy parses a corrupt .npy header with ast/tokenize
+        tokenize.TokenError,
+        MemoryError,
+    ) as exc:
         raise PpgedgeError(
             f"{path}: not a readable .npz ({exc.__class__.__name__}): re-save with numpy.savez"
         ) from None
