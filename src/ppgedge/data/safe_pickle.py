@@ -21,6 +21,7 @@ import _compat_pickle
 import os
 import pickle
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,16 @@ class _CheckedArray(np.ndarray):
         super().__setstate__((1, shape, dtype, bool(fortran), raw))
 
 
+class _NdarrayName:
+    """Stands for ``numpy.ndarray`` in a pickle: an argument of ``_reconstruct``, never built
+    directly (``NEWOBJ`` + ``BUILD`` would hand the pickle's state to numpy unchecked)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise _refuse("numpy.ndarray.__new__")
+
+
 def _reconstruct(cls: Any, shape: Any = (0,), code: Any = b"b") -> np.ndarray:
-    if cls is not np.ndarray:
+    if cls is not _NdarrayName:
         raise _refuse(f"an array of class {getattr(cls, '__name__', cls)!r}")
     return np.ndarray.__new__(_CheckedArray, (0,), np.uint8)
 
@@ -126,18 +135,25 @@ def _scalar(dt: Any, data: Any = None) -> Any:
     return np.frombuffer(_raw_bytes(data, dtype.itemsize, "numpy scalar"), dtype)[0]
 
 
+def _bytearray(data: Any = b"", *args: Any) -> bytearray:
+    """``bytearray`` of given bytes only: ``bytearray(2**33)`` would zero-fill 8 GiB."""
+    if not isinstance(data, bytes | str):
+        raise _refuse(f"bytearray({type(data).__name__})")
+    return bytearray(data.encode("latin1") if isinstance(data, str) else data)
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.multiarray", "scalar"): _scalar,
     ("numpy._core.multiarray", "scalar"): _scalar,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NdarrayName,
     ("numpy", "dtype"): _DtypeRecipe,
     ("_codecs", "encode"): _latin1_encode,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
 }
 
 
@@ -148,8 +164,13 @@ def _python3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler whose globals come only from :data:`_ALLOWED`; nothing is imported."""
+class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """An unpickler whose globals come only from :data:`_ALLOWED`; nothing is imported.
+
+    It is pickle's pure-Python unpickler: the C one grows its memo table to the largest index a
+    ``LONG_BINPUT`` names, so a 40 KB file asking for index 2**30 allocates and zeroes gigabytes.
+    Here the memo is a dict. Data files hold a few large arrays, so the speed is the same.
+    """
 
     def find_class(self, module: str, name: str) -> Any:
         key = _python3_name(module, name)
@@ -177,6 +198,7 @@ _CORRUPT = (
     UnicodeError,
     MemoryError,
     RecursionError,
+    struct.error,  # the pure-Python unpickler unpacking a truncated length
 )
 
 
