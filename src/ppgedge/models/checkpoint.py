@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import pickle
+import re
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +135,9 @@ def load_weights_only(path: str | Path, what: str) -> Any:
     if not path.is_file():
         raise PpgedgeError(f"{path}: no such {what} file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
@@ -149,7 +153,24 @@ def load_weights_only(path: str | Path, what: str) -> Any:
         MemoryError,
         struct.error,
     ) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if text.startswith("Weights only load failed"):
+            # torch's text goes on to suggest weights_only=False: name what the file asked for
+            named = re.search(r"GLOBAL (\S+)", text)
+            opcode = re.search(r"Unsupported operand (\d+)", text)
+            need = (
+                named[1]
+                if named
+                else f"pickle opcode {opcode[1]}"
+                if opcode
+                else "more than tensors and plain data"
+            )
+            raise PpgedgeError(
+                f"{path}: not a loadable ppgedge {what}: refused, loading it would need {need} "
+                "(ppgedge files hold only tensors and plain data; files that need code to load "
+                "are never run)"
+            ) from None
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise PpgedgeError(
             f"{path}: not a loadable ppgedge {what} ({first[:160]}); "
             "files that need arbitrary code to load are refused"
