@@ -919,3 +919,10 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted: rerun the same command to resume", highlight=False)
         sys.exit(130)
+    except SystemExit as exc:  # typer turns Ctrl-C into a silent exit 130: say what to do
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            err_console.print("interrupted: rerun the same command to resume", highlight=False)
+        raise
