@@ -175,7 +175,8 @@ def test_targets_ship_as_package_data() -> None:
     assert sorted(p.name for p in (root / "targets").glob("*.toml")) == sorted(
         p.name for p in targets_mod.BUILTIN_DIR.glob("*.toml")
     )
-    assert '"ppgedge.profile" = ["targets_data/*.toml"]' in (root / "pyproject.toml").read_text()
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '"ppgedge.profile" = ["targets_data/*.toml", "codesize_data/*.json"]' in pyproject
 
 
 def test_user_target_by_dir_env_and_path(

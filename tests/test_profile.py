@@ -195,6 +195,23 @@ def test_cmsis_nn_scratch_formulas() -> None:
     assert scratch_for(g, [analyze(g, op) for op in g.operators], dsp=True, host=True) == []
 
 
+# ------------------------------------------------------------------------ code size
+def test_runtime_code_counts_shared_kernel_code_once(our_tflite: Path) -> None:
+    from ppgedge.profile import codesize
+
+    table = codesize.table("cortex-m4")
+    for name, s in table["model_sets"].items():  # union of symbols vs linking exactly those ops
+        assert abs(s["union_of_symbols"] / s["together"] - 1) < 0.02, name
+        assert s["sum_of_ops"] > 1.3 * s["together"]  # why the per-op sizes are not summed
+    items = codesize.runtime_items(read_tflite(our_tflite), "cortex-m4f")
+    assert items[0].bytes == table["framework"]
+    assert sorted(table["model_sets"]["ppgedge resnet"]["ops"]) == sorted(
+        {op.opcode for op in read_tflite(our_tflite).operators}
+    )
+    assert items[1].bytes == table["model_sets"]["ppgedge resnet"]["union_of_symbols"]
+    assert "measured" in items[1].source
+
+
 # ------------------------------------------------------------------------ bad input
 def _mutated(path: Path) -> list[bytes]:
     data = path.read_bytes()

@@ -139,7 +139,7 @@ def build(graph: Graph, target: Target, started: float | None = None) -> Report:
     sram_floor = activations.live_peak()
 
     # Flash: the model file plus the runtime code for the op types it uses.
-    code = codesize.runtime_items(graph)
+    code = codesize.runtime_items(graph, target.core)
     code_bytes = sum(c.bytes for c in code)
     flash_total = graph.size_bytes + code_bytes
     flash_floor = graph.constant_bytes
