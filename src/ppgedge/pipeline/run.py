@@ -8,6 +8,8 @@ file); ``--from STAGE`` reruns that stage and every later one from scratch.
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,7 @@ def run_pipeline(
     ctx = Context(cfg, out, cfg["run"]["device"], training_observer=obs.training)
     skipped: list[str] = []
     with RunLock(out):
+        _remove_stale_staging(out)
         manifest = RunManifest.open(out, cfg.to_dict())
         if from_stage is not None:
             forced = list(STAGES[STAGES.index(from_stage) :])
@@ -131,6 +134,20 @@ def run_pipeline(
         ],
         skipped=skipped,
     )
+
+
+_STAGING = re.compile(r"^\..+(\.tmp-[^/]*|\.partial|\.old(-\d+)?)$")
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Hidden temporary files and staging folders a killed run (``kill -9``, power loss) left
+    behind; holding the lock, nothing else is writing them."""
+    for p in sorted(out.rglob(".*"), key=lambda q: len(q.parts)):
+        if _STAGING.match(p.name) and p.exists():
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def _inside(p: Path, out: Path) -> bool:
