@@ -13,13 +13,17 @@ take windows z-scored per window and channel, in exactly that channel order, at 
 window length: nothing in the file can confirm it beyond the input shape, so check a foreign
 teacher's accuracy on the data before distilling from it.
 
-Trust. These files are trusted inputs. A TorchScript archive can run arbitrary TorchScript ops
-(file and process access included), and loading a Keras file or SavedModel can execute Python code
+Trust. These files are trusted inputs. ``torch.jit.load`` deserializes TorchScript code, which
+runs at load (``__setstate__``) and at every batch and can call any registered operator (file and
+process access included); any zip with a ``constants.pkl`` record is loaded as TorchScript,
+whatever its suffix, ``.pt`` included. Loading a Keras file or SavedModel can execute Python code
 (``Lambda`` layers, custom objects): only load ones you trust. Keras files load with
 ``safe_mode=True`` where the installed Keras supports it, which refuses serialized lambdas. ONNX
 models run in onnxruntime with no Python code, and custom-op libraries are never registered, so
-an ONNX teacher using a custom op is refused rather than loaded. ppgedge checkpoints load with
-``weights_only=True`` and cannot run code.
+an ONNX teacher using a custom op is refused rather than loaded; but onnxruntime's parsers and
+kernels are a large body of C++, so a crafted ONNX file is still native-code attack surface:
+trusted too. ppgedge checkpoints load with ``weights_only=True`` and cannot run code. See
+SECURITY.md.
 """
 
 from __future__ import annotations
