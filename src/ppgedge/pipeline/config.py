@@ -53,7 +53,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "patience": (int, 6),
     },
     "prune": {
-        "to": (str, "50%"),
+        "to": (str, "target"),
         "criterion": (("l1", "l2", "taylor"), "l1"),
         "steps": (int, 4),
         "finetune_epochs": (int, 3),
@@ -62,7 +62,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "qat": {"epochs": (int, 5), "distill": (bool, True)},
     "export": {"name": (str, "ppg_hr"), "formats": (str, "all")},
-    "target": {"name": (str, "nrf52840"), "path": (str, "")},
+    "target": {"name": (str, "nrf52840"), "path": (str, ""), "targets_dir": (str, "")},
     "budget": {
         "flash_kb": (float, None),
         "sram_kb": (float, None),
@@ -106,7 +106,7 @@ epochs = 20
 patience = 6
 
 [prune]
-to = "50%"                # "target" (its flash budget), "50%", "30k params", "2M macs", "40kb"
+to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"
 criterion = "l1"          # l1 | l2 | taylor
 steps = 4
 finetune_epochs = 3
@@ -124,6 +124,7 @@ formats = "all"           # tflite, tflm, onnx or all
 [target]
 name = "nrf52840"         # `ppgedge targets` lists them
 path = ""                 # or your own target .toml
+targets_dir = ""          # a folder of your own target .toml files, found by name
 
 [budget]                  # override the target's default budget (any subset)
 # flash_kb = 256

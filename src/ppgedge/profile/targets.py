@@ -196,6 +196,9 @@ def resolve(spec: str, extra: list[str | os.PathLike[str]] | None = None) -> Tar
     )
 
 
+RUN_SECTIONS = frozenset({"run", "data", "teacher", "distill", "prune", "qat", "export"})
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     """What ``ppgedge.toml`` says: a target (name or path), search dirs, budget overrides."""
@@ -209,10 +212,12 @@ class ProjectConfig:
 def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
     path = Path(path)
     raw = _read_toml(path)
-    unknown = set(raw) - {"target", "budget"}
+    # the same file configures `ppgedge run`; its other sections are that command's to check
+    unknown = set(raw) - {"target", "budget"} - RUN_SECTIONS
     if unknown:
         raise PpgedgeError(
             f"{path}: unknown section(s) {', '.join(sorted(unknown))}; known: [target], [budget]"
+            f" and the `ppgedge run` sections {', '.join(f'[{s}]' for s in sorted(RUN_SECTIONS))}"
         )
     target_tab = raw.get("target", {})
     budget_tab = raw.get("budget", {})
@@ -221,10 +226,10 @@ def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
     bad = set(target_tab) - {"name", "path", "targets_dir"}
     if bad:
         raise PpgedgeError(f"{path}: unknown [target] field(s) {', '.join(sorted(bad))}")
-    spec = target_tab.get("path")
+    spec = target_tab.get("path") or None
     spec = str((path.parent / str(spec)).resolve()) if spec is not None else target_tab.get("name")
     dirs = target_tab.get("targets_dir", [])
-    dirs = [dirs] if isinstance(dirs, str) else list(dirs)
+    dirs = [d for d in ([dirs] if isinstance(dirs, str) else list(dirs)) if str(d)]
     make_budget({k: v for k, v in budget_tab.items()}, f"{path} [budget]", _ANY_BUDGET)
     return ProjectConfig(
         path=path,
