@@ -546,7 +546,13 @@ def write_report(args: argparse.Namespace, r: dict[str, dict], total_s: float) -
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(doc, indent=2) + "\n")
+    write_markdown(doc)
 
+
+def write_markdown(doc: dict[str, Any]) -> None:
+    """scale.md from scale.json (``--report-only`` rebuilds it without measuring again)."""
+    r, settings, total_s = doc["steps"], doc["settings"], doc["total_seconds"]
+    ratio = doc["distill_over_plain"]
     g, tr, ev, d, pl = r["generate"], r["train"], r["evaluate"], r["distill"], r["plain"]
     warm = d["warm_cache"]["windows_per_s"]
     rows = [
@@ -570,8 +576,9 @@ def write_report(args: argparse.Namespace, r: dict[str, dict], total_s: float) -
     lines = [
         "# Scale benchmark",
         "",
-        f"`python benchmarks/scale.py --gb {args.gb:g}` on {os.cpu_count()} shared vCPUs "
-        f"(nice 10), {total_s / 60:.1f} min in all. Each step ran in its own process.",
+        f"`python -P benchmarks/scale.py --gb {settings['gb']:g}` on {doc['machine']['cpus']} "
+        f"vCPUs shared with other jobs (nice 10), {total_s / 60:.1f} min in all, run once. "
+        "Each step ran in its own process.",
         "",
         f"Dataset: **{_gb(g['x_npy_bytes'])}** of windows (x.npy; {_gb(g['dataset_bytes'])} "
         f"with labels), **{g['windows']:,} windows** of 8 s x 4 channels, {g['subjects']:,} "
@@ -579,6 +586,12 @@ def write_report(args: argparse.Namespace, r: dict[str, dict], total_s: float) -
         "variants (gain, offset, noise) by the streaming writer. Training streamed "
         f"{tr['train_windows']:,} windows ({tr['train_gib']} GiB, above the 1 GiB in-RAM "
         "limit) from the memory map.",
+        "",
+        "The training split is the first subjects up to 1.05 GiB (`--train-gib`): enough to "
+        "force the streaming path, sized before the run for a 25-minute budget on these two "
+        "shared cores; validation used the next 4 subjects, the test the 8 after them. The other "
+        f"{g['windows'] - tr['train_windows'] - tr['val_windows'] - ev['test_windows']:,} "
+        "windows were written, opened and indexed (`data info`) but not trained on.",
         "",
         "| step | seconds | throughput | peak RSS | of which anonymous | file-backed (mmap) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -603,10 +616,25 @@ def write_report(args: argparse.Namespace, r: dict[str, dict], total_s: float) -
         f"{d['teacher_cache_seconds']} s). Plain PyTorch loop, same model and data: "
         f"{pl['windows_per_s']:,} windows/s. **Distill / plain = {ratio:.2f}.**",
         "",
+        "Why the framework beats the minimal loop here: at this model size (resnet_micro, "
+        "2.5 k parameters) the data path dominates. The minimal loop reads, z-scores and "
+        "tensorizes one window per `__getitem__` and collates 256 of them in Python; ppgedge's "
+        "`WindowSource` reads a batch of rows in one sorted fancy-index of the memory map and "
+        "z-scores the batch in one numpy call. The supervised trainer on the same model, "
+        f"streaming the big split, ran at {tr['windows_per_s']:,} windows/s, in line with the "
+        "distillation loop: DKD's additions (a cached teacher row per window, a second "
+        "KL term) are not what limits it. The two distillation runs did identical work at "
+        f"{d['cold_cache']['windows_per_s']:,} and {d['warm_cache']['windows_per_s']:,} "
+        "windows/s: on these shared cores a throughput is good to a factor of about 2-3, so "
+        'read the ratio as "distillation costs no more than a plain loop", not as 2x.',
+        "",
         "Peak RSS is `ru_maxrss` of each step's process; the anonymous and file-backed peaks "
-        "are sampled from /proc/self/status every 0.1 s. File-backed pages are the memory-"
-        "mapped dataset pages the process has touched: the kernel drops them under memory "
-        "pressure, they are not the process's own memory.",
+        "are sampled from /proc/self/status every 0.1 s. Every step stayed under 3 GB. The "
+        "file-backed part is the memory-mapped dataset pages a process has touched (the kernel "
+        "drops them under memory pressure; they are page cache, not the process's own "
+        "memory): it grows with the data read, 1.27 GB for the 1.05 GiB training split, so an "
+        "epoch over all 5 GB would show about 5 GB of file-backed RSS, while the anonymous "
+        f"memory stays flat (at most {_gb(doc['max_peak_anon_bytes'])} over all steps).",
         "",
     ]
     (RESULTS / "scale.md").write_text("\n".join(lines))
@@ -620,7 +648,11 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="work folder (default: a new temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the big dataset")
     ap.add_argument("--step", choices=list(STEPS), help=argparse.SUPPRESS)
+    ap.add_argument("--report-only", action="store_true", help="rebuild scale.md from scale.json")
     args = ap.parse_args()
+    if args.report_only:
+        write_markdown(json.loads((RESULTS / "scale.json").read_text()))
+        return
     if args.step:
         STEPS[args.step](args)
         return
