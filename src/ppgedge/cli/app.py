@@ -912,8 +912,10 @@ def main() -> None:
     except PpgedgeError as exc:
         from rich.markup import escape
 
+        # a message can quote a file name or key holding a newline: keep it one line
+        one_line = str(exc).replace("\r", "\\r").replace("\n", "\\n")
         err_console.print(
-            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/bold red] {escape(one_line)}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

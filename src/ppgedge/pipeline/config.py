@@ -176,20 +176,26 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
+def _shown(name: Any) -> str:
+    """A name from the file as it can be printed on one line (TOML keys may hold newlines)."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def validate(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     """Merge ``raw`` over the defaults, refusing unknown sections/keys and wrong types."""
     sections = defaults()
     for section, table in raw.items():
         if section not in SCHEMA:
             raise PpgedgeError(
-                f"{source}: unknown section [{section}] (known: {', '.join(SCHEMA)})"
+                f"{source}: unknown section [{_shown(section)}] (known: {', '.join(SCHEMA)})"
             )
         if not isinstance(table, dict):
             raise PpgedgeError(f"{source}: [{section}] must be a table")
         for key, value in table.items():
             if key not in SCHEMA[section]:
                 raise PpgedgeError(
-                    f"{source}: unknown key '{key}' in [{section}] "
+                    f"{source}: unknown key '{_shown(key)}' in [{section}] "
                     f"(known: {', '.join(SCHEMA[section])})"
                 )
             kind = SCHEMA[section][key][0]
