@@ -135,6 +135,8 @@ def validate(graph: Graph) -> None:
         if not 0 <= idx < n:
             raise PpgedgeError(f"{name}: corrupt .tflite (graph tensor {idx} of {n})")
     for op in graph.operators:
+        if not op.outputs:
+            raise PpgedgeError(f"{name}: corrupt .tflite (op {op.index} has no outputs)")
         for idx in op.inputs:
             if not -1 <= idx < n:
                 raise PpgedgeError(f"{name}: corrupt .tflite (op {op.index} input {idx} of {n})")
