@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import tokenize
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -207,7 +208,11 @@ class Dataset:
         for name in ARRAYS:
             file = self.path / f"{name}.npy"
             try:
-                arrays[name] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+                with warnings.catch_warnings():  # numpy warns (stderr) on odd, corrupt headers
+                    warnings.simplefilter("ignore")
+                    arrays[name] = np.load(
+                        file, mmap_mode="r" if mmap else None, allow_pickle=False
+                    )
             except (
                 OSError,
                 ValueError,
