@@ -1,8 +1,8 @@
 """Fuzzing what users get from elsewhere: ``.tflite`` files (``profile``/``check``),
 ``ppgedge.toml`` configs, raw recordings for the importers, and checkpoints.
 
-Property: bad input ends in one :class:`PpgedgeError` whose message is one line (exit 2 through
-the CLI), never another exception, a crash or a hang. Every example runs under a deadline and a
+Property: bad input ends in one :class:`PpgedgeError` (one line and exit 2 through the CLI),
+never another exception, a crash or a hang. Every example runs under a deadline and a
 hard alarm; a sample of refused cases also goes through the real command line.
 
 ``PPGEDGE_FUZZ_REPORT=1`` runs ten times the examples (random, not derandomized) and writes the
@@ -116,8 +116,8 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
             "max_examples_scale": SCALE,
             "hypothesis": hypothesis.__version__,
             "python": sys.version.split()[0],
-            "property": "every failure is a one-line PpgedgeError; no other exception, crash "
-            f"or hang (deadline {DEADLINE.total_seconds():g} s, alarm {HANG_S} s)",
+            "property": "every failure is a PpgedgeError (one line, exit 2 in the CLI); no other "
+            f"exception, crash or hang (deadline {DEADLINE.total_seconds():g} s, alarm {HANG_S} s)",
             "targets": {t: {"cases": sum(c.values()), **c} for t, c in sorted(COUNTS.items())},
         }
         REPORT_PATH.write_text(json.dumps(doc, indent=2) + "\n")
