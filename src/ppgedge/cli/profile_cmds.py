@@ -244,9 +244,11 @@ def _render_profile(d: dict) -> None:
     totals.add_row(
         "  activations (TFLM plan)", _kb(sr["activations_bytes"]), "", ratio(sr["arena_ratio"]), ""
     )
-    totals.add_row("  kernel scratch (CMSIS-NN)", _kb(sr["scratch_bytes"]), "", "", "")
+    requested = f"[dim]{fmt_int(sr['scratch_requested_bytes'])} B requested[/dim]"
+    totals.add_row("  + kernel scratch (arena growth)", _kb(sr["scratch_bytes"]), "", "", requested)
     totals.add_row("  persistent (est., 32-bit)", _kb(sr["persistent_bytes"]), "", "", "")
-    totals.add_row("  input/output buffers", _kb(sr["io_buffers_bytes"]), "", "", "")
+    totals.add_row("  input buffer (app copy)", _kb(sr["input_buffer_bytes"]), "", "", "")
+    totals.add_row("  output buffer (app copy)", _kb(sr["output_buffer_bytes"]), "", "", "")
     totals.add_row(
         "latency [bold](ESTIMATE)[/bold]",
         _band(la["ms"], "ms", 2),

@@ -134,7 +134,9 @@ def build(graph: Graph, target: Target, started: float | None = None) -> Report:
     host_plan = planner.plan(tensors + _scratch_buffers(host_scratch))
     device_plan = planner.plan(tensors + _scratch_buffers(device_scratch))
     tail = persistent.estimate(graph, len(device_scratch), bits=32)
-    io_bytes = sum(graph.tensors[i].nbytes for i in (*graph.inputs, *graph.outputs))
+    in_bytes = sum(graph.tensors[i].nbytes for i in graph.inputs)
+    out_bytes = sum(graph.tensors[i].nbytes for i in graph.outputs)
+    io_bytes = in_bytes + out_bytes
     sram_total = device_plan.arena_bytes + tail.total + io_bytes
     sram_floor = activations.live_peak()
 
@@ -201,11 +203,16 @@ def build(graph: Graph, target: Target, started: float | None = None) -> Report:
             "activations_bytes": activations.arena_bytes,
             "host_arena_head_bytes": host_plan.arena_bytes,
             "scratch_bytes": device_plan.arena_bytes - activations.arena_bytes,
+            "scratch_requested_bytes": sum(s.nbytes for s in device_scratch),
             "scratch_requests": [asdict(s) for s in device_scratch],
             "arena_head_bytes": device_plan.arena_bytes,
             "persistent_bytes": tail.total,
             "persistent_items": tail.items,
+            "input_buffer_bytes": in_bytes,
+            "output_buffer_bytes": out_bytes,
             "io_buffers_bytes": io_bytes,
+            "io_note": "the application's own copies of the input window (sampling continues "
+            "while the model runs) and of the output; the tensors themselves are in the arena",
             "total_bytes": sram_total,
             "floor_bytes": sram_floor,
             "floor": "largest sum of tensors alive at once over any operator",
