@@ -122,6 +122,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--archs", default="", help="comma list (default: the whole zoo)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "export")
+    parser.add_argument(
+        "--resume-log",
+        type=Path,
+        action="append",
+        default=[],
+        help="reuse the `row {json}` lines an interrupted run printed",
+    )
     args = parser.parse_args()
     ds_path = FOUNDATION / "synthetic.ppgds"
     if not ds_path.exists():
@@ -131,7 +138,13 @@ def main() -> int:
     split = holdout(ds.subjects, seed=0)
     archs = args.archs.split(",") if args.archs else [e.name for e in list_models()]
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = [one(a, ds, split, args.work, args.epochs) for a in archs]
+    done = {}
+    for log in args.resume_log:
+        for line in log.read_text().splitlines():
+            if line.startswith("row {"):
+                row = json.loads(line[4:])
+                done[row["arch"]] = row
+    rows = [done.get(a) or one(a, ds, split, args.work, args.epochs) for a in archs]
     res = {
         "version": __version__,
         "date": time.strftime("%Y-%m-%d"),

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# benchmarks/profile.py would shadow the standard library's profile module, which torch imports
+# a script in benchmarks/ named like a standard-library module (profile.py once) would shadow it
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 

@@ -12,7 +12,7 @@
 3. Time to profile each model (median of 5; the goal is under 5 s).
 
 Writes ``benchmarks/results/profile.json`` and ``profile.md``.
-Run: ``.venv/bin/python benchmarks/profile.py`` (about 2 min on 2 CPU cores).
+Run: ``.venv/bin/python benchmarks/profile_targets.py`` (about 2 min on 2 CPU cores).
 """
 
 from __future__ import annotations
