@@ -95,7 +95,8 @@ def window_recordings(
                 f"{r.name}: recording is {length / rate:.1f} s long, shorter than one "
                 f"{fmt.window_s:g} s window"
             )
-        sig = np.stack([c[:length] for c in chans]).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused by validate_windows
+            sig = np.stack([c[:length] for c in chans]).astype(np.float32)
         if r.subject not in subjects:
             subjects.append(r.subject)
         names.append(r.name)
@@ -128,9 +129,11 @@ def window_recordings(
     if drop_out_of_range:
         prov["dropped_out_of_range_windows"] = n_dropped
     n_ch = len(fmt.channels)
+    with np.errstate(over="ignore"):
+        y = np.asarray(ys, np.float32)
     return WindowedData(
         x=np.stack(xs) if xs else np.zeros((0, n_ch, win), np.float32),
-        y=np.asarray(ys, np.float32),
+        y=y,
         subject=np.asarray(subj, np.int32),
         activity=np.asarray(act, np.int16),
         recording=np.asarray(rec, np.int32),
