@@ -35,7 +35,7 @@ Floor:
     MAC, which is why it gets closer to the same peak, not a higher one.
 
 ``calibrate`` re-derives the calibrated numbers from the two model files;
-``benchmarks/profile.py`` runs it and reports the fit and its cross-checks.
+``benchmarks/profile_targets.py`` runs it and reports the fit and its cross-checks.
 """
 
 from __future__ import annotations
