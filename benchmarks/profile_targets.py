@@ -18,11 +18,8 @@ Run: ``.venv/bin/python benchmarks/profile_targets.py`` (about 2 min on 2 CPU co
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,20 +54,11 @@ FILES = {"kws": "kws_ref_model.tflite", "ad": "ad01_int8.tflite"}
 
 
 def host_arena(path: Path) -> dict[str, int]:
-    """Head/tail bytes from the TFLite Micro host runtime (print_allocations writes to fd 2)."""
-    from tflite_micro.python.tflite_micro import runtime
+    """Head (planned) and tail (persistent) bytes the TFLite Micro host runtime reports."""
+    from ppgedge.export.arena import host_arena as measure
 
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as buf:
-        os.dup2(buf.fileno(), 2)
-        try:
-            runtime.Interpreter.from_file(str(path)).print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        buf.seek(0)
-        text = buf.read().decode()
-    return {k: int(re.search(rf"allocation {k} (\d+)", text).group(1)) for k in ("head", "tail")}
+    h = measure(path)
+    return {"head": h.planned, "tail": h.persistent}
 
 
 def board(core: str, mhz: float) -> Target:

@@ -5,7 +5,6 @@ flatbuffer schema (no torch, no ../shared), so these tests run anywhere."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error, ppgedge
 from typer.testing import CliRunner
 
 from ppgedge.cli import app
@@ -114,25 +114,6 @@ def board_dir(tmp_path: Path) -> Path:
 
 def invoke(*args: object, env: dict[str, str] | None = None):
     return runner.invoke(app, [str(a) for a in args], env=env or {})
-
-
-def ppgedge(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ppgedge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        env={"COLUMNS": "120", "PATH": ""},
-    )
-
-
-def assert_user_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
-    assert needle in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------------------- targets

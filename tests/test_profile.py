@@ -3,9 +3,6 @@ runtime's arena, published MLPerf Tiny latencies; and the reader against corrupt
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,20 +35,11 @@ AD_MACS = 640 * 128 + 3 * 128 * 128 + 128 * 8 + 8 * 128 + 3 * 128 * 128 + 128 * 
 
 
 def host_arena(path: Path) -> dict[str, int]:
-    """Head and tail bytes the TFLite Micro host runtime reports (print_allocations -> fd 2)."""
-    from tflite_micro.python.tflite_micro import runtime
+    """Head (planned) and tail (persistent) bytes the TFLite Micro host runtime reports."""
+    from ppgedge.export.arena import host_arena as measure
 
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as buf:
-        os.dup2(buf.fileno(), 2)
-        try:
-            runtime.Interpreter.from_file(str(path)).print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        buf.seek(0)
-        text = buf.read().decode()
-    return {k: int(re.search(rf"allocation {k} (\d+)", text).group(1)) for k in ("head", "tail")}
+    h = measure(path)
+    return {"head": h.planned, "tail": h.persistent}
 
 
 def board(core: str, mhz: float) -> Target:

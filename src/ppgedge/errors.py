@@ -10,3 +10,20 @@ class PpgedgeError(Exception):
     """An input problem the user can fix; the message says what is wrong and what to do."""
 
     exit_code = 2
+
+
+# Ctrl-C bookkeeping. Native code (converters, interpreters) can swallow the KeyboardInterrupt
+# that Python raises for SIGINT; the CLI's handler also records it here, so long-running drivers
+# (``ppgedge run``) stop at the next stage boundary even when a library ate the exception.
+_interrupted = False
+
+
+def note_interrupt() -> None:
+    global _interrupted
+    _interrupted = True
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if SIGINT arrived, whether or not it was swallowed."""
+    if _interrupted:
+        raise KeyboardInterrupt

@@ -907,6 +907,15 @@ def init_cmd(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    import signal
+
+    from ppgedge.errors import note_interrupt
+
+    def _on_sigint(signum: int, frame: object) -> None:
+        note_interrupt()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         app()
     except PpgedgeError as exc:

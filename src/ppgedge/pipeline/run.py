@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ppgedge.errors import PpgedgeError
+from ppgedge.errors import PpgedgeError, check_interrupt
 from ppgedge.pipeline.config import STAGES, RunConfig, with_values
 from ppgedge.pipeline.manifest import (
     RunLock,
@@ -84,6 +84,7 @@ def run_pipeline(
             manifest.invalidate_from(forced)
             ctx.restart = set(forced)
         for stage in STAGE_LIST:
+            check_interrupt()
             t0 = time.perf_counter()
             params = stage.params(ctx)
             inputs = {str(p): content_hash(p) for p in stage.inputs(ctx)}
@@ -114,6 +115,7 @@ def run_pipeline(
                 },
             )
             obs.stage(stage.name, result.message, seconds, False)
+            check_interrupt()  # a SIGINT a native library swallowed: stop at this boundary
         stages = manifest.data["stages"]
         summary = summary_rows(ctx, stages)
         report = write_report(ctx, stages, summary)
