@@ -55,6 +55,9 @@ class VerifyReport:
     argmax_agreement_litert: float = 1.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # per window (not in the JSON): which dataset rows, and the deployed int8 model's BPM
+    indices: np.ndarray | None = field(default=None, repr=False)
+    predictions: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def checks(self) -> dict[str, bool]:
@@ -69,7 +72,7 @@ class VerifyReport:
         return all(self.checks.values())
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items()}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("indices", "predictions")}
         return {"schema": SCHEMA, **d, "checks": self.checks, "ok": self.ok}
 
 
@@ -158,6 +161,8 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
         mae_litert=float(error_summary(decode_logits(logits_lit, decoder).numpy(), y)["mae"]),
         argmax_agreement_litert=float((raw_tflm.argmax(1) == raw_litert.argmax(1)).mean()),
         notes=notes,
+        indices=np.asarray(idx),
+        predictions=pred_tflm,
     )
     if art is not None:
         with torch.no_grad():

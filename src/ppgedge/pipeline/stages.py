@@ -466,22 +466,19 @@ def _export_run(ctx: Context) -> StageResult:
 
 # ------------------------------------------------------------------------------------- verify
 def _verify_run(ctx: Context) -> StageResult:
-    from ppgedge.compress.runtimes import predict_logits
     from ppgedge.export.verify import verify
 
     report = verify(ctx.export_dir, ctx.dataset, part="test")
     write_json_atomic(ctx.verify_path, report.to_dict())
-    # per-window int8 predictions on the test subjects, for the report's error plot
-    idx = ctx.split.indices(ctx.dataset.subject_names())["test"]
-    src = WindowSource(ctx.dataset, idx, ctx.dataset.fmt.channels)
-    logits = predict_logits(ctx.tflite_path, src.windows(np.arange(len(idx))), "tflm")
-    pred = decode(torch.from_numpy(logits), report.decoder).numpy()
+    # per-window int8 predictions on the test subjects (verify's own TFLite Micro run), for
+    # the report's error plot
+    idx = report.indices
     acts = np.asarray(ctx.dataset.activity)[idx]
     with atomic_path(ctx.predictions_path) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
-            pred=pred,
-            true=src.y,
+            pred=report.predictions,
+            true=np.asarray(ctx.dataset.y[idx], dtype=np.float32),
             activity=acts,
             activity_names=np.asarray(ctx.dataset.activities),
         )
