@@ -9,11 +9,28 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
+from ppgedge.textsafe import printable, safe_text
 from ppgedge.train.trainer import EpochReport, TrainingObserver
 
-console = Console()
-err_console = Console(stderr=True)
+__all__ = ["console", "err_console", "safe_text"]
+
+
+class SafeConsole(Console):
+    """A console that never writes a control character it did not generate itself.
+
+    Every string Rich renders (``print`` arguments, table cells, titles) passes through
+    ``render_str``; an ESC, BEL or bidi override from a file or name is shown as a visible
+    ``\\x1b``-style escape before markup is parsed (markup tags never hold control characters).
+    Markup in user text is escaped where it is interpolated, with :func:`safe_text`."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text, keep="\n\t"), **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
 
 JSON_SCHEMA_VERSION = 1
 
@@ -27,7 +44,7 @@ def print_json(kind: str, payload: dict[str, Any]) -> None:
 def status(stage: str, message: str, seconds: float | None = None) -> None:
     """One line per finished stage, Ultralytics-export style."""
     t = f" [dim]({seconds:.1f}s)[/dim]" if seconds is not None else ""
-    console.print(f"[bold green]{stage}:[/bold green] {message}{t}")
+    console.print(f"[bold green]{safe_text(stage)}:[/bold green] {safe_text(message)}{t}")
 
 
 def fmt_int(n: int | float) -> str:
@@ -43,7 +60,7 @@ def fmt_si(n: float) -> str:
 
 def metrics_table(title: str, rows: dict[str, dict[str, dict[str, float]]], group: str) -> Table:
     """One block per group value (activity, subject...), one row per model in it."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=safe_text(title), title_justify="left")
     for col, just in (
         (group, "left"),
         ("windows", "right"),
@@ -59,9 +76,9 @@ def metrics_table(title: str, rows: dict[str, dict[str, dict[str, float]]], grou
         for i, name in enumerate(names):
             m = rows[name][key]
             table.add_row(
-                key if i == 0 else "",
+                safe_text(key) if i == 0 else "",
                 fmt_int(m["n"]) if i == 0 else "",
-                name,
+                safe_text(name),
                 f"{m['mae']:.2f}",
                 f"{m['rmse']:.2f}",
                 f"{100 * m['within5']:.0f}%",
@@ -74,7 +91,7 @@ class RichTrainingObserver(TrainingObserver):
     """A progress bar per epoch with running loss, and a line per finished epoch."""
 
     def __init__(self, label: str = "train") -> None:
-        self.label = label
+        self.label = safe_text(label)
         self.progress = Progress(
             TextColumn("[bold blue]{task.description}"),
             BarColumn(),

@@ -18,6 +18,9 @@ from typing import Any
 from ppgedge.data.format import resolve_channels
 from ppgedge.errors import PpgedgeError
 
+CONFIG_MAX_BYTES = 1 << 20  # a ppgedge.toml is a few hundred bytes; refuse anything absurd
+STRING_MAX_CHARS = 4096  # PATH_MAX: no config string (paths included) is longer
+EXPORT_NAME_MAX_CHARS = 64  # file names and C identifiers of the bundle are derived from it
 STAGES = ("data", "teacher", "distill", "prune", "qat", "export", "verify", "profile", "check")
 DATA_SOURCES = ("synthetic", "dataset", "spc2015", "dalia", "bami", "generic")
 
@@ -204,6 +207,29 @@ def validate(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return sections
 
 
+def _check_strings(s: dict[str, dict[str, Any]], source: str) -> None:
+    """Every string (paths included): printable (no NUL, newline or ESC, which no path or
+    name needs and which would reach terminals and reports) and at most 4096 characters."""
+    from ppgedge.textsafe import is_printable, printable
+
+    for section, table in s.items():
+        for key, value in table.items():
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if not isinstance(item, str):
+                    continue
+                if len(item) > STRING_MAX_CHARS:
+                    raise PpgedgeError(
+                        f"{source}: [{section}] {key} is {len(item):,} characters long (at most "
+                        f"{STRING_MAX_CHARS})"
+                    )
+                if not is_printable(item):
+                    raise PpgedgeError(
+                        f"{source}: [{section}] {key} '{printable(item)[:80]}' holds control "
+                        "characters (newline, tab, NUL, ESC...): remove them"
+                    )
+
+
 def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
     positive = [
         ("data", "subjects"), ("data", "minutes"), ("data", "rate_hz"), ("data", "window_s"),
@@ -229,12 +255,17 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         resolve_channels(d["channels"])
     except PpgedgeError as exc:
         raise PpgedgeError(f"{source}: [data] channels: {exc}") from None
+    _check_strings(s, source)
     name = s["export"]["name"]
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?", name):
+    if len(name) > EXPORT_NAME_MAX_CHARS or not re.fullmatch(
+        r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?", name
+    ):
         raise PpgedgeError(
-            f"{source}: [export] name {name!r} must be a plain file stem (letters, digits, "
-            "_ . -; no path)"
+            f"{source}: [export] name '{name[:80]}' must be a plain file stem of at most "
+            f"{EXPORT_NAME_MAX_CHARS} characters (letters, digits, _ . -; no path)"
         )
+    if not s["run"]["out"]:
+        raise PpgedgeError(f"{source}: [run] out must name the run folder")
     for key in ("finetune_epochs", "final_epochs"):
         if s["prune"][key] < 0:
             raise PpgedgeError(f"{source}: [prune] {key} cannot be negative")
@@ -258,10 +289,51 @@ def load_run_config(path: str | Path | None = None) -> RunConfig:
     if not path.is_file():
         raise PpgedgeError(f"{path}: no such config file (write one with `ppgedge init`)")
     try:
+        if path.stat().st_size > CONFIG_MAX_BYTES:
+            raise PpgedgeError(f"{path}: over {CONFIG_MAX_BYTES >> 20} MB, not a ppgedge.toml")
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PpgedgeError(f"{path}: not valid TOML ({exc})") from None
-    return RunConfig(validate(raw, str(path)), path.resolve())
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise PpgedgeError(f"{path}: arrays or tables nested too deeply to be a config") from None
+    except OSError as exc:
+        raise PpgedgeError(f"{path}: cannot read ({exc.strerror})") from None
+    cfg = RunConfig(validate(raw, str(path)), path.resolve())
+    check_references(cfg)
+    return cfg
+
+
+def check_references(cfg: RunConfig) -> None:
+    """What the config points at, checked before the first stage: the data and teacher paths
+    exist, the targets folder is a folder, and the target resolves (a known name or a readable
+    profile) with the budget overrides applied; otherwise each is found only when its stage
+    runs, after the ones before it have trained."""
+    from ppgedge.profile.targets import resolve, with_overrides
+
+    source = str(cfg.path or "config")
+    d, t = cfg["data"], cfg["target"]
+    if d["source"] != "synthetic" and not cfg.resolve_path(d["path"]).exists():
+        raise PpgedgeError(f"{source}: [data] path {cfg.resolve_path(d['path'])} does not exist")
+    if cfg["teacher"]["path"] and not cfg.resolve_path(cfg["teacher"]["path"]).exists():
+        raise PpgedgeError(
+            f"{source}: [teacher] path {cfg.resolve_path(cfg['teacher']['path'])} does not exist "
+            "(leave it empty to train a teacher)"
+        )
+    extra = None
+    if t["targets_dir"]:
+        folder = cfg.resolve_path(t["targets_dir"])
+        if not folder.is_dir():
+            raise PpgedgeError(f"{source}: [target] targets_dir {folder} is not a folder")
+        extra = [folder]
+    if t["path"] and not cfg.resolve_path(t["path"]).is_file():
+        raise PpgedgeError(
+            f"{source}: [target] path {cfg.resolve_path(t['path'])} is not a target .toml file"
+        )
+    spec = str(cfg.resolve_path(t["path"])) if t["path"] else t["name"]
+    try:
+        with_overrides(resolve(spec, extra), cfg.budget_overrides(), "[budget]")
+    except PpgedgeError as exc:
+        raise PpgedgeError(f"{source}: [target] {exc}") from None
 
 
 def with_values(cfg: RunConfig, **changes: dict[str, Any]) -> RunConfig:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ppgedge.atomic import atomic_path, write_text_atomic
 from ppgedge.pipeline.stages import Context, read_json
+from ppgedge.textsafe import markdown_text as md
 
 PLOTS = ("mae_vs_size.png", "layers.png", "error_by_activity.png")
 
@@ -87,8 +88,8 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
     lines = [
         "# ppgedge run report",
         "",
-        f"Data: {d['source']} ({ctx.data_dir}); test subjects: "
-        f"{', '.join(ctx.split.test)}. Target: {target['title']} ({target['core']}, "
+        f"Data: {md(d['source'])} ({md(ctx.data_dir)}); test subjects: "
+        f"{md(', '.join(ctx.split.test))}. Target: {md(target['title'])} ({md(target['core'])}, "
         f"{target['clock_mhz']:g} MHz). Verdict: **{verdict}**.",
         "",
         "## Models",
@@ -99,10 +100,10 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {_fmt(r.get('parameters'))} | {_fmt(r.get('test_mae'), '.2f')} "
+            f"| {md(r['model'])} | {_fmt(r.get('parameters'))} | {_fmt(r.get('test_mae'), '.2f')} "
             f"| {_fmt(r.get('int8_weight_bytes'))} | {_fmt(r.get('flash_bytes'))} "
             f"| {_fmt(r.get('sram_bytes'))} | {_fmt(r.get('latency_ms'))} "
-            f"| {_fmt(r.get('energy_uj'))} | {r.get('verdict', '')} |"
+            f"| {_fmt(r.get('energy_uj'))} | {md(r.get('verdict', ''))} |"
         )
     lines += [
         "",
@@ -140,10 +141,12 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
         "within 1 BPM)."
     )
     for name, ok in verify["checks"].items():
-        lines.append(f"- {name}: {'pass' if ok else '**missed**'}")
+        lines.append(f"- {md(name)}: {'pass' if ok else '**missed**'}")
     lines += ["", "## Stages", "", "| stage | seconds | result |", "|---|---:|---|"]
     for name, entry in stages.items():
-        lines.append(f"| {name} | {entry.get('seconds', 0):.1f} | {entry.get('message', '')} |")
+        lines.append(
+            f"| {md(name)} | {entry.get('seconds', 0):.1f} | {md(entry.get('message', ''))} |"
+        )
     lines += ["", "## Plots", ""]
     lines += [f"![{p}](plots/{p})" for p in PLOTS]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from typing import Any
 from ppgedge.errors import PpgedgeError
 from ppgedge.profile.report import Report
 from ppgedge.profile.targets import Budget
+from ppgedge.textsafe import markdown_text, printable
 
 SCHEMA = "ppgedge.check/1"
 DEFAULT_MAX_REGRESSION = 5.0
@@ -247,6 +248,7 @@ def to_junit(check: CheckResult) -> str:
             (f"regression.{d.name}", describe_delta(d) if d.regressed else None, describe_delta(d))
         )
     failures = sum(1 for _, f, _ in cases if f)
+    tname = printable(t.name)  # XML 1.0 cannot hold control characters at all
     suites = ET.Element(
         "testsuites",
         name="ppgedge check",
@@ -257,7 +259,7 @@ def to_junit(check: CheckResult) -> str:
     suite = ET.SubElement(
         suites,
         "testsuite",
-        name=f"ppgedge.check.{t.name}",
+        name=f"ppgedge.check.{tname}",
         tests=str(len(cases)),
         failures=str(failures),
         errors="0",
@@ -271,10 +273,10 @@ def to_junit(check: CheckResult) -> str:
         ("target", t.name),
         ("latency_bound", check.budget.latency_bound),
     ):
-        ET.SubElement(props, "property", name=key, value=str(value))
+        ET.SubElement(props, "property", name=key, value=printable(value))
     for name, failure, text in cases:
         case = ET.SubElement(
-            suite, "testcase", classname=f"ppgedge.check.{t.name}", name=name, time="0"
+            suite, "testcase", classname=f"ppgedge.check.{tname}", name=name, time="0"
         )
         if failure:
             ET.SubElement(case, "failure", message=failure, type="BudgetExceeded").text = text
@@ -290,7 +292,8 @@ def to_markdown(check: CheckResult) -> str:
     verdict = "passed" if check.passed else "FAILED"
     icon = "✅" if check.passed else "❌"
     lines = [
-        f"### {icon} ppgedge check {verdict}: `{check.report.model['file']}` on {t.title}",
+        f"### {icon} ppgedge check {verdict}: {markdown_text(check.report.model['file'])} on "
+        f"{markdown_text(t.title)}",
         "",
         "| budget | limit | value | margin | status |",
         "| --- | ---: | ---: | ---: | :---: |",
@@ -306,7 +309,7 @@ def to_markdown(check: CheckResult) -> str:
     if check.baseline_path is not None:
         lines += [
             "",
-            f"Against baseline `{Path(check.baseline_path).name}` "
+            f"Against baseline {markdown_text(Path(check.baseline_path).name)} "
             f"(fail above +{check.max_regression_pct:g}%):",
             "",
             "| metric | baseline | now | change | status |",
@@ -322,14 +325,19 @@ def to_markdown(check: CheckResult) -> str:
         "",
         f"Latency and energy are **estimates** (cycle model calibrated on published MLPerf Tiny "
         f"results), checked at the {check.budget.latency_bound} end of their band; "
-        f"{t.core} at {t.clock_mhz:g} MHz, one inference every {check.budget.period_s:g} s.",
+        f"{markdown_text(t.core)} at {t.clock_mhz:g} MHz, one inference every "
+        f"{check.budget.period_s:g} s.",
         "",
     ]
     return "\n".join(lines)
 
 
 def _escape_data(s: str) -> str:
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A workflow-command value: ``%``, CR and LF percent-encoded (GitHub's rule), then every
+    other control character made visible, so a file name cannot end the command or colour the
+    log."""
+    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(s)
 
 
 def _escape_prop(s: str) -> str:

@@ -153,6 +153,63 @@ def _resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
 
 
+def _unusable_resume(path: Path, why: str) -> PpgedgeError:
+    return PpgedgeError(
+        f"{path}: {why}, so training cannot resume from it: rerun the same command with "
+        f"--restart to discard it and train from the first epoch (or delete the file)"
+    )
+
+
+def _load_resume(path: Path) -> dict[str, Any]:
+    """The resume file as a dict; truncated, foreign or corrupt files are one line naming the
+    file and how to discard it (never a traceback, and never silently trusted)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  zip, pickle and tensor errors of every kind
+        name = exc.__class__.__name__
+        raise _unusable_resume(path, f"truncated or not a ppgedge resume file ({name})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("digest"), str):
+        raise _unusable_resume(path, "not a ppgedge resume file (no configuration digest)")
+    return saved
+
+
+def _apply_resume(
+    path: Path,
+    saved: dict[str, Any],
+    epochs: int,
+    model: nn.Module,
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> dict[str, Any]:
+    """Load a resume file of this very configuration into the training objects; return its
+    loop state. Anything missing or mismatched is an unusable file, named in one line."""
+    state = saved.get("state")
+    keys = {"epoch", "best_val", "best_epoch", "bad_epochs", "history", "best_state"}
+    if (
+        not isinstance(state, dict)
+        or not keys <= set(state)
+        or not isinstance(state["epoch"], int)
+        or not 0 <= state["epoch"] <= epochs
+        or not isinstance(state["bad_epochs"], int)
+        or not isinstance(state["history"], list)
+        or not (state["best_state"] is None or isinstance(state["best_state"], dict))
+    ):
+        raise _unusable_resume(path, "its training state is incomplete or inconsistent")
+    try:
+        model.load_state_dict(saved["model"])
+        objective.load_state_dict(saved["objective"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        best = state["best_state"]
+        if best is not None and set(best) != set(model.state_dict()):
+            raise ValueError("best weights do not match the model")
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        name = exc.__class__.__name__
+        raise _unusable_resume(path, f"its weights do not fit this model ({name})") from None
+    return state
+
+
 def train(
     dataset: Dataset,
     split: Split,
@@ -174,6 +231,8 @@ def train(
     becomes the parent unless ``init_from`` is given.
     """
     out = Path(out)
+    if out.is_dir():  # found before training, not when the checkpoint is saved at the end
+        raise PpgedgeError(f"{out} is a folder: give a file name for the checkpoint")
     observer = observer or TrainingObserver()
     dev = pick_device(device)
     channels = resolve_channels(cfg.channels)
@@ -229,14 +288,14 @@ def train(
     }
     resume_file = _resume_path(out)
     resumed = False
-    if resume_file.exists() and not restart:
-        saved = torch.load(resume_file, map_location="cpu", weights_only=True)
+    if restart:
+        resume_file.unlink(missing_ok=True)  # a corrupt file must not outlive --restart
+    elif resume_file.exists():
+        saved = _load_resume(resume_file)
         if saved.get("digest") == digest:
-            model.load_state_dict(saved["model"])
-            objective.load_state_dict(saved["objective"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            state = saved["state"]
+            state = _apply_resume(
+                resume_file, saved, cfg.epochs, model, objective, optimizer, scheduler
+            )
             resumed = True
     observer.start(cfg.epochs, steps_per_epoch, state["epoch"])
     t_start = time.perf_counter()
