@@ -102,7 +102,7 @@ def test_export_writes_every_format_with_a_manifest(exported) -> None:
     assert manifest["data_format"]["channels"] == ["ppg", "acc_x", "acc_y", "acc_z"]
     assert manifest["onnx"]["max_abs_diff"] < 1e-3 and manifest["onnx"]["argmax_agreement"] == 1.0
     assert (out / "tflm").is_dir() and any((out / "tflm").glob("*_model_data.c"))
-    assert not list(out.parent.glob(".export.*partial"))
+    assert not list(out.parent.glob(".export.tmp-*"))
 
 
 def test_qat_scales_survive_export(exported) -> None:

@@ -1,6 +1,6 @@
 """Ctrl-C and ``kill -9`` at every long stage of a real ``ppgedge run`` (teacher training, QAT,
 export), one after another in the same run directory: each leaves no half-written artifact (every
-file at a final artifact path loads; temporary files are hidden ``.name.tmp-*`` / ``.*.partial``
+file at a final artifact path loads; temporary files are hidden ``.name.tmp-*`` / ``.name.old-*``
 names), Ctrl-C exits 130 with one "interrupted" line and no traceback, and the next run resumes
 and finishes, skipping what was done. (``test_pipeline`` kills one run during distillation.)"""
 
@@ -156,7 +156,7 @@ def training(run: Run, after_stage: str, next_stage: str) -> Callable[[], bool]:
 
 def exporting(run: Run, out: Path) -> Callable[[], bool]:
     """True while the export stage is writing its staging folder."""
-    return lambda: run.after("qat") is not None and any(out.glob(".export.*.partial"))
+    return lambda: run.after("qat") is not None and any(out.glob(".export.tmp-*"))
 
 
 def assert_clean_interrupt(run: Run, rc: int) -> None:

@@ -164,6 +164,38 @@ def test_corrupt_artifact_is_named_and_lock_is_respected(tiny_run) -> None:
     assert not lock.exists()
 
 
+def test_rerun_removes_only_its_own_staging_and_refuses_foreign_entries(tiny_run) -> None:
+    cfg, result, _ = tiny_run
+    out = result.out
+    ours = [out / "teacher" / ".teacher.pt.tmp-abcd1234", out / ".manifest.json.tmp-abcd1234"]
+    theirs = [
+        out / "notes" / ".x.old",  # a folder of the user's inside the run folder
+        out / "verify" / "deep" / ".y.tmp-abcd1234",  # below an owned folder: never scanned
+        out / ".x.partial",
+        out / ".x.old-2",
+    ]
+    for p in ours + theirs:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    rec = Recorder()
+    run_pipeline(cfg, observer=rec)
+    assert rec.ran == [] and not any(p.exists() for p in ours)
+    assert all(p.read_bytes() == b"x" for p in theirs)
+    for p in theirs:
+        p.unlink()
+
+    # an entry the run would write that the manifest does not say it made: refused up front
+    manifest = json.loads((out / "manifest.json").read_text())
+    saved = (out / "manifest.json").read_text()
+    manifest["owned"].remove("plots")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        with pytest.raises(PpgedgeError, match="plots exists and this run did not write it"):
+            run_pipeline(cfg)
+    finally:
+        (out / "manifest.json").write_text(saved)
+
+
 def test_config_errors_are_one_line(tmp_path: Path) -> None:
     assert validate({}, "x")["distill"]["method"] == "dkd"
     import tomllib

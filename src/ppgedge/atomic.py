@@ -14,16 +14,32 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import claim
+
+if TYPE_CHECKING:
+    from ppgedge.ownership import OutputKind
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike[str], *, directory: bool = False, kind: OutputKind | None = None
+) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success rename it onto ``target``.
 
     On any exception the temporary file or directory is removed and ``target`` is untouched.
+    ``target`` is replaced only when it is absent or ppgedge's: an existing folder needs a
+    ``kind`` that recognises it, an existing file is checked when ``kind`` is given (internal
+    files of folders ppgedge owns pass none). Staging names are ``.NAME.tmp-XXXXXXXX`` and
+    ``.NAME.old-XXXXXXXX``, the only names :func:`ppgedge.ownership.remove_staging` removes.
     """
     target = Path(target)
+    if kind is not None:
+        claim(target, kind)
+    elif directory and target.exists():
+        raise PpgedgeError(f"{target} exists and ppgedge cannot tell it wrote it: choose another")
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.tmp-"
     if directory:
@@ -35,7 +51,8 @@ def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> I
     try:
         yield tmp
         if directory and target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            # an empty folder of our own is the one name a folder can be renamed onto
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -21,6 +21,7 @@ from ppgedge.cli.render import (
 )
 from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS
 from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import CHECKPOINT, DATASET, EXPORT, RUN, SWEEP, claim, claims
 
 app = typer.Typer(
     name="ppgedge",
@@ -79,7 +80,9 @@ def _dataset_line(path: Path, seconds: float) -> None:
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Dataset directory to write.", callback=claims(DATASET)
+    ),
     subjects: int = typer.Option(16, help="Number of synthetic subjects."),
     minutes: float = typer.Option(10.0, help="Minutes of recording per subject."),
     seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
@@ -103,7 +106,9 @@ def data_synth(
 def data_import(
     kind: str = typer.Argument(..., help="spc2015, dalia, bami or generic."),
     path: Path = typer.Argument(..., help="File or folder to import."),
-    out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to write."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Dataset directory to write.", callback=claims(DATASET)
+    ),
     subset: str | None = typer.Option(None, help="spc2015: all (default), train or test."),
     subject_from: str | None = typer.Option(None, help="generic: stem (default) or prefix."),
     acc_scale: float | None = typer.Option(None, help="bami: g per accelerometer count."),
@@ -217,7 +222,9 @@ def models_cmd(
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Dataset directory."),
     model: str = typer.Option("resnet_base", "--model", "-m", help="Zoo model name."),
-    out: Path = typer.Option(..., "-o", "--out", help="Checkpoint file to write."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Checkpoint file to write.", callback=claims(CHECKPOINT)
+    ),
     split: str = typer.Option(
         "holdout", help="holdout, holdout:test=a,b;val=c, kfold:K:I or loso:SUBJECT."
     ),
@@ -279,7 +286,9 @@ def train_cmd(
 @app.command("ensemble")
 def ensemble_cmd(
     checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints (one split)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Ensemble checkpoint to write."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Ensemble checkpoint to write.", callback=claims(CHECKPOINT)
+    ),
     data: Path | None = typer.Option(
         None,
         "--data",
@@ -330,7 +339,9 @@ def distill_cmd(
         help="Teacher: ppgedge checkpoint, TorchScript, ONNX or Keras/SavedModel.",
     ),
     student: str = typer.Option(..., "--student", "-s", help="Zoo model name of the student."),
-    out: Path = typer.Option(..., "-o", "--out", help="Student checkpoint to write."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Student checkpoint to write.", callback=claims(CHECKPOINT)
+    ),
     method: str = typer.Option("dkd", help="hard, soft, dkd, feature or progressive."),
     hp: list[str] = typer.Option([], "--hp", help="Method hyper-parameter KEY=VALUE (repeat)."),
     assistant: str = typer.Option("resnet_medium", help="progressive: the teaching assistant."),
@@ -407,7 +418,9 @@ def distill_cmd(
 def sweep_cmd(
     dataset: Path = typer.Argument(..., help="Dataset directory."),
     teacher: Path = typer.Option(..., "--teacher", "-t", help="Teacher model file."),
-    out: Path = typer.Option(Path("runs/sweep"), "-o", "--out", help="Sweep directory."),
+    out: Path = typer.Option(
+        Path("runs/sweep"), "-o", "--out", help="Sweep directory.", callback=claims(SWEEP)
+    ),
     students: str = typer.Option(",".join(DEFAULT_STUDENTS), help="Comma-separated zoo names."),
     methods: str = typer.Option(
         ",".join(DEFAULT_METHODS),
@@ -490,7 +503,11 @@ def prune_cmd(
     ),
     data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
     out: Path | None = typer.Option(
-        None, "-o", "--out", help="Pruned checkpoint (default NAME.pruned.pt)."
+        None,
+        "-o",
+        "--out",
+        help="Pruned checkpoint (default NAME.pruned.pt).",
+        callback=claims(CHECKPOINT),
     ),
     criterion: str = typer.Option("l1", help="l1, l2 or taylor."),
     steps: int = typer.Option(4, min=1, help="Iterative pruning steps."),
@@ -516,7 +533,7 @@ def prune_cmd(
     split = Split(
         split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
     )
-    out = out or checkpoint.with_name(checkpoint.stem + ".pruned.pt")
+    out = out or claim(checkpoint.with_name(checkpoint.stem + ".pruned.pt"), CHECKPOINT)
     t0 = time.perf_counter()
     result = prune(
         checkpoint,
@@ -590,7 +607,11 @@ def qat_cmd(
     checkpoint: Path = typer.Argument(..., help="Float checkpoint (e.g. pruned student)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
     out: Path | None = typer.Option(
-        None, "-o", "--out", help="Artifact (default NAME.qat.int8.pt)."
+        None,
+        "-o",
+        "--out",
+        help="Artifact (default NAME.qat.int8.pt).",
+        callback=claims(CHECKPOINT),
     ),
     epochs: int = typer.Option(5, min=1),
     lr: float = typer.Option(1e-4),
@@ -634,7 +655,11 @@ def quantize_cmd(
     windows: int = typer.Option(512, min=1, help="Representative windows to calibrate on."),
     part: str = typer.Option("train", help="Split part to draw them from: train, val, all."),
     out: Path | None = typer.Option(
-        None, "-o", "--out", help="Artifact (default NAME.ptq.int8.pt)."
+        None,
+        "-o",
+        "--out",
+        help="Artifact (default NAME.ptq.int8.pt).",
+        callback=claims(CHECKPOINT),
     ),
     tflm: bool = typer.Option(True, help="Also measure the int8 model in TFLite Micro."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -661,7 +686,9 @@ def quantize_cmd(
 def export_cmd(
     model: Path = typer.Argument(..., help="Int8 artifact (qat/quantize) or float checkpoint."),
     fmt: str = typer.Option("all", "--format", help="tflite, tflm, onnx (comma list) or all."),
-    out: Path = typer.Option(Path("export"), "-o", "--out", help="Output directory."),
+    out: Path = typer.Option(
+        Path("export"), "-o", "--out", help="Output directory.", callback=claims(EXPORT)
+    ),
     name: str | None = typer.Option(None, help="Model name (file names, C identifiers)."),
     data: Path | None = typer.Option(
         None, "--data", help="Calibration data for a float checkpoint: dataset or .npy windows."
@@ -822,7 +849,13 @@ def run_cmd(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="ppgedge.toml (default: built-in synthetic config)."
     ),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Run directory (overrides config)."),
+    out: Path | None = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Run directory (overrides config).",
+        callback=claims(RUN, "--out"),
+    ),
     from_stage: str | None = typer.Option(None, "--from", help=f"Rerun from: {STAGE_NAMES}."),
     quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
     device: str | None = typer.Option(None, help="auto, cpu or cuda (overrides config)."),

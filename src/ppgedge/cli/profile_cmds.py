@@ -16,6 +16,7 @@ from ppgedge.atomic import write_text_atomic
 from ppgedge.cli.app import app
 from ppgedge.cli.render import console, err_console, fmt_int, fmt_si, print_json
 from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import JUNIT, MARKDOWN, claims
 
 targets_app = typer.Typer(
     help="List the Cortex-M target profiles, or show one.",
@@ -312,8 +313,15 @@ def check_cmd(
     config: Path | None = CONFIG,
     targets_dir: list[Path] = TARGETS_DIR,
     json_out: bool = typer.Option(False, "--json", help="Print JSON (ppgedge.check/1)."),
-    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
-    markdown: Path | None = typer.Option(None, "--markdown", help="Write a Markdown summary."),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="Write JUnit XML here.", callback=claims(JUNIT, "--junit")
+    ),
+    markdown: Path | None = typer.Option(
+        None,
+        "--markdown",
+        help="Write a Markdown summary.",
+        callback=claims(MARKDOWN, "--markdown"),
+    ),
     baseline: Path | None = typer.Option(
         None, "--baseline", help="A previous `check --json` report to compare against."
     ),

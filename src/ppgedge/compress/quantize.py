@@ -74,6 +74,7 @@ from ppgedge.models.checkpoint import (
     load_weights_only,
     model_record,
 )
+from ppgedge.ownership import CHECKPOINT, claim
 from ppgedge.train.objective import Objective, Supervised
 from ppgedge.train.trainer import (
     EpochReport,
@@ -452,7 +453,7 @@ def to_reference(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
 def save_artifact(art: QuantizedArtifact, path: str | Path) -> Path:
     """Write atomically: a crash mid-write leaves the previous file (or nothing)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, kind=CHECKPOINT) as tmp:
         torch.save(art.to_dict(), tmp)
     art.path = path
     return path
@@ -516,7 +517,7 @@ def default_artifact_path(ckpt_path: str | Path, method: str) -> Path:
     """``model.pt`` -> ``model.qat.int8.pt`` (or ``.ptq.int8.pt``), next to the checkpoint."""
     ckpt_path = Path(ckpt_path)
     stem = ckpt_path.name.removesuffix(ckpt_path.suffix) if ckpt_path.suffix else ckpt_path.name
-    return ckpt_path.with_name(f"{stem}.{method}{ARTIFACT_SUFFIX}")
+    return claim(ckpt_path.with_name(f"{stem}.{method}{ARTIFACT_SUFFIX}"), CHECKPOINT)
 
 
 def _as_artifact(artifact: QuantizedArtifact | str | Path) -> QuantizedArtifact:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ppgedge.atomic import atomic_path
 from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import DATASET
 
 SCHEMA = "ppgedge.dataset/1"
 ALL_CHANNELS: tuple[str, ...] = ("ppg", "acc_x", "acc_y", "acc_z")
@@ -187,7 +188,7 @@ def write_dataset(data: WindowedData, path: str | Path) -> Path:
         "recordings": list(data.recordings),
         "provenance": data.provenance,
     }
-    with atomic_path(path, directory=True) as tmp:
+    with atomic_path(path, directory=True, kind=DATASET) as tmp:
         np.save(tmp / "x.npy", np.ascontiguousarray(data.x, dtype=np.float32))
         np.save(tmp / "y.npy", data.y.astype(np.float32))
         np.save(tmp / "subject.npy", data.subject.astype(np.int32))

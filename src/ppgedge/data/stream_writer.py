@@ -29,6 +29,7 @@ import numpy as np
 from ppgedge.atomic import atomic_path
 from ppgedge.data.format import SCHEMA, DataFormat, WindowedData, validate_windows
 from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import DATASET
 
 
 class DatasetWriter:
@@ -127,7 +128,7 @@ def stream_dataset(
 ) -> Iterator[DatasetWriter]:
     """``with stream_dataset(path, fmt, source=...) as w: w.append(chunk) ...``: the dataset
     appears at ``path`` when the block ends without an exception, and not at all otherwise."""
-    with atomic_path(path, directory=True) as tmp:
+    with atomic_path(path, directory=True, kind=DATASET) as tmp:
         writer = DatasetWriter(tmp, fmt)
         try:
             yield writer

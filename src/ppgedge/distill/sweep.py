@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ppgedge.atomic import write_json_atomic, write_text_atomic
+from ppgedge.atomic import atomic_path, write_json_atomic, write_text_atomic
 from ppgedge.data.format import Dataset
 from ppgedge.data.splits import Split
 from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS
@@ -26,7 +26,11 @@ from ppgedge.distill.scaling import aggregate, fit_all, markdown_table, plot_swe
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.predict import evaluate_checkpoint
 from ppgedge.models import list_models
+from ppgedge.ownership import SWEEP, claim
 from ppgedge.train.trainer import TrainConfig, train
+
+SCHEMA = "ppgedge.sweep/1"
+MARKER = "sweep.json"  # written first: marks the folder as a sweep ppgedge may continue
 
 
 def _family(name: str) -> str:
@@ -55,15 +59,12 @@ def run_sweep(
     bad = [m for m in methods if m != "scratch" and m not in METHODS]
     if bad:
         raise PpgedgeError(f"unknown method(s) {bad}: use scratch, {', '.join(METHODS)}")
-    out_dir = Path(out_dir)
-    (out_dir / "models").mkdir(parents=True, exist_ok=True)
+    out_dir = claim(out_dir, SWEEP)
+    grid = {"students": list(students), "methods": list(methods), "seeds": list(seeds)}
+    write_json_atomic(out_dir / MARKER, {"schema": SCHEMA, "teacher": str(teacher), **grid})
+    (out_dir / "models").mkdir(exist_ok=True)
     results = out_dir / "results.jsonl"
-    done: dict[str, dict[str, Any]] = {}
-    if results.exists():
-        for line in results.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[row["key"]] = row
+    done = _finished_rows(results)
     test_idx = split.indices(dataset.subject_names())["test"]
     for seed in seeds:
         for student in students:
@@ -116,16 +117,36 @@ def run_sweep(
     return summarise(out_dir, [done[k] for k in done], teacher=str(teacher), split=split)
 
 
+def _finished_rows(results: Path) -> dict[str, dict[str, Any]]:
+    """The cells an earlier (possibly killed) sweep finished; a torn last line is redone."""
+    done: dict[str, dict[str, Any]] = {}
+    if not results.exists():
+        return done
+    lines = results.read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except (ValueError, RecursionError):
+            row = None
+            if n < len(lines):
+                raise PpgedgeError(
+                    f"{results}: line {n} is not JSON: fix or delete that line to rerun the cell"
+                ) from None
+        if isinstance(row, dict) and isinstance(row.get("key"), str):
+            done[row["key"]] = row
+    return done
+
+
 def summarise(out_dir: Path, rows: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
     """Write the CSV, summary JSON, Markdown table and plot for the rows so far."""
-    with open(out_dir / "results.csv", "w", newline="") as fh:
+    with atomic_path(out_dir / "results.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["key"])
         writer.writeheader()
         writer.writerows(rows)
     summary = aggregate(rows)
     laws = fit_all(rows)
     doc = {
-        "schema": "ppgedge.sweep/1",
+        "schema": SCHEMA,
         **{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in context.items()},
         "runs": len(rows),
         "summary": summary,

@@ -32,6 +32,7 @@ from ppgedge.data.preprocess import EPS, check_known
 from ppgedge.errors import PpgedgeError
 from ppgedge.export.arena import ArenaEstimate, arena_estimate, read_graph
 from ppgedge.models.bpm import DECODERS, N_CLASSES, SMOOTHING_WEIGHTS
+from ppgedge.ownership import BUNDLE
 
 SCHEMA = "ppgedge.tflm_bundle/1"
 TEMPLATES = "ppgedge.export.templates"
@@ -513,7 +514,7 @@ def write_bundle(
         calls=calls,
         est=est,
     )
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True, kind=BUNDLE) as tmp:
         for filename, text in texts.items():
             (tmp / filename).write_text(text, encoding="utf-8")
         shutil.copyfile(tflite_path, tmp / f"{ident}.tflite")

@@ -10,12 +10,9 @@ never ask for it again.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ppgedge import __version__
-from ppgedge.atomic import file_sha256, write_json_atomic
+from ppgedge.atomic import atomic_path, file_sha256, write_json_atomic
 from ppgedge.compress.quantize import (
     QuantizedArtifact,
     load_artifact,
@@ -39,6 +36,7 @@ from ppgedge.export.onnx_export import export_onnx
 from ppgedge.export.rules import check_int8_rules
 from ppgedge.models.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 from ppgedge.models.checkpoint import load_weights_only
+from ppgedge.ownership import EXPORT, claim
 
 SCHEMA = "ppgedge.export/1"
 FORMATS = ("tflite", "tflm", "onnx")
@@ -126,30 +124,6 @@ def check_windows(fmt: Any, n: int = 32, seed: int = 0) -> np.ndarray:
     return zscore_numpy(x)
 
 
-@contextlib.contextmanager
-def staged_dir(out_dir: Path) -> Iterator[Path]:
-    """A hidden sibling directory that replaces ``out_dir`` only when the block succeeds."""
-    earlier = out_dir.is_dir() and (out_dir / MANIFEST).exists()
-    if out_dir.exists() and not earlier and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise PpgedgeError(
-            f"{out_dir} exists and is not an earlier export: choose another -o directory"
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def export(
     source: str | Path,
     out_dir: str | Path,
@@ -164,6 +138,7 @@ def export(
     """Export ``source`` (an int8 artifact, or a float checkpoint calibrated on ``data``: a
     ppgedge dataset or a .npy of raw windows) to ``out_dir`` in ``formats``."""
     source, out_dir = Path(source), Path(out_dir)
+    claim(out_dir, EXPORT)  # before any work: only a new, empty or earlier export folder
     if not source.is_file():
         raise PpgedgeError(f"{source}: no such file")
     name = safe_name(name) if name else default_name(source)
@@ -176,7 +151,7 @@ def export(
             f"{source} is a float checkpoint: int8 export needs calibration data: add --data "
             "DATASET (or a .npy of raw windows), or run `ppgedge qat` first"
         )
-    with staged_dir(out_dir) as tmp:
+    with atomic_path(out_dir, directory=True, kind=EXPORT) as tmp:
         artifact_path = source
         if kind == "checkpoint" and "tflite" in formats:
             t0 = time.perf_counter()

@@ -28,6 +28,7 @@ from ppgedge.data.format import DataFormat
 from ppgedge.errors import PpgedgeError
 from ppgedge.models.registry import count_parameters, create_model
 from ppgedge.models.reshape import apply_layer_shapes, shape_differences
+from ppgedge.ownership import CHECKPOINT
 
 SCHEMA = "ppgedge.checkpoint/1"
 
@@ -122,7 +123,7 @@ def model_record(path: str | Path, ckpt: Checkpoint) -> dict[str, Any]:
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     """Write atomically: a crash mid-write leaves the previous file (or nothing)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, kind=CHECKPOINT) as tmp:
         torch.save(ckpt.to_dict(), tmp)
     ckpt.path = path
     return path

@@ -9,12 +9,14 @@ from writing one directory; a lock whose process is gone is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import platform
 import socket
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +29,8 @@ from ppgedge.errors import PpgedgeError
 SCHEMA = "ppgedge.run/1"
 MANIFEST = "manifest.json"
 LOCK = ".ppgedge.lock"
+# what every run before the ownership rule also wrote beside its stage folders
+LEGACY_ENTRIES = ("cache", "plots", "report.md")
 TOOLS = ("torch", "litert-torch", "tflite-micro", "ai-edge-litert", "onnx", "onnxruntime", "numpy")
 
 
@@ -76,17 +80,33 @@ class RunManifest:
         if path.is_file():
             try:
                 data = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 raise PpgedgeError(
                     f"{path} is corrupt (not JSON): delete it to run every stage again"
                 ) from None
-            if data.get("schema") != SCHEMA:
+            if not isinstance(data, dict) or data.get("schema") != SCHEMA:
                 raise PpgedgeError(f"{path}: not a ppgedge run manifest (schema {SCHEMA})")
+            if not isinstance(data.get("stages", {}), dict):
+                raise PpgedgeError(f"{path}: 'stages' is not a table: delete the manifest")
         data.setdefault("schema", SCHEMA)
         data.setdefault("stages", {})
+        if "owned" not in data:  # manifests before the ownership rule: what their stages wrote
+            made = {Path(rel).parts[0] for rel in _recorded_outputs(data)}
+            data["owned"] = sorted(made | (set(LEGACY_ENTRIES) if made else set()))
         data["config"] = config
         data["tools"] = tool_versions()
         return cls(path, data)
+
+    def owns(self, rel: str) -> bool:
+        """Whether ppgedge made the top-level entry ``rel`` of the run folder."""
+        return rel in self.data["owned"]
+
+    def own(self, rels: list[str]) -> None:
+        """Record entries before writing them, so a rerun may replace them (and only them)."""
+        new = [r for r in rels if r not in self.data["owned"]]
+        if new:
+            self.data["owned"] = sorted({*self.data["owned"], *new})
+            self.save()
 
     def stage(self, name: str) -> dict[str, Any] | None:
         return self.data["stages"].get(name)
@@ -121,46 +141,126 @@ class RunManifest:
         write_json_atomic(self.path, self.data)
 
 
+def _recorded_outputs(data: dict[str, Any]) -> list[str]:
+    return [
+        rel
+        for entry in data.get("stages", {}).values()
+        if isinstance(entry, dict) and isinstance(entry.get("outputs"), dict)
+        for rel in entry["outputs"]
+    ]
+
+
 def outputs_of(out: Path, paths: list[Path]) -> dict[str, str]:
     return {str(p.relative_to(out)): content_hash(p) for p in paths}
 
 
+LOCK_SCHEMA = "ppgedge.lock/1"
+
+
 class RunLock:
-    """``with RunLock(out):`` one writer per run directory."""
+    """``with RunLock(out):`` one writer per run directory.
+
+    The lock file appears with its whole content (schema, pid, host, process start time) or not
+    at all: it is written to a private file first and hard-linked into place, which fails if a
+    lock exists (``O_EXCL`` semantics, no window in which a reader sees an empty lock). A lock is
+    taken over only when it names this host and a process that is gone; another host's lock, or
+    one that cannot be read or parsed, is held, and the message says how to remove it.
+    """
 
     def __init__(self, out: Path) -> None:
         self.path = out / LOCK
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and _alive(owner):
-                    raise PpgedgeError(
-                        f"{self.path.parent} is in use by another ppgedge run (pid {owner}); "
-                        "wait for it or choose another output directory"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
-            return self
-        raise PpgedgeError(f"could not take the lock {self.path}")
-
-    def _owner(self) -> int | None:
+        mine = {
+            "schema": LOCK_SCHEMA,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _process_start(os.getpid()),
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        fd, private = tempfile.mkstemp(prefix=f"{LOCK}.tmp-", dir=self.path.parent)
         try:
-            info = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        if info.get("host") != socket.gethostname():
-            return int(info.get("pid", 0)) or None  # another machine: assume alive
-        return int(info.get("pid", 0)) or None
+            with os.fdopen(fd, "w") as f:
+                json.dump(mine, f)
+            for _ in range(3):
+                try:
+                    os.link(private, self.path)
+                    return self
+                except FileExistsError:
+                    self._take_over_if_stale()
+        finally:
+            os.unlink(private)
+        raise PpgedgeError(f"could not take the lock {self.path}: another run keeps taking it")
+
+    def _take_over_if_stale(self) -> None:
+        """Remove the existing lock only if it provably belongs to a dead process here."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._held(f"it cannot be read ({exc.strerror})") from None
+        owner = _parse_lock(raw)
+        if owner is None:
+            raise self._held("its content is not a ppgedge lock")
+        pid, host, started = owner
+        if host != socket.gethostname():
+            raise self._held(f"it belongs to pid {pid} on host {host}")
+        if _alive(pid) and (started is None or _process_start(pid) in (None, started)):
+            raise PpgedgeError(
+                f"{self.path.parent} is in use by another ppgedge run (pid {pid}); "
+                "wait for it or choose another output directory"
+            )
+        # stale: move it aside under a private name, and put it back if it changed meanwhile
+        aside = self.path.with_name(f"{LOCK}.stale-{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            return
+        try:
+            if aside.read_bytes() != raw:  # another run took the lock between read and move
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, self.path)
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def _held(self, why: str) -> PpgedgeError:
+        return PpgedgeError(
+            f"{self.path} is held: {why}; if no ppgedge run uses {self.path.parent}, "
+            f"delete {self.path} and rerun"
+        )
 
     def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
+        owner = _parse_lock(self.path.read_bytes()) if self.path.is_file() else None
+        if owner is not None and owner[0] == os.getpid() and owner[1] == socket.gethostname():
+            self.path.unlink(missing_ok=True)
+
+
+def _parse_lock(raw: bytes) -> tuple[int, str, int | None] | None:
+    """(pid, host, process start) of a lock file, or None when it is not one of ours."""
+    if len(raw) > 4096:
+        return None
+    try:
+        info = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    pid, host, started = info.get("pid"), info.get("host"), info.get("started")
+    if type(pid) is not int or pid <= 0 or not isinstance(host, str):
+        return None
+    return pid, host, started if type(started) is int else None
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), so a reused pid is told
+    apart from the run that wrote the lock; None where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:

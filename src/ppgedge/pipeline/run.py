@@ -8,16 +8,16 @@ file); ``--from STAGE`` reruns that stage and every later one from scratch.
 
 from __future__ import annotations
 
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ppgedge.errors import PpgedgeError, check_interrupt
+from ppgedge.ownership import RUN, claim, remove_staging
 from ppgedge.pipeline.config import STAGES, RunConfig, with_values
 from ppgedge.pipeline.manifest import (
+    MANIFEST,
     RunLock,
     RunManifest,
     content_hash,
@@ -25,7 +25,7 @@ from ppgedge.pipeline.manifest import (
     stage_key,
 )
 from ppgedge.pipeline.report import summary_rows, write_report
-from ppgedge.pipeline.stages import STAGE_LIST, Context, read_json
+from ppgedge.pipeline.stages import REPORT_ENTRIES, STAGE_LIST, Context, read_json, territory
 from ppgedge.train.trainer import TrainingObserver
 
 QUICK = {
@@ -70,15 +70,19 @@ def run_pipeline(
     observer: RunObserver | None = None,
 ) -> RunResult:
     """Run or continue the chain described by ``cfg`` in its output directory."""
+    option = "--out" if out is not None else "[run] out"
     out = Path(out) if out is not None else cfg.resolve_path(cfg["run"]["out"])
     if from_stage is not None and from_stage not in STAGES:
         raise PpgedgeError(f"unknown stage '{from_stage}' for --from: use one of {list(STAGES)}")
+    claim(out, RUN, option)
     obs = observer or RunObserver()
     ctx = Context(cfg, out, cfg["run"]["device"], training_observer=obs.training)
     skipped: list[str] = []
     with RunLock(out):
-        _remove_stale_staging(out)
         manifest = RunManifest.open(out, cfg.to_dict())
+        manifest.save()  # the folder is marked as a ppgedge run before anything else is written
+        _refuse_foreign_entries(ctx, manifest)
+        _remove_stale_staging(out, manifest)
         if from_stage is not None:
             forced = list(STAGES[STAGES.index(from_stage) :])
             manifest.invalidate_from(forced)
@@ -99,6 +103,7 @@ def run_pipeline(
                     True,
                 )
                 continue
+            manifest.own(territory(ctx, stage.name))
             result = stage.run(ctx)
             seconds = time.perf_counter() - t0
             manifest.record(
@@ -118,6 +123,7 @@ def run_pipeline(
             check_interrupt()  # a SIGINT a native library swallowed: stop at this boundary
         stages = manifest.data["stages"]
         summary = summary_rows(ctx, stages)
+        manifest.own(list(REPORT_ENTRIES))
         report = write_report(ctx, stages, summary)
         manifest.data["summary"] = summary
         manifest.save()
@@ -138,18 +144,27 @@ def run_pipeline(
     )
 
 
-_STAGING = re.compile(r"^\..+(\.tmp-[^/]*|\.partial|\.old(-\d+)?)$")
+def _refuse_foreign_entries(ctx: Context, manifest: RunManifest) -> None:
+    """Before any stage runs: every entry the run would write is absent or ppgedge's."""
+    wanted = [e for name in STAGES for e in territory(ctx, name)] + list(REPORT_ENTRIES)
+    for rel in dict.fromkeys(wanted):
+        p = ctx.out / rel
+        if (p.exists() or p.is_symlink()) and not manifest.owns(rel):
+            raise PpgedgeError(
+                f"{p} exists and this run did not write it: move it out of {ctx.out} "
+                "or choose another [run] out (ppgedge never replaces files it did not write)"
+            )
 
 
-def _remove_stale_staging(out: Path) -> None:
-    """Hidden temporary files and staging folders a killed run (``kill -9``, power loss) left
-    behind; holding the lock, nothing else is writing them."""
-    for p in sorted(out.rglob(".*"), key=lambda q: len(q.parts)):
-        if _STAGING.match(p.name) and p.exists():
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+def _remove_stale_staging(out: Path, manifest: RunManifest) -> None:
+    """Staging files and folders a killed run (``kill -9``, power loss) left behind: only the
+    names ``atomic_path`` gives, beside the run's own files and directly inside the folders the
+    manifest says this run made, never deeper; holding the lock, nothing else writes them."""
+    owned = list(manifest.data["owned"])
+    remove_staging(out, [*owned, MANIFEST])
+    for rel in owned:
+        if (out / rel).is_dir() and not (out / rel).is_symlink():
+            remove_staging(out / rel)
 
 
 def _inside(p: Path, out: Path) -> bool:

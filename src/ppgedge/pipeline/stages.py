@@ -173,9 +173,7 @@ def _data_run(ctx: Context) -> StageResult:
         from ppgedge.data.importers import import_dataset
 
         data = import_dataset(d["source"], ctx.cfg.resolve_path(d["path"]), ctx.data_format())
-    if ctx.data_dir.exists():
-        shutil.rmtree(ctx.data_dir)
-    write_dataset(data, ctx.data_dir)
+    write_dataset(data, ctx.data_dir)  # replaces only a dataset this run wrote
     ctx._dataset = None
     ds = ctx.dataset
     return StageResult(
@@ -540,6 +538,20 @@ def _check_run(ctx: Context) -> StageResult:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+REPORT_ENTRIES = ("report.md", "plots")
+
+
+def territory(ctx: Context, stage: str) -> list[str]:
+    """The top-level entries of the run folder that ``stage`` writes (and so must own)."""
+    if stage == "data":
+        return [] if ctx.cfg["data"]["source"] == "dataset" else ["data"]
+    if stage == "teacher":
+        return [] if ctx.cfg["teacher"]["path"] else ["teacher"]
+    if stage in ("distill", "prune", "qat"):
+        return [stage, "cache"]
+    return [stage]
 
 
 STAGE_LIST = [
