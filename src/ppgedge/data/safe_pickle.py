@@ -13,6 +13,13 @@ dtype state can set the "holds Python objects" flags on a float64 dtype, which m
 raw bytes as object pointers. So the pickle never reaches them with its own state: a dtype is
 rebuilt from its type code alone (plain numbers and strings only), and an array's state is
 checked (shape, dtype, data length) before numpy sees it.
+
+Unpickling itself is linear in the file size (no opcode multiplies anything), but a memo
+reference is free: a 50 KB pickle can hold a list that names one array 100,000 times, and
+``numpy.asarray`` on it then builds gigabytes. :func:`materialised_size` counts what a value
+would become if every shared reference were copied, in one pass over the distinct objects, and
+:func:`safe_load` refuses a file where sharing adds more than :data:`MAX_SHARED_ELEMENTS`
+elements to what the file itself holds (a real data file shares nothing but small objects).
 """
 
 from __future__ import annotations
@@ -24,13 +31,17 @@ import pickle
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ppgedge.errors import PpgedgeError
 
 DEFAULT_MAX_BYTES = 4 << 30  # a PPG-DaLiA subject file is well under 1 GiB
+# Elements that shared references may add once materialised: 4 M (32 MB as float64). A real data
+# file repeats only small objects (dtypes, short strings); repeated arrays are an attack.
+MAX_SHARED_ELEMENTS = 1 << 22
+MAX_NESTING = 100  # containers inside containers; real files nest a handful of levels
 
 
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
@@ -185,6 +196,81 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         raise PpgedgeError("refusing to unpickle a persistent reference: not a plain data file")
 
 
+def _children(obj: Any) -> tuple[Any, ...] | None:
+    """The references a container holds (``None`` for a leaf)."""
+    if isinstance(obj, list | tuple | set | frozenset):
+        return tuple(obj)
+    if isinstance(obj, dict):
+        return tuple(x for kv in obj.items() for x in kv)
+    return None
+
+
+def _leaf_size(obj: Any) -> int:
+    """Elements a leaf stands for: an array's items, a string's length / 8, else 1."""
+    if isinstance(obj, np.ndarray):
+        return max(int(obj.size), 1)
+    if isinstance(obj, str | bytes | bytearray):
+        return 1 + len(obj) // 8
+    return 1
+
+
+class Materialised(NamedTuple):
+    """What a value holds, counted in elements (see :func:`materialised_size`)."""
+
+    distinct: int  # each object once: what is in memory now
+    expanded: int  # each object at every reference: what copying the value would build
+    depth: int  # nesting of containers (1 for a leaf)
+
+
+def materialised_size(root: object, limit: int = 1 << 62) -> Materialised:
+    """Count ``root``'s elements once per object and once per reference; the two are equal when
+    nothing is shared, and ``expanded`` is what ``numpy.asarray`` on nested lists (or printing
+    the value) would build.
+
+    One iterative pass over the distinct objects, so linear in the file size and safe against
+    deep nesting; ``expanded`` saturates at ``limit`` so the sums stay machine-sized. A reference
+    cycle is refused: materialising it would never end.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded, depth); root keeps objects alive
+    on_path: set[int] = set()
+    distinct = 0
+    stack: list[tuple[Any, tuple[Any, ...] | None]] = [(root, None)]
+    while stack:
+        obj, kids = stack[-1]
+        key = id(obj)
+        if kids is None:  # first visit
+            if key in sizes:
+                stack.pop()
+                continue
+            kids = _children(obj)
+            if kids is None:
+                sizes[key] = (_leaf_size(obj), 1)
+                distinct += sizes[key][0]
+                stack.pop()
+                continue
+            on_path.add(key)
+            stack[-1] = (obj, kids)
+            for kid in kids:
+                if id(kid) in on_path:
+                    raise PpgedgeError(
+                        "refusing to unpickle a container that contains itself (a reference "
+                        "cycle): not a plain data file"
+                    )
+                if id(kid) not in sizes:
+                    stack.append((kid, None))
+            continue
+        stack.pop()  # every kid is counted now
+        on_path.discard(key)
+        total, depth = 1 + len(kids), 0
+        for kid in kids:
+            size, kid_depth = sizes[id(kid)]
+            total, depth = min(total + size, limit), max(depth, kid_depth)
+        sizes[key] = (total, depth + 1)
+        distinct += 1 + len(kids)
+    expanded, depth = sizes[id(root)]
+    return Materialised(distinct, expanded, depth)
+
+
 _CORRUPT = (
     pickle.UnpicklingError,
     EOFError,
@@ -199,6 +285,25 @@ _CORRUPT = (
     RecursionError,
     struct.error,  # the pure-Python unpickler unpacking a truncated length
 )
+
+
+def check_materialised(value: object) -> None:
+    """Refuse a value whose shared references would materialise into far more than the file
+    holds (see :data:`MAX_SHARED_ELEMENTS`), or that nests deeper than :data:`MAX_NESTING`
+    (printing or converting it would exhaust the stack)."""
+    distinct, expanded, depth = materialised_size(value)
+    if depth > MAX_NESTING:
+        raise PpgedgeError(
+            f"refusing to unpickle containers nested {depth} deep (at most {MAX_NESTING}): "
+            "not a plain data file"
+        )
+    limit = distinct + MAX_SHARED_ELEMENTS
+    if expanded > limit:
+        raise PpgedgeError(
+            f"refusing to unpickle: its shared references would expand {distinct:,} elements to "
+            f"more than {limit:,} (a list that repeats one array many times is a memory bomb, "
+            "not a recording); use the original dataset file"
+        )
 
 
 def safe_load(
@@ -219,7 +324,9 @@ def safe_load(
         )
     try:
         with open(path, "rb") as fh:
-            return SafeUnpickler(fh, encoding=encoding).load()
+            value = SafeUnpickler(fh, encoding=encoding).load()
+        check_materialised(value)
+        return value
     except PpgedgeError as exc:
         raise PpgedgeError(f"{path}: {exc}") from None
     except OSError as exc:

@@ -25,8 +25,15 @@ from torch import nn
 from ppgedge import __version__
 from ppgedge.atomic import atomic_path, file_sha256
 from ppgedge.data.format import DataFormat
+from ppgedge.data.safe_pickle import check_materialised
 from ppgedge.errors import PpgedgeError
-from ppgedge.models.registry import count_parameters, create_model
+from ppgedge.models.bpm import DECODERS
+from ppgedge.models.registry import (
+    MAX_PARAMETERS,
+    check_arch_kwargs,
+    count_parameters,
+    create_model,
+)
 from ppgedge.models.reshape import apply_layer_shapes, shape_differences
 from ppgedge.ownership import CHECKPOINT
 
@@ -50,7 +57,14 @@ class Checkpoint:
     path: Path | None = None
 
     def build(self) -> nn.Module:
-        """The network with these weights, in eval mode."""
+        """The network with these weights, in eval mode.
+
+        The architecture is first built on PyTorch's ``meta`` device (shapes, no memory) and the
+        stored weights are checked against it, so the real model is allocated only when it is
+        no larger than the weights the file holds.
+        """
+        check_arch_kwargs(self.arch, self.arch_kwargs, f"{self.path or 'checkpoint'}")
+        self._check_weights_fit()
         model = create_model(self.arch, **self.arch_kwargs)
         try:
             apply_layer_shapes(model, self.layer_shapes)
@@ -61,6 +75,37 @@ class Checkpoint:
                 f"checkpoint weights do not fit architecture '{self.arch}' ({first})"
             ) from None
         return model.eval()
+
+    def _check_weights_fit(self) -> None:
+        where = f"{self.path or 'checkpoint'}"
+        try:
+            with torch.device("meta"):
+                meta = create_model(self.arch, **self.arch_kwargs)
+                apply_layer_shapes(meta, self.layer_shapes)
+        except PpgedgeError as exc:
+            raise PpgedgeError(f"{where}: {exc}") from None
+        except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
+            raise PpgedgeError(
+                f"{where}: architecture '{self.arch}' cannot be built from the checkpoint's "
+                f"arguments and layer shapes ({_first_line(exc)}): re-create it"
+            ) from None
+        n_params = count_parameters(meta)
+        if n_params > MAX_PARAMETERS:
+            raise PpgedgeError(
+                f"{where}: architecture '{self.arch}' with these arguments has {n_params:,} "
+                f"parameters, more than the {MAX_PARAMETERS:,} ppgedge builds"
+            )
+        want = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        have = {
+            k: tuple(v.shape) if isinstance(v, torch.Tensor) else None
+            for k, v in self.state_dict.items()
+        }
+        if want != have:
+            bad = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
+            raise PpgedgeError(
+                f"{where}: checkpoint weights do not fit architecture '{self.arch}' "
+                f"({len(bad)} tensors differ, first '{str(bad[0])[:80]}'): re-create it"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,9 +126,10 @@ class Checkpoint:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Checkpoint:
-        """The inverse of :meth:`to_dict` (schema already checked by the caller)."""
+        """The inverse of :meth:`to_dict` (schema already checked by the caller); the
+        architecture, its arguments and the decoder are checked here, before anything is built."""
         try:
-            return cls(
+            ckpt = cls(
                 arch=str(raw["arch"]),
                 arch_kwargs=dict(raw["arch_kwargs"]),
                 state_dict=dict(raw["state_dict"]),
@@ -100,6 +146,13 @@ class Checkpoint:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PpgedgeError(f"{path}: checkpoint is missing field {exc}: re-create it") from None
+        if ckpt.decode not in DECODERS:
+            raise PpgedgeError(
+                f"{path}: unknown decoder '{ckpt.decode[:40]}' in the checkpoint (ppgedge decodes "
+                f"with {', '.join(DECODERS)}): re-create it"
+            )
+        check_arch_kwargs(ckpt.arch, ckpt.arch_kwargs, f"{path or 'checkpoint'}")
+        return ckpt
 
     def describe(self) -> dict[str, Any]:
         """Everything but the weights, for reports and ``--json``."""
@@ -135,10 +188,15 @@ def load_weights_only(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise PpgedgeError(f"{path}: no such {what} file")
+    _check_records_stored(path, what)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        check_materialised(raw)
+        return raw
+    except PpgedgeError as exc:
+        raise PpgedgeError(f"{path}: not a loadable ppgedge {what}: {exc}") from None
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
@@ -176,6 +234,28 @@ def load_weights_only(path: str | Path, what: str) -> Any:
             f"{path}: not a loadable ppgedge {what} ({first[:160]}); "
             "files that need arbitrary code to load are refused"
         ) from None
+
+
+def _check_records_stored(path: Path, what: str) -> None:
+    """``torch.save`` stores every record of its zip uncompressed; a deflated record could
+    inflate a small file into gigabytes when torch reads it, so one is refused."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip (legacy format or garbage): torch.load says what it is
+    size = path.stat().st_size
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+            raise PpgedgeError(
+                f"{path}: not a loadable ppgedge {what}: record '{info.filename[:60]}' is "
+                "compressed or larger than the file (torch.save never writes that)"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -66,6 +66,77 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+# What a checkpoint from elsewhere may ask the zoo to build. Every registered architecture's knobs,
+# with ranges that hold the whole zoo and its scaled, pruned and ensembled variants (the largest
+# preset, resnet_teacher, is width 24, depth 2, 4 stages, kernel 7, 1.3 M parameters) but keep a
+# model that a 23 KB file describes from allocating gigabytes.
+KNOB_RANGES: dict[str, tuple[int, int]] = {
+    "in_channels": (1, 64),
+    "width": (1, 1024),
+    "depth": (1, 16),
+    "stages": (1, 8),
+    "blocks": (1, 32),
+    "kernel": (1, 129),
+    "stem_kernel": (1, 129),
+    "max_width": (1, 4096),
+    "num_classes": (1, 4096),
+    "window_samples": (8, 1 << 16),
+    "pool": (1, 1 << 16),
+}
+MAX_HIDDEN_LAYERS, MAX_HIDDEN = 8, 8192
+MAX_ENSEMBLE_MEMBERS = 16
+MAX_PARAMETERS = 50_000_000  # 200 MB of float32 weights; the zoo's teacher has 1.3 M
+
+
+def _knob(name: str, value: Any, where: str) -> None:
+    lo, hi = KNOB_RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise PpgedgeError(
+            f"{where}: '{name}' is {str(value)[:40]}, expected an integer from {lo} to {hi}"
+        )
+
+
+def check_arch_kwargs(name: str, kwargs: Any, where: str = "model") -> None:
+    """Refuse an architecture name or arguments outside the zoo's ranges, before anything is
+    built: a checkpoint's ``arch_kwargs`` come from the file and size the allocation."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise PpgedgeError(
+            f"{where}: unknown model '{str(name)[:60]}': run 'ppgedge models' to list them"
+        )
+    if not isinstance(kwargs, dict):
+        raise PpgedgeError(f"{where}: model arguments are a {type(kwargs).__name__}, not a dict")
+    for key, value in kwargs.items():
+        if key in KNOB_RANGES:
+            _knob(key, value, where)
+        elif key == "hidden":
+            if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_HIDDEN_LAYERS:
+                raise PpgedgeError(
+                    f"{where}: 'hidden' must list 1 to {MAX_HIDDEN_LAYERS} layer widths"
+                )
+            for h in value:
+                if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_HIDDEN:
+                    raise PpgedgeError(
+                        f"{where}: hidden width {str(h)[:40]} is not an integer from 1 to "
+                        f"{MAX_HIDDEN}"
+                    )
+        elif key == "members" and name == "ensemble":
+            if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_ENSEMBLE_MEMBERS:
+                raise PpgedgeError(
+                    f"{where}: an ensemble holds 1 to {MAX_ENSEMBLE_MEMBERS} members"
+                )
+            for i, member in enumerate(value):
+                if not isinstance(member, dict) or member.get("arch") == "ensemble":
+                    raise PpgedgeError(
+                        f"{where}: ensemble member {i} is not an {{arch, kwargs}} record of a "
+                        "single model"
+                    )
+                check_arch_kwargs(
+                    member.get("arch"), member.get("kwargs", {}), f"{where}, member {i}"
+                )
+        else:
+            raise PpgedgeError(f"{where}: unknown argument '{str(key)[:40]}' for model '{name}'")
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

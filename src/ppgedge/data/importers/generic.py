@@ -51,8 +51,10 @@ Subjects
 from __future__ import annotations
 
 import csv
+import math
 import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -103,29 +105,74 @@ def _numeric(value: np.ndarray, path: Path, name: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------ NPZ
 
 
+NPZ_KEYS = frozenset(
+    {
+        "ppg", "acc", "rate_hz", "ppg_rate_hz", "acc_rate_hz", "hr_bpm", "hr_times_s",
+        "beat_times_s", "subject", "activity", "activity_start_s", "activity_end_s",
+    }
+)  # fmt: skip
+# Decompressed bytes one NPZ file may hold (all members together): 128 MiB, or 8 times the file's
+# size for larger files. A recording expands about 5x in memory while it is windowed, so this
+# keeps any file of a few MB under 1 GB; 128 MiB of float64 is 70 hours of PPG at 64 Hz.
+MAX_NPZ_INFLATED = 128 << 20
+MAX_NPZ_RATIO = 8
+MAX_NPZ_MEMBERS = 256
+_NPZ_CHUNK = 1 << 20
+
+
+def _npz_limit(path: Path) -> int:
+    return max(MAX_NPZ_INFLATED, MAX_NPZ_RATIO * path.stat().st_size)
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The layout's arrays from an NPZ, read with every size checked before it is allocated.
+
+    ``numpy.load`` trusts a member's header (it allocates the shape it claims) and inflates
+    whatever a member holds, so a 2 MB file could take gigabytes. Here the members' declared
+    sizes together must stay under :func:`_npz_limit`, a header must not claim more data than
+    its member declares, and reading stops at that size (``zipfile`` never returns more than a
+    member declares). Members outside the layout are never decompressed.
+    """
     if not zipfile.is_zipfile(path):
         raise PpgedgeError(
             f"{path}: not a readable .npz (not a zip archive): save it with numpy.savez"
         )
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_NPZ_MEMBERS:
+                raise PpgedgeError(
+                    f"{path}: {len(infos)} arrays in one .npz, at most {MAX_NPZ_MEMBERS}: "
+                    "save only the arrays of the generic layout"
+                )
+            declared, limit = sum(i.file_size for i in infos), _npz_limit(path)
+            if declared > limit:
+                raise PpgedgeError(
+                    f"{path}: decompresses to {declared / 2**20:,.0f} MiB, over the "
+                    f"{limit / 2**20:,.0f} MiB limit for this file (a compression bomb, or a "
+                    "recording to split into several files)"
+                )
+            out: dict[str, np.ndarray] = {}
+            for info in infos:
+                key = info.filename.removesuffix(".npy")
+                if key in NPZ_KEYS and key not in out:
+                    out[key] = _npz_member(zf, info, path)
+            return out
+    except PpgedgeError:
+        raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise PpgedgeError(
-                f"{path}: holds object (pickled) arrays, which are refused: save plain numeric "
-                "arrays and str arrays"
-            ) from None
         raise PpgedgeError(
-            f"{path}: not a readable .npz ({exc}): re-save with numpy.savez"
+            f"{path}: not a readable .npz ({str(exc)[:160]}): re-save with numpy.savez"
         ) from None
     except (
         OSError,
         EOFError,
         zipfile.BadZipFile,
-        KeyError,
         zipfile.LargeZipFile,
+        KeyError,
+        RuntimeError,  # an encrypted member
+        NotImplementedError,  # an unknown compression method
+        zlib.error,
         SyntaxError,  # numpy parses a corrupt .npy header with ast/tokenize
         tokenize.TokenError,
         MemoryError,
@@ -133,6 +180,42 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise PpgedgeError(
             f"{path}: not a readable .npz ({exc.__class__.__name__}): re-save with numpy.savez"
         ) from None
+
+
+def _npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One ``.npy`` member: header first, then exactly the bytes it needs, chunk by chunk."""
+    fmt = np.lib.format
+    name = info.filename
+    with zf.open(info) as fh:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"'{name}' is .npy version {version}, expected 1.0 or 2.0")
+        if dtype.hasobject:
+            raise PpgedgeError(
+                f"{path}: holds object (pickled) arrays, which are refused: save plain numeric "
+                "arrays and str arrays"
+            )
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if max(count, nbytes) > info.file_size:
+            raise ValueError(
+                f"'{name}' claims shape {shape} of {dtype}, more than its {info.file_size} bytes"
+            )
+        raw = np.empty(nbytes, np.uint8)
+        pos = 0
+        while pos < nbytes:
+            chunk = fh.read(min(_NPZ_CHUNK, nbytes - pos))
+            if not chunk:
+                raise ValueError(f"'{name}' is truncated ({pos} of {nbytes} data bytes)")
+            raw[pos : pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            pos += len(chunk)
+    if dtype.itemsize == 0:
+        return np.zeros(shape, dtype)
+    return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _npz_recording(path: Path, channels: tuple[str, ...], subject_from: str) -> Recording:

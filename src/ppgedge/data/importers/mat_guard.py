@@ -10,8 +10,9 @@ variables with a size cap) and refuses
 * an array class scipy does not know (it fails with ``UnboundLocalError`` on one),
 * an element or a compressed variable that claims more bytes than the file holds,
 * dimensions that are negative or whose product could overflow,
-* nesting deeper than :data:`MAX_DEPTH` and compressed variables larger than
-  :data:`MAX_INFLATED_BYTES`,
+* nesting deeper than :data:`MAX_DEPTH`, and compressed variables that together inflate past
+  :func:`inflated_limit` (per file, not per variable: a 1 MB file can hold a thousand variables
+  of 1 MB each, or one of 1 GB),
 
 so whatever reaches scipy has well-formed tags. Version 4 and v7.3 (HDF5) files are left to
 scipy (v4 is read with numpy, v7.3 is refused by the importers).
@@ -25,7 +26,10 @@ import zlib
 
 HEADER_BYTES = 128
 MAX_DEPTH = 32
-MAX_INFLATED_BYTES = 1 << 30
+# Bytes all compressed variables of one file may inflate to: 128 MiB, or 8 times the file's size
+# for larger files (a recording expands a few times in memory while it is windowed).
+MAX_INFLATED_BYTES = 128 << 20
+MAX_INFLATE_RATIO = 8
 MAX_ELEMENTS = 1 << 40
 MAX_DIMS = 32  # scipy's own limit
 
@@ -42,8 +46,17 @@ class MatStructureError(ValueError):
     """The file's element structure is corrupt; the message says where."""
 
 
+def inflated_limit(file_bytes: int) -> int:
+    """Decompressed bytes a file of ``file_bytes`` may hold in all its compressed variables."""
+    return max(MAX_INFLATED_BYTES, MAX_INFLATE_RATIO * file_bytes)
+
+
 def check_mat_structure(data: bytes) -> None:
-    """Raise :class:`MatStructureError` unless every element tag of a v5 file is well formed."""
+    """Raise :class:`MatStructureError` unless every element tag of a v5 file is well formed.
+
+    Sub-elements are walked through memoryviews, so nothing is copied but the inflated bytes of
+    one compressed variable at a time.
+    """
     if len(data) < 4 or 0 in data[:4]:
         return  # a v4 file (scipy reads those with numpy), or empty (scipy reports it)
     if len(data) < HEADER_BYTES:
@@ -55,15 +68,18 @@ def check_mat_structure(data: bytes) -> None:
     if major != 1:
         return  # 2 = v7.3 (HDF5), anything else scipy refuses itself
     pos = HEADER_BYTES
+    view = memoryview(data)
+    budget = inflated_limit(len(data))
     while pos < len(data):
-        mdtype, nbytes = _tag(data, pos, order)
+        mdtype, nbytes = _tag(view, pos, order)
         if nbytes <= 0 or pos + 8 + nbytes > len(data):
             raise MatStructureError(
                 f"variable at byte {pos} claims {nbytes} bytes, {len(data) - pos - 8} are left"
             )
-        body = data[pos + 8 : pos + 8 + nbytes]
+        body = view[pos + 8 : pos + 8 + nbytes]
         if mdtype == MI_COMPRESSED:
-            body = _inflate(body, pos)
+            body = memoryview(_inflate(body, pos, budget, len(data)))
+            budget -= len(body)
             inner, inner_bytes = _tag(body, 0, order)
             if inner != MI_MATRIX or inner_bytes > len(body) - 8:
                 raise MatStructureError(f"compressed variable at byte {pos} is not a whole matrix")
@@ -75,26 +91,28 @@ def check_mat_structure(data: bytes) -> None:
         pos += 8 + nbytes
 
 
-def _tag(buf: bytes, pos: int, order: str) -> tuple[int, int]:
+def _tag(buf: memoryview, pos: int, order: str) -> tuple[int, int]:
     if pos + 8 > len(buf):
         raise MatStructureError(f"truncated element tag at byte {pos}")
     return struct.unpack_from(order + "II", buf, pos)
 
 
-def _inflate(body: bytes, pos: int) -> bytes:
+def _inflate(body: memoryview, pos: int, budget: int, file_bytes: int) -> bytes:
+    """Inflate one variable, never past what is left of the file's budget."""
     z = zlib.decompressobj()
     try:
-        out = z.decompress(body, MAX_INFLATED_BYTES + 1)
+        out = z.decompress(body, max(budget, 0) + 1)
     except zlib.error as exc:
         raise MatStructureError(f"compressed variable at byte {pos} is corrupt ({exc})") from None
-    if len(out) > MAX_INFLATED_BYTES:
+    if len(out) > budget:
         raise MatStructureError(
-            f"compressed variable at byte {pos} inflates past {MAX_INFLATED_BYTES >> 20} MiB"
+            f"compressed variables inflate past {inflated_limit(file_bytes) >> 20} MiB, the "
+            f"limit for this file, at the variable at byte {pos}: a compression bomb"
         )
     return out
 
 
-def _matrix(buf: bytes, order: str, depth: int) -> None:
+def _matrix(buf: memoryview, order: str, depth: int) -> None:
     """The sub-elements of one miMATRIX: 16 bytes of array flags, then tagged elements."""
     if depth > MAX_DEPTH:
         raise MatStructureError(f"matrices nested deeper than {MAX_DEPTH}")
@@ -132,7 +150,7 @@ def _matrix(buf: bytes, order: str, depth: int) -> None:
         p, index = p + step, index + 1
 
 
-def _check_dims(content: bytes, order: str, *, signed: bool) -> None:
+def _check_dims(content: memoryview, order: str, *, signed: bool) -> None:
     n = len(content) // 4
     if n > MAX_DIMS:
         raise MatStructureError(f"{n} dimensions (at most {MAX_DIMS})")
