@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +196,44 @@ def test_rerun_removes_only_its_own_staging_and_refuses_foreign_entries(tiny_run
             run_pipeline(cfg)
     finally:
         (out / "manifest.json").write_text(saved)
+
+
+def test_a_copied_run_folder_skips_every_stage_and_files_follow_the_umask(tiny_run) -> None:
+    cfg, result, _ = tiny_run
+    copy = result.out.parent / "copied-run"
+    shutil.copytree(result.out, copy)
+    rec = Recorder()
+    again = run_pipeline(cfg, out=copy, observer=rec)
+    assert rec.ran == [] and rec.skipped == list(STAGES)
+    manifest = (copy / "manifest.json").read_text()
+    assert str(result.out) not in manifest and str(result.out) not in again.report.read_text()
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in (result.out / "report.md", result.out / "teacher" / "teacher.pt"):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask, p
+    for p in (result.out / "export", result.out / "data" / "dataset.ppgds"):
+        assert p.stat().st_mode & 0o777 == 0o777 & ~mask, p
+
+
+def test_printed_check_commands_reproduce_the_runs_verdict(tiny_run) -> None:
+    """The false green: a config with a tight [budget] failed the run, and the printed `check`
+    command must fail the same way (it used to pass, dropping the budget with --target)."""
+    cfg, result, _ = tiny_run
+    tight = result.out.parent / "tight.toml"
+    tight.write_text(TINY + "[budget]\nsram_kb = 1.0\n")
+    over = run_pipeline(load_run_config(tight))
+    assert over.exit_code == 1
+    checks = [c for c in over.next_commands if c.startswith("ppgedge check")]
+    assert checks and all("--config" in c for c in checks)
+    for command in checks:
+        args = shlex.split(command)[1:]
+        args[args.index("--junit") + 1] = str(result.out.parent / "check.xml")
+        assert ppgedge(*args).returncode == over.exit_code, command
+    fits = [c for c in result.next_commands if c.startswith("ppgedge check")]
+    for command in fits:
+        args = shlex.split(command)[1:]
+        args[args.index("--junit") + 1] = str(result.out.parent / "check-fits.xml")
+        assert ppgedge(*args).returncode == result.exit_code == 0, command
 
 
 def test_config_errors_are_one_line(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def atomic_path(
         fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    _follow_umask(tmp, directory)
     try:
         yield tmp
         if directory and target.exists():
@@ -64,6 +65,23 @@ def atomic_path(
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    """The process umask (read by setting and restoring it: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _follow_umask(path: Path, directory: bool) -> None:
+    """``mkstemp``/``mkdtemp`` create 0600/0700 whatever the umask; an artifact gets the
+    permissions a plain ``open``/``mkdir`` would give it (0644/0755 under the usual umask), so a
+    run folder can be shared like any other."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:

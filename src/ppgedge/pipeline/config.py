@@ -17,6 +17,7 @@ from typing import Any
 
 from ppgedge.data.format import resolve_channels
 from ppgedge.errors import PpgedgeError
+from ppgedge.profile.targets import DEFAULT_TARGET
 
 CONFIG_MAX_BYTES = 1 << 20  # a ppgedge.toml is a few hundred bytes; refuse anything absurd
 STRING_MAX_CHARS = 4096  # PATH_MAX: no config string (paths included) is longer
@@ -65,7 +66,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "qat": {"epochs": (int, 5), "distill": (bool, True)},
     "export": {"name": (str, "ppg_hr"), "formats": (str, "all")},
-    "target": {"name": (str, "nrf52840"), "path": (str, ""), "targets_dir": (str, "")},
+    "target": {"name": (str, DEFAULT_TARGET), "path": (str, ""), "targets_dir": (str, "")},
     "budget": {
         "flash_kb": (float, None),
         "sram_kb": (float, None),

@@ -88,7 +88,7 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
     lines = [
         "# ppgedge run report",
         "",
-        f"Data: {md(d['source'])} ({md(ctx.data_dir)}); test subjects: "
+        f"Data: {md(d['source'])} ({md(ctx.rel(ctx.data_dir))}); test subjects: "
         f"{md(', '.join(ctx.split.test))}. Target: {md(target['title'])} ({md(target['core'])}, "
         f"{target['clock_mhz']:g} MHz). Verdict: **{verdict}**.",
         "",

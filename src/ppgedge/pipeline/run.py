@@ -8,6 +8,7 @@ file); ``--from STAGE`` reruns that stage and every later one from scratch.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def run_pipeline(
             check_interrupt()
             t0 = time.perf_counter()
             params = stage.params(ctx)
-            inputs = {str(p): content_hash(p) for p in stage.inputs(ctx)}
+            inputs = {ctx.rel(p): content_hash(p) for p in stage.inputs(ctx)}
             key = stage_key(stage.name, params, inputs)
             if manifest.is_fresh(stage.name, key):
                 entry = manifest.stage(stage.name)
@@ -134,14 +135,35 @@ def run_pipeline(
         stages=stages,
         summary=summary,
         report=report,
-        next_commands=[
-            f"ppgedge profile {ctx.tflite_path} --target {ctx.target().name}",
-            f"ppgedge verify {ctx.export_dir} {ctx.data_dir}",
-            f"ppgedge check {ctx.tflite_path} --target {ctx.target().name} --junit check.xml",
-            f"ls {ctx.export_dir / 'tflm'}   # the firmware bundle",
-        ],
+        next_commands=next_commands(ctx),
         skipped=skipped,
     )
+
+
+def next_commands(ctx: Context) -> list[str]:
+    """What to run next, each reproducing this run's view exactly: the same config file (its
+    target, budget overrides and targets folder), paths as the user's shell sees them."""
+    tflite, export, data = (_shell_path(p) for p in (ctx.tflite_path, ctx.export_dir, ctx.data_dir))
+    if ctx.cfg.path is not None:
+        where = f"--config {_shell_path(ctx.cfg.path)}"
+    else:  # built-in config: no budget overrides, the target's own budget is the run's
+        where = f"--target {shlex.quote(ctx.target().name)}"
+    return [
+        f"ppgedge profile {tflite} {where}",
+        f"ppgedge verify {export} {data}",
+        f"ppgedge check {tflite} {where} --junit check.xml",
+        f"ls {_shell_path(ctx.export_dir / 'tflm')}   # the firmware bundle",
+    ]
+
+
+def _shell_path(path: Path) -> str:
+    """Relative to the current directory when below it, else absolute; quoted for a shell."""
+    p = Path(path).absolute()
+    try:
+        text = p.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        text = str(p)
+    return shlex.quote(text)
 
 
 def _refuse_foreign_entries(ctx: Context, manifest: RunManifest) -> None:

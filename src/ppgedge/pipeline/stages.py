@@ -93,6 +93,16 @@ class Context:
         extra = [self.cfg.resolve_path(t["targets_dir"])] if t["targets_dir"] else None
         return with_overrides(resolve(spec, extra), self.cfg.budget_overrides(), "[budget]")
 
+    def rel(self, path: Path) -> str:
+        """How the run refers to a path: relative to the run folder (or, outside it, to the
+        config's folder), so manifests, reports and messages survive a moved or copied run."""
+        for base in (self.out, self.cfg.base_dir):
+            try:
+                return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+            except ValueError:
+                continue
+        return str(path)
+
     def torch_device(self) -> str:
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
@@ -163,7 +173,7 @@ def _data_run(ctx: Context) -> StageResult:
         return StageResult(
             [],
             {"windows": len(ds), "subjects": len(ds.subjects)},
-            f"{ctx.data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
+            f"{ctx.rel(ctx.data_dir)}: {len(ds):,} windows, {len(ds.subjects)} subjects",
         )
     if d["source"] == "synthetic":
         from ppgedge.data.synth import synthesize
@@ -179,7 +189,7 @@ def _data_run(ctx: Context) -> StageResult:
     return StageResult(
         [ctx.data_dir],
         {"windows": len(ds), "subjects": len(ds.subjects)},
-        f"{ctx.data_dir}: {len(ds):,} windows, {len(ds.subjects)} subjects",
+        f"{ctx.rel(ctx.data_dir)}: {len(ds):,} windows, {len(ds.subjects)} subjects",
     )
 
 
@@ -214,7 +224,7 @@ def _teacher_run(ctx: Context) -> StageResult:
         return StageResult(
             [],
             {"test_mae": mae, "arch": teacher.arch or teacher.kind},
-            f"{ctx.teacher_path}: {teacher.kind} teacher, test MAE {mae:.2f} BPM",
+            f"{ctx.rel(ctx.teacher_path)}: {teacher.kind} teacher, test MAE {mae:.2f} BPM",
         )
     from ppgedge.train.trainer import train
 
@@ -237,7 +247,8 @@ def _teacher_run(ctx: Context) -> StageResult:
     return StageResult(
         [ctx.teacher_path],
         {"test_mae": mae, "parameters": ckpt.metrics["parameters"], "arch": arch},
-        f"{ctx.teacher_path}: {arch}, {ckpt.metrics['parameters']:,} params, test MAE {mae:.2f}",
+        f"{ctx.rel(ctx.teacher_path)}: {arch}, {ckpt.metrics['parameters']:,} params, "
+        f"test MAE {mae:.2f}",
     )
 
 
@@ -287,7 +298,8 @@ def _distill_run(ctx: Context) -> StageResult:
     return StageResult(
         [ctx.student_path],
         {"test_mae": mae, "parameters": n, "arch": ckpt.arch},
-        f"{ctx.student_path}: {ckpt.arch} ({d['method']}), {n:,} params, test MAE {mae:.2f} BPM",
+        f"{ctx.rel(ctx.student_path)}: {ckpt.arch} ({d['method']}), {n:,} params, "
+        f"test MAE {mae:.2f} BPM",
     )
 
 
@@ -394,7 +406,7 @@ def _prune_run(ctx: Context) -> StageResult:
             "nothing_to_do": result.nothing_to_do,
             "steps": result.steps,
         },
-        f"{ctx.pruned_path}: {int(n):,} params, {what}, test MAE {mae:.2f} BPM",
+        f"{ctx.rel(ctx.pruned_path)}: {int(n):,} params, {what}, test MAE {mae:.2f} BPM",
     )
 
 
@@ -431,7 +443,7 @@ def _qat_run(ctx: Context) -> StageResult:
     return StageResult(
         [ctx.qat_path],
         {k: v for k, v in m.items() if isinstance(v, int | float)},
-        f"{ctx.qat_path}: fake-quant val MAE {m.get('fakequant_val_mae', 0):.2f}",
+        f"{ctx.rel(ctx.qat_path)}: fake-quant val MAE {m.get('fakequant_val_mae', 0):.2f}",
     )
 
 
@@ -458,7 +470,7 @@ def _export_run(ctx: Context) -> StageResult:
             "formats": list(formats),
             "seconds": result.seconds,
         },
-        f"{ctx.export_dir}: {', '.join(formats)}; {tfl.name} {tfl.stat().st_size:,} B",
+        f"{ctx.rel(ctx.export_dir)}: {', '.join(formats)}; {tfl.name} {tfl.stat().st_size:,} B",
     )
 
 
@@ -489,7 +501,7 @@ def _verify_run(ctx: Context) -> StageResult:
             "checks": report.checks,
             "agreement": report.argmax_agreement_pytorch,
         },
-        f"{ctx.verify_path}: int8 MAE {report.mae_tflm:.2f} BPM in TFLite Micro "
+        f"{ctx.rel(ctx.verify_path)}: int8 MAE {report.mae_tflm:.2f} BPM in TFLite Micro "
         f"(PyTorch {report.mae_pytorch:.2f}); "
         + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in report.checks.items()),
     )
@@ -514,7 +526,7 @@ def _profile_run(ctx: Context) -> StageResult:
             "latency_ms": lat,
             "energy_uj": report.energy["uj"],
         },
-        f"{ctx.profile_path}: flash {report.flash['total_bytes'] / 1024:.1f} KB, SRAM "
+        f"{ctx.rel(ctx.profile_path)}: flash {report.flash['total_bytes'] / 1024:.1f} KB, SRAM "
         f"{report.sram['total_bytes'] / 1024:.1f} KB, latency ~{lat['mid']:.1f} ms "
         f"(est. {lat['low']:.1f}-{lat['high']:.1f}) on {report.target.name}",
     )
@@ -532,7 +544,7 @@ def _check_run(ctx: Context) -> StageResult:
     return StageResult(
         [ctx.check_path],
         {"passed": result.passed, "exit_code": result.exit_code},
-        f"{ctx.check_path}: {verdict} on {target.name}",
+        f"{ctx.rel(ctx.check_path)}: {verdict} on {target.name}",
     )
 
 

@@ -209,6 +209,9 @@ class ProjectConfig:
     budget: dict[str, Any]
 
 
+DEFAULT_TARGET = "nrf52840"  # the target of a config that names none, for every command
+
+
 def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
     path = Path(path)
     raw = _read_toml(path)
@@ -227,7 +230,8 @@ def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
     if bad:
         raise PpgedgeError(f"{path}: unknown [target] field(s) {', '.join(sorted(bad))}")
     spec = target_tab.get("path") or None
-    spec = str((path.parent / str(spec)).resolve()) if spec is not None else target_tab.get("name")
+    name = target_tab.get("name") or DEFAULT_TARGET  # as `ppgedge run` reads the same file
+    spec = str((path.parent / str(spec)).resolve()) if spec is not None else name
     dirs = target_tab.get("targets_dir", [])
     dirs = [d for d in ([dirs] if isinstance(dirs, str) else list(dirs)) if str(d)]
     make_budget({k: v for k, v in budget_tab.items()}, f"{path} [budget]", _ANY_BUDGET)
