@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -17,6 +22,7 @@ from ppgedge.cli.render import (
     fmt_si,
     metrics_table,
     print_json,
+    safe_text,
     status,
 )
 from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS
@@ -39,6 +45,47 @@ def _version(value: bool) -> None:
     if value:
         console.print(f"ppgedge {__version__}")
         raise typer.Exit()
+
+
+def _option_name(param: inspect.Parameter) -> str:
+    decls = getattr(param.default, "param_decls", None) or ()
+    long = [d for d in decls if d.startswith("--")]
+    return max(long, key=len) if long else "--" + param.name.replace("_", "-")
+
+
+def _finite_floats(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` refusing NaN and infinity in any float argument, naming the option."""
+    sig = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, value in sig.bind_partial(*args, **kwargs).arguments.items():
+            values = value if isinstance(value, list | tuple) else [value]
+            for v in values:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise PpgedgeError(
+                        f"{_option_name(sig.parameters[name])} {v}: must be a finite number"
+                    )
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def refuse_non_finite(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (and its sub-apps) the finite-float check: Python's
+    ``float()`` accepts ``nan``, ``inf`` and ``1e999``, and one of them in a learning rate or a
+    sample rate poisons a whole run, or fails long after it started, instead of failing at the
+    door. Called once, after every command is registered (``ppgedge.cli``), so a float option
+    added later is covered without anyone remembering to."""
+    for info in typer_app.registered_commands:
+        if info.callback is not None and not hasattr(info.callback, "__wrapped__"):
+            info.callback = _finite_floats(info.callback)
+    cb = typer_app.registered_callback
+    if cb is not None and cb.callback is not None and not hasattr(cb.callback, "__wrapped__"):
+        cb.callback = _finite_floats(cb.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            refuse_non_finite(group.typer_instance)
 
 
 @app.callback()
@@ -152,9 +199,9 @@ def data_info(
         return
     f = s["format"]
     console.print(
-        f"[bold]{s['path']}[/bold]  source [cyan]{s['source']}[/cyan]  "
+        f"[bold]{safe_text(s['path'])}[/bold]  source [cyan]{safe_text(s['source'])}[/cyan]  "
         f"{f['sample_rate_hz']:g} Hz, {f['window_s']:g} s windows, {f['hop_s']:g} s hop, "
-        f"channels {', '.join(f['channels'])}"
+        f"channels {safe_text(', '.join(f['channels']))}"
     )
     hr = s["hr_bpm"]
     console.print(
@@ -167,7 +214,7 @@ def data_info(
         table.add_column(title)
         table.add_column("windows", justify="right")
         for k, v in s[key].items():
-            table.add_row(k, fmt_int(v))
+            table.add_row(safe_text(k), fmt_int(v))
         console.print(table)
 
 
@@ -280,7 +327,7 @@ def train_cmd(
         f"MACs, val MAE {m['val_mae']:.2f} BPM ({ckpt.decode}), best epoch {m['best_epoch']}",
         time.perf_counter() - t0,
     )
-    console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
+    console.print(f"next: [cyan]{safe_text(f'ppgedge eval {out} {dataset}')}[/cyan]")
 
 
 @app.command("ensemble")
@@ -411,7 +458,7 @@ def distill_cmd(
         f"{fmt_int(m['parameters'])} params, val MAE {m['val_mae']:.2f} BPM",
         time.perf_counter() - t0,
     )
-    console.print(f"next: [cyan]ppgedge eval {out} {dataset}[/cyan]")
+    console.print(f"next: [cyan]{safe_text(f'ppgedge eval {out} {dataset}')}[/cyan]")
 
 
 @app.command("sweep")
@@ -453,7 +500,7 @@ def sweep_cmd(
     def on_run(row: dict, skipped: bool) -> None:
         what = "done before" if skipped else f"{row['seconds']:.0f}s"
         console.print(
-            f"  {row['key']:<32} {row['parameters']:>9,} params  "
+            f"  {safe_text(format(row['key'], '<32'))} {row['parameters']:>9,} params  "
             f"test MAE {row['test_mae']:6.2f}  [dim]{what}[/dim]"
         )
 
@@ -476,7 +523,7 @@ def sweep_cmd(
         f"{out}: {doc['runs']} runs (results.csv, summary.json, sweep.md, sweep.png)",
         time.perf_counter() - t0,
     )
-    console.print((out / "sweep.md").read_text())
+    console.print((out / "sweep.md").read_text(), markup=False, highlight=False)
 
 
 # ------------------------------------------------------------------------------- compress
@@ -585,7 +632,7 @@ def prune_cmd(
         f"{out}: {fmt_int(result.steps[-1]['parameters'])} params",
         time.perf_counter() - t0,
     )
-    console.print(f"next: [cyan]ppgedge qat {out}[/cyan]")
+    console.print(f"next: [cyan]{safe_text(f'ppgedge qat {out}')}[/cyan]")
 
 
 def _quant_summary(kind: str, result, t0: float, json_out: bool) -> None:
@@ -720,12 +767,12 @@ def export_cmd(
 def _render_export(result, seconds: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"export {result.name} ({seconds:.1f} s)")
+    table = Table(title=f"export {safe_text(result.name)} ({seconds:.1f} s)")
     for col in ("format", "file", "size"):
         table.add_column(col, justify="right" if col == "size" else "left")
     for key, path in result.files.items():
         size = f"{path.stat().st_size:,} B" if path.is_file() else "folder"
-        table.add_row(key, str(path), size)
+        table.add_row(safe_text(key), safe_text(path), size)
     console.print(table)
     if result.rules is not None:
         q_in, q_out = result.rules.input, result.rules.output
@@ -737,9 +784,12 @@ def _render_export(result, seconds: float) -> None:
     tfl = result.files.get("tflite")
     console.print("next:")
     if tfl is not None:
-        console.print(f"  [cyan]ppgedge verify {result.out_dir} DATASET[/cyan]")
-        console.print(f"  [cyan]ppgedge profile {tfl} --target nrf52840[/cyan]")
-        console.print(f"  [cyan]ppgedge check {tfl} --target nrf52840[/cyan]")
+        for cmd in (
+            f"ppgedge verify {result.out_dir} DATASET",
+            f"ppgedge profile {tfl} --target nrf52840",
+            f"ppgedge check {tfl} --target nrf52840",
+        ):
+            console.print(f"  [cyan]{safe_text(cmd)}[/cyan]")
 
 
 @app.command("verify")
@@ -765,7 +815,10 @@ def verify_cmd(
 def _render_verify(r) -> None:
     from rich.table import Table
 
-    console.print(f"verified {r.tflite} on {r.windows:,} windows: {r.part}; decoder {r.decoder}")
+    console.print(
+        f"verified {safe_text(r.tflite)} on {r.windows:,} windows: {safe_text(r.part)}; "
+        f"decoder {safe_text(r.decoder)}"
+    )
     table = Table(title="int8 model, runtime by runtime")
     for col in ("model", "MAE (BPM)", "agreement with TFLM"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -794,9 +847,9 @@ def _render_verify(r) -> None:
     )
     for check, ok in r.checks.items():
         mark = "[green]pass[/green]" if ok else "[red]FAIL[/red]"
-        console.print(f"  {mark} {check}")
+        console.print(f"  {mark} {safe_text(check)}")
     for note in r.notes:
-        console.print(f"  note: {note}")
+        console.print(f"  note: {safe_text(note)}")
 
 
 # ----------------------------------------------------------------------------------- eval
@@ -826,7 +879,7 @@ def eval_cmd(
 
 def _render_eval(result: dict, per_subject: bool) -> None:
     models = result["models"]
-    console.print(f"evaluated on {result['n_windows']} windows: {result['windows']}")
+    console.print(f"evaluated on {result['n_windows']} windows: {safe_text(result['windows'])}")
     overall = {n: {"all": r["overall"]} for n, r in models.items()}
     console.print(metrics_table("overall", overall, "set"))
     console.print(
@@ -903,7 +956,7 @@ def _render_run(result) -> None:
     def band(v) -> str:
         return f"~{v['mid']:.3g} ({v['low']:.3g}-{v['high']:.3g})" if v else "-"
 
-    table = Table(title=f"ppgedge run: {result.out}")
+    table = Table(title=f"ppgedge run: {safe_text(result.out)}")
     cols = (
         "model",
         "params",
@@ -918,20 +971,20 @@ def _render_run(result) -> None:
         table.add_column(c, justify="left" if c in ("model", "verdict") else "right")
     for r in result.summary:
         table.add_row(
-            r["model"],
+            safe_text(r["model"]),
             fmt_int(r["parameters"]) if r.get("parameters") else "-",
             f"{r['test_mae']:.2f}" if r.get("test_mae") is not None else "-",
             f"{r['flash_bytes'] / 1024:.1f} KB" if r.get("flash_bytes") else "-",
             f"{r['sram_bytes'] / 1024:.1f} KB" if r.get("sram_bytes") else "-",
             band(r.get("latency_ms")),
             band(r.get("energy_uj")),
-            r.get("verdict", ""),
+            safe_text(r.get("verdict", "")),
         )
     console.print(table)
-    console.print(f"report: {result.report}")
+    console.print(f"report: {safe_text(result.report)}")
     console.print("next:")
     for cmd in result.next_commands:
-        console.print(f"  [cyan]{cmd}[/cyan]")
+        console.print(f"  [cyan]{safe_text(cmd)}[/cyan]")
 
 
 @app.command("init")
@@ -943,7 +996,10 @@ def init_cmd(
     from ppgedge.pipeline import write_template
 
     write_template(path, force=force)
-    console.print(f"wrote {path}: edit it, then [cyan]ppgedge run --config {path}[/cyan]")
+    console.print(
+        f"wrote {safe_text(path)}: edit it, then "
+        f"[cyan]{safe_text(f'ppgedge run --config {path}')}[/cyan]"
+    )
 
 
 def _quiet_third_party_logs() -> None:
@@ -974,12 +1030,10 @@ def main() -> None:
     try:
         app()
     except PpgedgeError as exc:
-        from rich.markup import escape
-
-        # a message can quote a file name or key holding a newline: keep it one line
-        one_line = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        # a message quotes file names, keys and subject names: newlines, ESC and other controls
+        # become visible escapes (one line, no terminal control) and markup is not interpreted
         err_console.print(
-            f"[bold red]error:[/bold red] {escape(one_line)}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/bold red] {safe_text(exc)}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

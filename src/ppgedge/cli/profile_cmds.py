@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ppgedge.atomic import write_text_atomic
 from ppgedge.cli.app import app
-from ppgedge.cli.render import console, err_console, fmt_int, fmt_si, print_json
+from ppgedge.cli.render import console, err_console, fmt_int, fmt_si, print_json, safe_text
 from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import JUNIT, MARKDOWN, claims
 
@@ -105,9 +105,9 @@ def targets_cmd(
     for t in sorted(targets.values(), key=lambda t: t.name):
         b = t.budget
         table.add_row(
-            t.name,
-            t.title,
-            t.core,
+            safe_text(t.name),
+            safe_text(t.title),
+            safe_text(t.core),
             f"{t.clock_mhz:g}",
             f"{t.flash_kb:g} KB",
             f"{t.sram_kb:g} KB",
@@ -138,23 +138,25 @@ def targets_show(
     if json_out:
         print_json("target", t.to_dict())
         return
-    table = Table(title=f"{t.title} ({t.name})", title_justify="left", show_header=True)
+    table = Table(
+        title=f"{safe_text(t.title)} ({safe_text(t.name)})", title_justify="left", show_header=True
+    )
     table.add_column("field")
     table.add_column("value", justify="right")
     table.add_column("source", overflow="fold")
     rows = [
-        ("core", t.core),
+        ("core", safe_text(t.core)),
         ("clock_mhz", f"{t.clock_mhz:g}"),
         ("flash_kb", f"{t.flash_kb:g}"),
         ("sram_kb", f"{t.sram_kb:g}"),
         ("dsp", str(t.dsp)),
-        ("fpu", t.fpu),
+        ("fpu", safe_text(t.fpu)),
         ("active_ua_per_mhz", f"{t.active_ua_per_mhz:g}"),
         ("supply_v", f"{t.supply_v:g}"),
         ("sleep_ua", "not cited" if t.sleep_ua is None else f"{t.sleep_ua:g}"),
     ]
     for key, value in rows:
-        table.add_row(key, value, t.sources.get(key, ""))
+        table.add_row(key, value, safe_text(t.sources.get(key, "")))
     console.print(table)
     b = t.budget
     console.print(
@@ -163,21 +165,22 @@ def targets_show(
         f"{b.period_s:g} s, estimates checked at the {b.latency_bound} end of their band"
     )
     if b.rationale:
-        console.print(f"[dim]{b.rationale}[/dim]")
+        console.print(f"[dim]{safe_text(b.rationale)}[/dim]")
     for key in ("verification",):
         if key in t.sources:
-            console.print(f"[dim]{key}: {t.sources[key]}[/dim]")
+            console.print(f"[dim]{key}: {safe_text(t.sources[key])}[/dim]")
     if t.notes:
-        console.print(f"[dim]{t.notes}[/dim]")
-    console.print(f"[dim]{t.path}[/dim]")
+        console.print(f"[dim]{safe_text(t.notes)}[/dim]")
+    console.print(f"[dim]{safe_text(t.path)}[/dim]")
 
 
 # ------------------------------------------------------------------------------ profile
 def _render_profile(d: dict) -> None:
     m, t, tot = d["model"], d["target"], d["totals"]
     console.print(
-        f"[bold]{m['file']}[/bold]  {fmt_int(m['bytes'])} B, {m['operators']} ops, "
-        f"{fmt_si(tot['macs'])} MACs  on  [cyan]{t['title']}[/cyan] ({t['core']} @ "
+        f"[bold]{safe_text(m['file'])}[/bold]  {fmt_int(m['bytes'])} B, {m['operators']} ops, "
+        f"{fmt_si(tot['macs'])} MACs  on  [cyan]{safe_text(t['title'])}[/cyan] "
+        f"({safe_text(t['core'])} @ "
         f"{t['clock_mhz']:g} MHz, {t['flash_kb']:g} KB flash, {t['sram_kb']:g} KB SRAM)"
     )
     layers = Table(title="Per layer (cycles and time share are ESTIMATES)", title_justify="left")
@@ -198,8 +201,8 @@ def _render_profile(d: dict) -> None:
     for r in d["layers"]:
         layers.add_row(
             str(r["index"]),
-            r["op"],
-            r["kernel"],
+            safe_text(r["op"]),
+            safe_text(r["kernel"]),
             _shape(r["input_shapes"]),
             _shape(r["output_shapes"]),
             fmt_int(r["macs"]) if r["macs"] else "",
@@ -282,7 +285,7 @@ def _render_profile(d: dict) -> None:
     console.print(totals)
     if not en["fits_period"]:
         console.print("[yellow]the high estimate of one inference exceeds the period[/yellow]")
-    console.print(f"[dim]{d['note']} Cycle model: {la['basis']}.[/dim]")
+    console.print(f"[dim]{safe_text(d['note'])} Cycle model: {safe_text(la['basis'])}.[/dim]")
 
 
 @app.command("profile")
@@ -334,24 +337,28 @@ def check_cmd(
     from ppgedge.profile.check import github_annotations, run_check, to_junit, to_markdown
     from ppgedge.profile.report import profile
 
+    # every output is checked before the model is profiled: a report that cannot be written is
+    # one line and exit 2 before anything is printed, not a traceback after the table
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    for path, option in ((junit, "--junit"), (markdown, "--markdown")):
+        _writable_file(path, option)
+    if summary:
+        _append(summary, "")  # opened (created if absent) now, before any work or output
     resolved = _resolve_target(target, config, targets_dir)
     report = profile(model, resolved)
     result = run_check(report, resolved.budget, baseline, max_regression)
     doc = result.to_dict()
     if junit is not None:
-        write_text_atomic(junit, to_junit(result))
-    wants_md = markdown is not None or bool(os.environ.get("GITHUB_STEP_SUMMARY"))
-    md = to_markdown(result) if wants_md else ""
+        _write_report(junit, "--junit", to_junit(result))
+    md = to_markdown(result) if markdown is not None or summary else ""
     if markdown is not None:
-        write_text_atomic(markdown, md)
+        _write_report(markdown, "--markdown", md)
     if os.environ.get("GITHUB_ACTIONS") == "true":
+        if summary:
+            _append(summary, md + "\n")
         stream = sys.stderr if json_out else sys.stdout
         for line in github_annotations(result):
             stream.write(line + "\n")
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a", encoding="utf-8") as fh:
-                fh.write(md + "\n")
     if json_out:
         print_json("check", {k: v for k, v in doc.items() if k != "schema"})
     else:
@@ -359,12 +366,48 @@ def check_cmd(
     raise typer.Exit(result.exit_code)
 
 
+def _append(path: str, text: str) -> None:
+    """Append to GitHub's step summary file, one line and exit 2 if it cannot be written."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise PpgedgeError(f"$GITHUB_STEP_SUMMARY {path}: cannot append ({exc.strerror})") from None
+
+
+def _writable_file(path: Path | None, option: str) -> None:
+    """Refuse, before any work, a report path this user cannot write: an existing folder, a
+    parent that is a file, a folder without write permission."""
+    if path is None:
+        return
+    try:
+        if path.is_dir():
+            raise PpgedgeError(f"{option} {path} is a folder: give a file name")
+        parent = path.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise PpgedgeError(f"{option} {path}: {parent} is not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PpgedgeError(f"{option} {path}: cannot write in {parent} (permission denied)")
+    except OSError as exc:
+        raise PpgedgeError(f"{option} {path}: unusable path ({exc.strerror})") from None
+
+
+def _write_report(path: Path, option: str, text: str) -> None:
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise PpgedgeError(f"{option} {path}: cannot write ({exc.strerror})") from None
+
+
 def _render_check(result) -> None:
     from ppgedge.profile.check import describe_delta
 
     t = result.report.target
     table = Table(
-        title=f"Budget check: {result.report.model['file']} on {t.title}", title_justify="left"
+        title=f"Budget check: {safe_text(result.report.model['file'])} on {safe_text(t.title)}",
+        title_justify="left",
     )
     for col, just in (
         ("budget", "left"),
@@ -389,7 +432,7 @@ def _render_check(result) -> None:
     console.print(table)
     for d in result.deltas:
         style = "bold red" if d.regressed else "dim"
-        console.print(f"[{style}]{describe_delta(d)}[/{style}]")
+        console.print(f"[{style}]{safe_text(describe_delta(d))}[/{style}]")
     if result.passed:
         console.print("[bold green]check passed[/bold green]")
     else:

@@ -128,4 +128,5 @@ class RichTrainingObserver(TrainingObserver):
         )
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.task is not None:  # stopping a display never started still prints a newline
+            self.progress.stop()
