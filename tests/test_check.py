@@ -329,3 +329,56 @@ def test_real_float_model_is_refused() -> None:
     res = invoke("profile", TFLM_FLOAT_MODEL, "-t", "nrf52840")
     assert isinstance(res.exception, PpgedgeError)
     assert "not a full-int8 model" in str(res.exception)
+
+
+# ------------------------------------------------------------------------ accuracy budget
+def _verify_doc(model: Path, mae: float, *, spectral: float = 19.3, float_mae: float = 3.0):
+    import hashlib
+
+    return {
+        "schema": "ppgedge.verify/2",
+        "tflite": str(model),
+        "tflite_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "windows": 891,
+        "part": "test subjects",
+        "mae_tflm": mae,
+        "mae_float": float_mae,
+        "mae_spectral": spectral,
+    }
+
+
+def test_accuracy_is_a_budget_read_from_the_models_verify_report(tmp_path: Path) -> None:
+    """A model that fits but is worse than the spectral baseline fails; a report made for
+    another model, or an accuracy limit with no report, is exit 2 (never a silent pass)."""
+    model = fc_model(tmp_path / "m.tflite")
+    report = tmp_path / "verify.json"  # beside the model, as in an export folder
+    report.write_text(json.dumps(_verify_doc(model, mae=26.4)))  # a constant-output model
+    proc = ppgedge("check", model, "-t", "nrf52840", "--json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    mae = next(r for r in doc["results"] if r["name"] == "mae")
+    assert not mae["ok"] and mae["limit"] == 19.3 and mae["basis"] == "spectral baseline"
+    assert doc["accuracy"]["gated"] and doc["accuracy"]["windows"] == 891
+
+    report.write_text(json.dumps(_verify_doc(model, mae=3.3)))
+    proc = ppgedge("check", model, "-t", "nrf52840", "--json")
+    assert proc.returncode == 0, proc.stdout
+    names = [r["name"] for r in json.loads(proc.stdout)["results"]]
+    assert names[-2:] == ["mae", "mae_increase"]
+
+    report.write_text(json.dumps(_verify_doc(model, mae=4.5)))  # 1.5 BPM lost to int8
+    assert ppgedge("check", model, "-t", "nrf52840").returncode == 1
+
+    config = tmp_path / "ppgedge.toml"
+    config.write_text("[budget]\nmae_bpm = 3.0\n")
+    proc = ppgedge("check", model, "--config", config, "--verify", report, "--json")
+    mae = next(r for r in json.loads(proc.stdout)["results"] if r["name"] == "mae")
+    assert proc.returncode == 1 and mae["limit"] == 3.0 and mae["basis"] == "budget"
+
+    other = _verify_doc(model, mae=3.3) | {"tflite_sha256": "0" * 64}
+    report.write_text(json.dumps(other))
+    assert_user_error(ppgedge("check", model, "-t", "nrf52840"), "made for another model")
+    report.unlink()
+    assert_user_error(ppgedge("check", model, "--config", config), "no verify report")
+    proc = ppgedge("check", model, "-t", "nrf52840")  # a foreign model: said, not gated
+    assert proc.returncode == 0 and "accuracy not gated" in proc.stdout

@@ -331,6 +331,11 @@ def check_cmd(
     max_regression: float = typer.Option(
         5.0, "--max-regression", help="Fail when a metric grows by more than this % vs baseline."
     ),
+    verify: Path | None = typer.Option(
+        None,
+        "--verify",
+        help="The model's verify report (default: verify.json beside it, or the run's).",
+    ),
 ) -> None:
     """Gate a model on its target's budget: exit 0 all hold, 1 exceeded or regressed, 2 bad
     input. Latency and energy are ESTIMATES checked at the budget's bound of their band."""
@@ -346,7 +351,7 @@ def check_cmd(
         _append(summary, "")  # opened (created if absent) now, before any work or output
     resolved = _resolve_target(target, config, targets_dir)
     report = profile(model, resolved)
-    result = run_check(report, resolved.budget, baseline, max_regression)
+    result = run_check(report, resolved.budget, baseline, max_regression, verify)
     doc = result.to_dict()
     if junit is not None:
         _write_report(junit, "--junit", to_junit(result))
@@ -422,14 +427,28 @@ def _render_check(result) -> None:
         if r.band:
             value += f" [dim](est. {r.band[0]:,.1f}-{r.band[1]:,.1f}, {r.bound})[/dim]"
         status = "[green]ok[/green]" if r.ok else "[bold red]EXCEEDED[/bold red]"
+        limit = f"{r.limit:,.2f} {r.unit}"
+        if r.basis and r.basis != "budget":
+            limit += f" [dim]({r.basis})[/dim]"
         table.add_row(
             r.name,
-            f"{r.limit:,.2f} {r.unit}",
+            limit,
             value,
             f"{r.margin:,.2f} {r.unit} ({r.margin_pct:+.1f}%)",
             status,
         )
     console.print(table)
+    if result.accuracy is None:
+        console.print(
+            "[yellow]accuracy not gated: no verify report for this model[/yellow] "
+            "[dim](run `ppgedge verify`, or pass --verify FILE)[/dim]"
+        )
+    else:
+        a = result.accuracy
+        console.print(
+            f"[dim]accuracy from {safe_text(a.path)}: {a.windows:,} windows "
+            f"({safe_text(a.part)}), TFLite Micro int8[/dim]"
+        )
     for d in result.deltas:
         style = "bold red" if d.regressed else "dim"
         console.print(f"[{style}]{safe_text(describe_delta(d))}[/{style}]")

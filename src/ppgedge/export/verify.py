@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ppgedge.atomic import file_sha256
 from ppgedge.compress.integer_reference import integer_logits
 from ppgedge.compress.quantize import QuantizedArtifact, Windows4D, load_artifact, to_tflite
 from ppgedge.compress.runtimes import dequantize, output_qparams, run_raw
@@ -39,7 +40,7 @@ from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
-from ppgedge.evaluate.predict import check_compatible, eval_indices
+from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral
 from ppgedge.export.run import MANIFEST
 from ppgedge.models.bpm import decode as decode_logits
 
@@ -69,6 +70,9 @@ class VerifyReport:
     raw_argmax_agreement_fake_quant: float | None = None  # plain argmax of the logits
     within_1bpm_fake_quant: float | None = None
     argmax_agreement_litert: float = 1.0
+    # what the budget gate needs: which model, and the baseline on the same windows
+    tflite_sha256: str = ""
+    mae_spectral: float | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     # per window (not in the JSON): which dataset rows, and the deployed int8 model's BPM
@@ -124,8 +128,6 @@ def _from_manifest(folder: Path, m: dict, notes: list[str]):
     if not art_path.is_file():
         notes.append(f"artifact {art_path} is gone: no PyTorch comparison")
         return tfl, None, notes
-    from ppgedge.atomic import file_sha256
-
     if art_info.get("sha256") and file_sha256(art_path) != art_info["sha256"]:
         raise PpgedgeError(
             f"{art_path} changed since it was exported (sha256 differs): export it again"
@@ -162,6 +164,7 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
         raw_tflm = run_raw(tfl, x, "tflm").astype(np.int16)
         raw_litert = run_raw(tfl, x, "litert").astype(np.int16)
         qp = output_qparams(tfl)
+        tflite_sha = file_sha256(tfl)
     steps = np.abs(raw_tflm - raw_litert)
     logits_tflm = torch.from_numpy(dequantize(raw_tflm, *qp) if qp else raw_tflm.astype(np.float32))
     logits_lit = torch.from_numpy(dequantize(raw_litert, *qp) if qp else raw_litert.astype(float))
@@ -176,6 +179,8 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
         mae_tflm=float(error_summary(pred_tflm, y)["mae"]),
         mae_litert=float(error_summary(decode_logits(logits_lit, decoder).numpy(), y)["mae"]),
         argmax_agreement_litert=float((raw_tflm.argmax(1) == raw_litert.argmax(1)).mean()),
+        tflite_sha256=tflite_sha,
+        mae_spectral=float(evaluate_spectral(dataset, np.asarray(idx)).report["overall"]["mae"]),
         notes=notes,
         indices=np.asarray(idx),
         predictions=pred_tflm,

@@ -73,6 +73,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "latency_ms": (float, None),
         "energy_uj": (float, None),
         "period_s": (float, None),
+        "mae_bpm": (float, None),
+        "max_mae_increase_bpm": (float, None),
     },
 }
 
@@ -136,6 +138,8 @@ targets_dir = ""          # a folder of your own target .toml files, found by na
 # latency_ms = 200
 # energy_uj = 500
 # period_s = 2.0
+# mae_bpm = 5.0             # int8 MAE on the verify windows (default: the spectral baseline's)
+# max_mae_increase_bpm = 1.0  # int8 MAE minus the float model's (default 1.0)
 """
 
 

@@ -64,11 +64,24 @@ def summary_rows(ctx: Context, stages: dict[str, dict[str, Any]]) -> list[dict[s
             "sram_bytes": tot["sram"]["total_bytes"],
             "latency_ms": tot["latency"]["ms"],
             "energy_uj": tot["energy"]["uj"],
-            "verdict": "fits" if check["passed"] else "over budget",
+            "verdict": _verdict(check),
             "target": profile["target"]["name"],
         },
     ]
     return rows
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    """'fits', or what failed with its value and limit (the summary must say why)."""
+    if check["passed"]:
+        return "fits"
+    over = [
+        f"{r['name']} {r['value']:g} > {r['limit']:g} {r['unit']}"
+        for r in check["results"]
+        if not r["ok"]
+    ]
+    regressed = (check.get("baseline") or {}).get("regressed")
+    return "over budget: " + "; ".join(over or (["regressed vs baseline"] if regressed else []))
 
 
 def _fmt(v: Any, spec: str = ",") -> str:

@@ -537,9 +537,9 @@ def _check_run(ctx: Context) -> StageResult:
     from ppgedge.profile.report import profile
 
     target = ctx.target()
-    result = run_check(profile(ctx.tflite_path, target), target.budget)
+    result = run_check(profile(ctx.tflite_path, target), target.budget, verify_path=ctx.verify_path)
     write_json_atomic(ctx.check_path, result.to_dict())
-    over = [r.name for r in result.results if not r.ok]
+    over = [f"{r.name} {r.value:g} > {r.limit:g} {r.unit}" for r in result.results if not r.ok]
     verdict = "fits" if result.passed else "OVER BUDGET" + (f" ({', '.join(over)})" if over else "")
     return StageResult(
         [ctx.check_path],
@@ -580,5 +580,5 @@ STAGE_LIST = [
         _verify_run,
     ),
     Stage("profile", _target_params, lambda c: [c.tflite_path], _profile_run),
-    Stage("check", _target_params, lambda c: [c.tflite_path], _check_run),
+    Stage("check", _target_params, lambda c: [c.tflite_path, c.verify_path], _check_run),
 ]

@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ppgedge.errors import PpgedgeError
+from ppgedge.profile.accuracy import (
+    AccuracyEvidence,
+    accuracy_limits,
+    find_verify_report,
+    load_evidence,
+)
 from ppgedge.profile.report import Report
 from ppgedge.profile.targets import Budget
 from ppgedge.textsafe import markdown_text, printable
@@ -38,6 +44,7 @@ class BudgetResult:
     estimate: bool
     band: tuple[float, float] | None = None
     bound: str | None = None
+    basis: str | None = None  # where an accuracy limit comes from (budget, spectral baseline)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class CheckResult:
     deltas: list[Delta]
     baseline_path: str | None
     max_regression_pct: float
+    accuracy: AccuracyEvidence | None = None
 
     @property
     def budgets_ok(self) -> bool:
@@ -98,6 +106,9 @@ class CheckResult:
                 "regressed": self.regressed,
                 "deltas": [asdict(d) for d in self.deltas],
             },
+            "accuracy": {"gated": False, "why": "no verify report for this model"}
+            if self.accuracy is None
+            else {"gated": True, **self.accuracy.to_dict()},
             "note": "latency and energy are ESTIMATES; checked at the "
             f"'{self.budget.latency_bound}' end of their band",
             "profile": self.report.to_dict(),
@@ -111,6 +122,7 @@ def _result(
     value: float,
     band: tuple[float, float] | None = None,
     bound: str | None = None,
+    basis: str | None = None,
 ) -> BudgetResult:
     margin = limit - value
     return BudgetResult(
@@ -124,19 +136,25 @@ def _result(
         estimate=band is not None,
         band=(round(band[0], 4), round(band[1], 4)) if band else None,
         bound=bound,
+        basis=basis,
     )
 
 
-def evaluate(report: Report, budget: Budget) -> list[BudgetResult]:
-    """Flash, SRAM (KB), latency (ms) and energy (µJ) against the budget."""
+def evaluate(
+    report: Report, budget: Budget, accuracy: AccuracyEvidence | None = None
+) -> list[BudgetResult]:
+    """Flash, SRAM (KB), latency (ms), energy (µJ) and, with a verify report, MAE (BPM)
+    against the budget."""
     bound = budget.latency_bound
     ms = report.latency["ms"]
     uj = report.energy["uj"]
+    lines = accuracy_limits(budget.mae_bpm, budget.max_mae_increase_bpm, accuracy)
     return [
         _result("flash", "KB", budget.flash_kb, report.flash["total_bytes"] / 1024),
         _result("sram", "KB", budget.sram_kb, report.sram["total_bytes"] / 1024),
         _result("latency", "ms", budget.latency_ms, ms[bound], (ms["low"], ms["high"]), bound),
         _result("energy", "uJ", budget.energy_uj, uj[bound], (uj["low"], uj["high"]), bound),
+        *(_result(name, "BPM", lim, val, basis=basis) for name, lim, val, basis in lines),
     ]
 
 
@@ -196,8 +214,15 @@ def run_check(
     budget: Budget,
     baseline_path: str | Path | None = None,
     max_regression_pct: float = DEFAULT_MAX_REGRESSION,
+    verify_path: str | Path | None = None,
 ) -> CheckResult:
-    results = evaluate(report, budget)
+    """Gate ``report`` on ``budget``; accuracy from ``verify_path`` or the verify report found
+    beside the model (see :mod:`ppgedge.profile.accuracy`)."""
+    found = find_verify_report(
+        Path(report.model["path"]), None if verify_path is None else Path(verify_path)
+    )
+    accuracy = load_evidence(found, report.model["sha256"]) if found is not None else None
+    results = evaluate(report, budget, accuracy)
     deltas: list[Delta] = []
     if baseline_path is not None:
         deltas = compare(
@@ -210,6 +235,7 @@ def run_check(
         deltas,
         None if baseline_path is None else str(baseline_path),
         max_regression_pct,
+        accuracy,
     )
 
 
@@ -222,8 +248,9 @@ def describe(r: BudgetResult) -> str:
     """One sentence for a budget line (used in JUnit, annotations and Markdown)."""
     est = f" (ESTIMATE, {r.bound} end of {_fmt(r.band[0])}-{_fmt(r.band[1])})" if r.band else ""
     verb = "within" if r.ok else "EXCEEDS"
+    limit = f"the {r.basis} limit" if r.basis and r.basis != "budget" else "the budget"
     return (
-        f"{r.name} {_fmt(r.value)} {r.unit}{est} {verb} the budget {_fmt(r.limit)} {r.unit} "
+        f"{r.name} {_fmt(r.value)} {r.unit}{est} {verb} {limit} {_fmt(r.limit)} {r.unit} "
         f"(margin {_fmt(r.margin)} {r.unit}, {r.margin_pct:+.1f}%)"
     )
 

@@ -36,6 +36,9 @@ class Budget:
     period_s: float = 2.0
     latency_bound: str = "high"
     rationale: str = ""
+    # accuracy, gated from the verify report: None = the default (profile.accuracy)
+    mae_bpm: float | None = None
+    max_mae_increase_bpm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +76,7 @@ _REQUIRED_NUMBERS = ("clock_mhz", "flash_kb", "sram_kb", "active_ua_per_mhz", "s
 _TARGET_KEYS = {f.name for f in fields(Target)} - {"budget", "path"}
 _BUDGET_KEYS = {f.name for f in fields(Budget)}
 _BUDGET_NUMBERS = ("flash_kb", "sram_kb", "latency_ms", "energy_uj", "period_s")
+_ACCURACY_NUMBERS = ("mae_bpm", "max_mae_increase_bpm")  # optional: defaults need the data
 
 
 def _positive(value: Any, key: str, where: str) -> float:
@@ -97,6 +101,9 @@ def make_budget(raw: dict[str, Any], where: str, base: Budget | None = None) -> 
             values[key] = _positive(raw[key], key, where)
         elif key not in values and key != "period_s":
             raise PpgedgeError(f"{where}: budget needs '{key}'")
+    for key in _ACCURACY_NUMBERS:
+        if key in raw:
+            values[key] = _positive(raw[key], key, where)
     bound = raw.get("latency_bound", values.get("latency_bound", "high"))
     if bound not in LATENCY_BOUNDS:
         raise PpgedgeError(f"{where}: latency_bound must be one of {', '.join(LATENCY_BOUNDS)}")
