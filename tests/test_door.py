@@ -9,6 +9,7 @@ Markdown not interpreted.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -172,9 +173,19 @@ def test_samples_are_checked_in_bounded_chunks(
     import ppgedge.data.format as fmt
 
     ds = _variant(tiny_dataset_path, tmp_path / "d.ppgds", arrays={"x": _poke((-1, 3, 9), np.inf)})
-    monkeypatch.setattr(fmt, "SCAN_CHUNK_BYTES", 4096 * 3)  # one window per chunk
+    monkeypatch.setattr(fmt, "SCAN_CHUNK_BYTES", 4096 * 3)  # three windows per chunk
+    reads: list[int] = []
+    real_preadv = os.preadv
+
+    def counting_preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        reads.append(offset)
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", counting_preadv)
     with pytest.raises(PpgedgeError, match="1 window"):
         Dataset(ds)
+    n = np.load(ds / "x.npy", mmap_mode="r").shape[0]
+    assert len(reads) == -(-n // 3)  # every window read once, in chunks of three
     assert Dataset(tiny_dataset_path).x.shape[0] > 1  # a clean one still opens
 
 
