@@ -219,6 +219,14 @@ def test_run_config_is_checked_before_the_first_stage(tmp_path: Path, case: str)
     assert not (tmp_path / "run").exists(), "a stage ran before the config was refused"
 
 
+def test_profile_and_check_configs_are_checked_the_same_way(tmp_path: Path) -> None:
+    deep = _toml(tmp_path, "deep", CONFIG_CASES["deep nesting"][0])
+    model = Path(__file__).resolve().parents[2] / "shared/data/mlperf-tiny/ad01_int8.tflite"
+    for command in ("check", "profile"):
+        refused(cli(command, model, "--config", deep), "nested too deeply")
+        refused(cli(command, model, "-t", deep), "nested too deeply")
+
+
 def test_run_out_that_is_a_file_or_a_foreign_manifest(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("mine\n")
     refused(cli("run", "--out", tmp_path / "afile"), "afile")

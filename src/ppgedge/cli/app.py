@@ -913,6 +913,9 @@ def run_cmd(
     quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
     device: str | None = typer.Option(None, help="auto, cpu or cuda (overrides config)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    restart: bool = typer.Option(
+        False, help="Discard interrupted training's resume files and train from epoch 0."
+    ),
 ) -> None:
     """Teacher to firmware bundle: every stage, resumable; exit code as `check`."""
     from ppgedge.pipeline import load_run_config, quick_config, run_pipeline
@@ -933,7 +936,7 @@ def run_cmd(
         def training(self, label: str):
             return RichTrainingObserver(label) if not json_out else super().training(label)
 
-    result = run_pipeline(cfg, out=out, from_stage=from_stage, observer=_Obs())
+    result = run_pipeline(cfg, out=out, from_stage=from_stage, observer=_Obs(), restart=restart)
     if json_out:
         print_json(
             "run",

@@ -69,6 +69,7 @@ def run_pipeline(
     out: str | Path | None = None,
     from_stage: str | None = None,
     observer: RunObserver | None = None,
+    restart: bool = False,
 ) -> RunResult:
     """Run or continue the chain described by ``cfg`` in its output directory."""
     option = "--out" if out is not None else "[run] out"
@@ -88,6 +89,8 @@ def run_pipeline(
             forced = list(STAGES[STAGES.index(from_stage) :])
             manifest.invalidate_from(forced)
             ctx.restart = set(forced)
+        if restart:  # discard interrupted training's resume files (a broken one blocks)
+            ctx.restart |= {"teacher", "distill"}
         for stage in STAGE_LIST:
             check_interrupt()
             t0 = time.perf_counter()

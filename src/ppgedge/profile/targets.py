@@ -149,10 +149,17 @@ def parse_target(raw: dict[str, Any], where: str, default_name: str) -> Target:
     )
 
 
+TOML_MAX_BYTES = 1 << 20  # a target profile or project config is a few KB
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
+        if path.is_file() and path.stat().st_size > TOML_MAX_BYTES:
+            raise PpgedgeError(f"{path}: over {TOML_MAX_BYTES >> 20} MB, not a ppgedge TOML file")
         with path.open("rb") as fh:
             return tomllib.load(fh)
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise PpgedgeError(f"{path}: arrays or tables nested too deeply to be a config") from None
     except FileNotFoundError:
         raise PpgedgeError(f"{path}: no such file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
