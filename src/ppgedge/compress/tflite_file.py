@@ -36,6 +36,14 @@ def read_model(path: str | Path) -> Any:
     if not path.is_file():
         raise PpgedgeError(f"{path}: no such .tflite file")
     data = path.read_bytes()
+    # the bounded reader first: object-API unpacking trusts every count and subgraph reference
+    from ppgedge.profile.tflite_reader import parse_unvalidated
+
+    try:
+        parse_unvalidated(data, str(path))
+    except PpgedgeError as exc:
+        detail = str(exc).removeprefix(f"{path}: ")
+        raise PpgedgeError(f"{path}: not a readable .tflite file ({detail})") from None
     fb = schema()
     try:
         if len(data) < 8 or not fb.Model.ModelBufferHasIdentifier(data, 0):

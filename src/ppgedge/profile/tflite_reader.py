@@ -12,7 +12,14 @@ reader
 * reads only what profiling needs (shapes, types, buffer sizes, a few operator options) through
   the accessor API of the schema module that ships with tflite-micro, never unpacking the
   weights themselves, and
-* turns any exception the flatbuffers code raises on garbage into a :class:`PpgedgeError`.
+* turns any exception the flatbuffers code raises on garbage into a :class:`PpgedgeError`,
+* bounds the counts that drive the work after it (subgraphs, operators and tensors over all
+  subgraphs, buffers, operator codes, inputs and outputs per operator) before it iterates any of
+  them: flatbuffers can list one operator table a million times at 4 bytes each, so "no more
+  elements than bytes" alone still lets a 4 MB file take minutes, and
+* checks every subgraph reference of a control-flow operator (``WHILE``, ``IF``, ``CALL_ONCE``,
+  ``CALL`` and the StableHLO ones) against the subgraph count, and that no subgraph reaches
+  itself (a ``WHILE`` whose body is its own subgraph never ends on a device), in one linear pass.
 
 What is *semantically* wrong (an index out of range, a rank of 40) is checked by
 :func:`ppgedge.profile.graph.validate`.
@@ -33,6 +40,34 @@ from ppgedge.profile.graph import Graph, Operator, Tensor, validate
 SCHEMA_MODULE = "tflite_micro.tensorflow.lite.micro.python.schema_py_generated"
 IDENTIFIER = b"TFL3"
 MAX_RANK = 8
+# Limits for any file: a Cortex-M model has tens to a few hundred operators (the MLPerf Tiny
+# models 10-70); these leave room for large ones while keeping reading, analysing and printing
+# a model within seconds.
+MAX_SUBGRAPHS = 256
+MAX_OPERATORS = 1024  # over all subgraphs
+MAX_TENSORS = 4096  # over all subgraphs
+MAX_ACTIVATIONS = 1024  # tensors without constant data in subgraph 0: the arena planner is O(n^2)
+MAX_BUFFERS = MAX_TENSORS + 1
+MAX_OPCODES = 1024
+MAX_OP_TENSORS = 256  # inputs, or outputs, of one operator or of a graph
+MAX_TENSOR_REFS = 8192  # inputs and outputs of all operators of subgraph 0 (most have 1-3)
+
+# Options tables whose fields name other subgraphs: table -> getters of one index or a vector.
+_SUBGRAPH_REFS = {
+    "WhileOptions": ("CondSubgraphIndex", "BodySubgraphIndex"),
+    "IfOptions": ("ThenSubgraphIndex", "ElseSubgraphIndex"),
+    "CallOnceOptions": ("InitSubgraphIndex",),
+    "CallOptions": ("Subgraph",),
+}
+_SUBGRAPH_REFS_2 = {
+    "StablehloWhileOptions": ("CondSubgraphIndex", "BodySubgraphIndex"),
+    "StablehloReduceOptions": ("BodySubgraphIndex",),
+    "StablehloReduceWindowOptions": ("BodySubgraphIndex",),
+    "StablehloScatterOptions": ("UpdateComputationSubgraphIndex",),
+    "StablehloSortOptions": ("ComparatorSubgraphIndex",),
+    "StableHLOCompositeOptions": ("DecompositionSubgraphIndex",),
+    "StablehloCaseOptions": ("BranchSubgraphIndices*",),
+}
 
 # Builtin options decoded for the analysis: the schema class, and its getters -> our keys.
 _OPTIONS = {
@@ -76,16 +111,22 @@ class _Budget:
         self.size = len(data)
         self.left = len(data) + 4096
 
-    def take(self, n: int, what: str, elem_bytes: int = 1) -> int:
+    def take(self, n: int, what: str, elem_bytes: int = 1, limit: int | None = None) -> int:
         n = int(n)
         if n < 0 or n * elem_bytes > self.size or n > self.left:
             raise _Corrupt(f"{what} claims {n} entries, more than the file can hold")
+        if limit is not None and n > limit:
+            raise _Refused(f"{n:,} {what}, more than the {limit:,} ppgedge reads")
         self.left -= n
         return n
 
 
 class _Corrupt(Exception):
     """Raised inside the reader; reported as a one-line PpgedgeError."""
+
+
+class _Refused(Exception):
+    """A count over the reader's limits or a control-flow cycle; one line naming the file."""
 
 
 def read_tflite(path: str | Path) -> Graph:
@@ -99,6 +140,14 @@ def read_tflite(path: str | Path) -> Graph:
 
 def parse_tflite(data: bytes, name: str = "model") -> Graph:
     """:func:`read_tflite` on bytes already in memory."""
+    graph = parse_unvalidated(data, name)
+    validate(graph)
+    return graph
+
+
+def parse_unvalidated(data: bytes, name: str = "model") -> Graph:
+    """The bounded structural read alone (limits, offsets, subgraph references), without the
+    profiler's semantic checks: for readers that unpack the whole model afterwards."""
     if len(data) < 16 or data[4:8] != IDENTIFIER:
         raise PpgedgeError(
             f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier); "
@@ -113,12 +162,13 @@ def parse_tflite(data: bytes, name: str = "model") -> Graph:
         raise
     except _Corrupt as exc:
         raise PpgedgeError(f"{name}: corrupt .tflite ({exc})") from None
+    except _Refused as exc:
+        raise PpgedgeError(f"{name}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  flatbuffers raises anything on garbage offsets
         detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
         raise PpgedgeError(
             f"{name}: corrupt or truncated .tflite (flatbuffer read failed: {detail})"
         ) from None
-    validate(graph)
     return graph
 
 
@@ -128,11 +178,12 @@ def _parse(data: bytes, name: str) -> Graph:
     buf = bytearray(data)  # flatbuffers' numpy views want a writable-compatible buffer
     model = fb.Model.GetRootAs(buf, 0)
     version = int(model.Version())
-    n_sub = budget.take(model.SubgraphsLength(), "subgraph list", 4)
+    n_sub = budget.take(model.SubgraphsLength(), "subgraphs", 4, MAX_SUBGRAPHS)
     if n_sub < 1:
         raise _Corrupt("no subgraphs")
-    n_codes = budget.take(model.OperatorCodesLength(), "operator code list", 4)
-    n_buffers = budget.take(model.BuffersLength(), "buffer list", 4)
+    n_codes = budget.take(model.OperatorCodesLength(), "operator codes", 4, MAX_OPCODES)
+    n_buffers = budget.take(model.BuffersLength(), "buffers", 4, MAX_BUFFERS)
+    subgraphs = _subgraphs(model, n_sub, budget)
 
     op_names = _enum_names(fb.BuiltinOperator)
     opcodes: list[str] = []
@@ -167,18 +218,22 @@ def _parse(data: bytes, name: str) -> Graph:
                 n = size
         buffer_bytes.append(n)
 
-    sub = model.Subgraphs(0)
-    if sub is None:
-        raise _Corrupt("subgraph 0 missing")
+    _check_subgraph_references(fb, subgraphs)
+    sub, n_tensors, n_ops = subgraphs[0]
     type_names = _enum_names(fb.TensorType)
-    n_tensors = budget.take(sub.TensorsLength(), "tensor list", 4)
     tensors = []
     for i in range(n_tensors):
         tensors.append(_tensor(fb, sub.Tensors(i), i, type_names, buffer_bytes, budget))
+    n_activations = sum(1 for t in tensors if t.const_bytes == 0)
+    if n_activations > MAX_ACTIVATIONS:
+        raise _Refused(
+            f"{n_activations:,} tensors without constant data, more than the "
+            f"{MAX_ACTIVATIONS:,} ppgedge plans memory for"
+        )
 
-    n_ops = budget.take(sub.OperatorsLength(), "operator list", 4)
     option_types = _enum_names(fb.BuiltinOptions)
     operators = []
+    refs = 0
     for i in range(n_ops):
         op = sub.Operators(i)
         if op is None:
@@ -186,6 +241,12 @@ def _parse(data: bytes, name: str) -> Graph:
         idx = int(op.OpcodeIndex())
         if not 0 <= idx < len(opcodes):
             raise _Corrupt(f"operator {i} uses operator code {idx} of {len(opcodes)}")
+        refs += max(int(op.InputsLength()), 0) + max(int(op.OutputsLength()), 0)
+        if refs > MAX_TENSOR_REFS:
+            raise _Refused(
+                f"operators with more than {MAX_TENSOR_REFS:,} inputs and outputs in all, more "
+                "than ppgedge reads (most operators have 1-3)"
+            )
         inputs = _int_vector(op.InputsAsNumpy(), op.InputsLength(), budget, f"op {i} inputs")
         outputs = _int_vector(op.OutputsAsNumpy(), op.OutputsLength(), budget, f"op {i} outputs")
         options = _options(fb, op, option_types)
@@ -207,8 +268,100 @@ def _parse(data: bytes, name: str) -> Graph:
     )
 
 
+def _subgraphs(model: Any, n_sub: int, budget: _Budget) -> list[tuple[Any, int, int]]:
+    """(table, tensors, operators) of every subgraph, the totals checked before any is read."""
+    out = []
+    for s in range(n_sub):
+        sub = model.Subgraphs(s)
+        if sub is None:
+            raise _Corrupt(f"subgraph {s} missing")
+        n_tensors = budget.take(sub.TensorsLength(), f"subgraph {s} tensors", 4)
+        n_ops = budget.take(sub.OperatorsLength(), f"subgraph {s} operators", 4)
+        out.append((sub, n_tensors, n_ops))
+    total_ops = sum(n for _, _, n in out)
+    total_tensors = sum(n for _, n, _ in out)
+    if total_ops > MAX_OPERATORS:
+        raise _Refused(
+            f"{total_ops:,} operators, more than the {MAX_OPERATORS:,} ppgedge reads (a "
+            "microcontroller model has tens to hundreds)"
+        )
+    if total_tensors > MAX_TENSORS:
+        raise _Refused(
+            f"{total_tensors:,} tensors, more than the {MAX_TENSORS:,} ppgedge reads (a "
+            "microcontroller model has tens to hundreds)"
+        )
+    return out
+
+
+def _subgraph_refs(fb: Any, op: Any, names: dict[int, str], names2: dict[int, str]) -> list[int]:
+    """The subgraph indices one operator's options name (empty for most operators)."""
+    refs: list[int] = []
+    for kind, table, getters in (
+        (names.get(int(op.BuiltinOptionsType()), ""), op.BuiltinOptions, _SUBGRAPH_REFS),
+        (names2.get(int(op.BuiltinOptions2Type()), ""), op.BuiltinOptions2, _SUBGRAPH_REFS_2),
+    ):
+        if kind not in getters:
+            continue
+        t = table()
+        if t is None:
+            continue
+        opts = getattr(fb, kind)()
+        opts.Init(t.Bytes, t.Pos)
+        for getter in getters[kind]:
+            if getter.endswith("*"):  # a vector of indices
+                name = getter[:-1]
+                n = int(getattr(opts, name + "Length")())
+                if not 0 <= n <= MAX_SUBGRAPHS:
+                    raise _Corrupt(f"{kind} names {n} subgraphs")
+                refs.extend(int(getattr(opts, name)(j)) for j in range(n))
+            else:
+                refs.append(int(getattr(opts, getter)()))
+    return refs
+
+
+def _check_subgraph_references(fb: Any, subgraphs: list[tuple[Any, int, int]]) -> None:
+    """Every subgraph index a control-flow operator names is in range, and no subgraph reaches
+    itself: one pass over the (already bounded) operators, then a linear depth-first search."""
+    names, names2 = _enum_names(fb.BuiltinOptions), _enum_names(fb.BuiltinOptions2)
+    n_sub = len(subgraphs)
+    edges: list[list[tuple[int, int]]] = [[] for _ in range(n_sub)]  # (callee, operator)
+    for s, (sub, _, n_ops) in enumerate(subgraphs):
+        for i in range(n_ops):
+            op = sub.Operators(i)
+            if op is None:
+                raise _Corrupt(f"subgraph {s} operator {i} missing")
+            for ref in _subgraph_refs(fb, op, names, names2):
+                if not 0 <= ref < n_sub:
+                    raise _Corrupt(
+                        f"subgraph {s} operator {i} calls subgraph {ref}, the model has {n_sub}"
+                    )
+                edges[s].append((ref, i))
+    state = [0] * n_sub  # 0 unseen, 1 on the current path, 2 done
+    for start in range(n_sub):
+        if state[start]:
+            continue
+        state[start] = 1
+        stack = [(start, 0)]
+        while stack:
+            node, k = stack[-1]
+            if k == len(edges[node]):
+                state[node] = 2
+                stack.pop()
+                continue
+            stack[-1] = (node, k + 1)
+            callee, op_index = edges[node][k]
+            if state[callee] == 1:
+                raise _Refused(
+                    f"subgraph {node} operator {op_index} calls subgraph {callee}, which is "
+                    "already running (a control-flow cycle: the model would never finish)"
+                )
+            if state[callee] == 0:
+                state[callee] = 1
+                stack.append((callee, 0))
+
+
 def _int_vector(arr: Any, length: int, budget: _Budget, what: str) -> tuple[int, ...]:
-    n = budget.take(length, what, 4)
+    n = budget.take(length, what, 4, MAX_OP_TENSORS)
     if n == 0:
         return ()
     if not isinstance(arr, np.ndarray) or arr.size != n:
