@@ -33,6 +33,8 @@ import hashlib
 import io
 import json
 import logging
+import os
+import stat
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -367,8 +369,77 @@ def _load_torchscript(path: Path, data_format: DataFormat | None) -> Teacher:
     return TorchScriptTeacher(path, file_sha256(path), fmt, module)
 
 
+def _onnx_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto of an ONNX model: initializers, sparse initializers and node
+    attributes, in the main graph, its subgraphs (If/Loop/Scan bodies) and local functions."""
+    graphs = [model.graph]
+    nodes = [n for f in model.functions for n in f.node]
+    while graphs or nodes:
+        if graphs:
+            g = graphs.pop()
+            yield from g.initializer
+            for sparse in g.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+            nodes.extend(g.node)
+            continue
+        for attr in nodes.pop().attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            sparse = list(attr.sparse_tensors)
+            if attr.HasField("sparse_tensor"):
+                sparse.append(attr.sparse_tensor)
+            for sp in sparse:
+                yield from (sp.values, sp.indices)
+            if attr.HasField("g"):
+                graphs.append(attr.g)
+            graphs.extend(attr.graphs)
+
+
+def _external_file(path: Path, location: str) -> Path:
+    """The file an external-data ``location`` names, if it is a regular file inside the model's
+    own folder reached without symlinks; refused otherwise, before anything opens it (an
+    absolute ``/proc/kmsg`` blocks forever, ``../`` or a symlink reads files that are not the
+    model's)."""
+    base = path.parent.resolve()
+    why = ""
+    if not location or "\0" in location or "\\" in location:
+        why = "not a plain relative path"
+    elif Path(location).is_absolute():
+        why = "an absolute path"
+    elif ".." in Path(location).parts:
+        why = "outside the model's folder ('..')"
+    if not why:
+        current = base
+        for part in Path(location).parts:
+            current = current / part
+            if current.is_symlink():
+                why = "a symbolic link"
+                break
+        else:
+            try:
+                mode = os.lstat(current).st_mode
+            except OSError:
+                why = "missing"
+            else:
+                if not stat.S_ISREG(mode):
+                    why = "not a regular file"
+                elif not current.resolve().is_relative_to(base):
+                    why = "outside the model's folder"
+    if why:
+        raise PpgedgeError(
+            f"{path}: external weight file '{location[:120]}' is {why}: ONNX external data must "
+            f"be regular files inside the model's folder ({base})"
+        )
+    return current
+
+
 def _onnx_sha256(path: Path) -> str:
-    """The file's hash, extended with its external-data files when weights live outside it."""
+    """The file's hash, extended with its external-data files when weights live outside it.
+
+    Every external-data location is checked with :func:`_external_file` first: nothing outside
+    the model's folder is hashed here or opened by onnxruntime afterwards.
+    """
     import onnx
 
     try:
@@ -378,20 +449,18 @@ def _onnx_sha256(path: Path) -> str:
     locations = sorted(
         {
             entry.value
-            for init in model.graph.initializer
-            if init.data_location == onnx.TensorProto.EXTERNAL
-            for entry in init.external_data
+            for tensor in _onnx_tensors(model)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
             if entry.key == "location"
         }
     )
+    files = [(loc, _external_file(path, loc)) for loc in locations]
     digest = file_sha256(path)
-    if not locations:
+    if not files:
         return digest
     combined = hashlib.sha256(digest.encode())
-    for loc in locations:
-        ext = path.parent / loc
-        if not ext.is_file():
-            raise PpgedgeError(f"{path}: external weight file {loc} is missing")
+    for loc, ext in files:
         combined.update(loc.encode() + file_sha256(ext).encode())
     return combined.hexdigest()
 
