@@ -7,12 +7,10 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from ppgedge.textsafe import printable, safe_text
-from ppgedge.train.trainer import EpochReport, TrainingObserver
 
 __all__ = ["console", "err_console", "safe_text"]
 
@@ -85,48 +83,3 @@ def metrics_table(title: str, rows: dict[str, dict[str, dict[str, float]]], grou
                 end_section=i == len(names) - 1,
             )
     return table
-
-
-class RichTrainingObserver(TrainingObserver):
-    """A progress bar per epoch with running loss, and a line per finished epoch."""
-
-    def __init__(self, label: str = "train") -> None:
-        self.label = safe_text(label)
-        self.progress = Progress(
-            TextColumn("[bold blue]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.task = None
-
-    def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None:
-        self.total_epochs, self.batches = total_epochs, batches_per_epoch
-        if first_epoch:
-            console.print(f"[yellow]resuming after epoch {first_epoch}[/yellow]")
-        self.progress.start()
-        self.task = self.progress.add_task(
-            f"{self.label} epoch {first_epoch + 1}/{total_epochs}", total=batches_per_epoch, info=""
-        )
-
-    def batch(self, loss: float) -> None:
-        self.progress.update(self.task, advance=1, info=f"loss {loss:.3f}")
-
-    def epoch(self, r: EpochReport) -> None:
-        self.progress.console.print(
-            f"  epoch {r.epoch:>3}/{r.epochs}  loss {r.train_loss:.3f}  "
-            f"val MAE {r.val_mae:6.2f}  best {r.best_val_mae:6.2f}  [dim]{r.seconds:.1f}s[/dim]"
-        )
-        self.progress.reset(
-            self.task,
-            total=self.batches,
-            description=f"{self.label} epoch {r.epoch + 1}/{r.epochs}",
-        )
-
-    def close(self) -> None:
-        if self.task is not None:  # stopping a display never started still prints a newline
-            self.progress.stop()

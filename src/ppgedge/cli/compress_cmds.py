@@ -1,0 +1,209 @@
+"""``ppgedge prune|qat|quantize``: parse, call the compress stage, render."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ppgedge.cli.app import app, dataset_for
+from ppgedge.cli.render import (
+    console,
+    fmt_int,
+    fmt_si,
+    print_json,
+    safe_text,
+    status,
+)
+from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import CHECKPOINT, claim, claims
+
+
+# ------------------------------------------------------------------------------- compress
+@app.command("prune")
+def prune_cmd(
+    checkpoint: Path = typer.Argument(..., help="Float checkpoint to prune."),
+    to: str = typer.Option(
+        ..., "--to", help="Budget: 30000 / 30k params, 2M macs, 40kb flash, or 50%."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
+    out: Path | None = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Pruned checkpoint (default NAME.pruned.pt).",
+        callback=claims(CHECKPOINT),
+    ),
+    criterion: str = typer.Option("l1", help="l1, l2 or taylor."),
+    steps: int = typer.Option(4, min=1, help="Iterative pruning steps."),
+    finetune_epochs: int = typer.Option(3, min=0, help="Fine-tuning epochs between steps."),
+    final_epochs: int = typer.Option(6, min=0, help="Fine-tuning epochs after the last step."),
+    round_to: int = typer.Option(4, help="Channel counts are multiples of this (4 or 8)."),
+    teacher: Path | None = typer.Option(None, help="Fine-tune with distillation from it."),
+    method: str = typer.Option("dkd", help="Distillation method with --teacher."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Remove whole channels until the model fits a budget."""
+    from rich.table import Table
+
+    from ppgedge.compress.prune import parse_budget, prune
+    from ppgedge.data.splits import Split
+    from ppgedge.models.checkpoint import load_checkpoint
+
+    ds = dataset_for(checkpoint, data)
+    split_d = load_checkpoint(checkpoint).training.get("split")
+    if not split_d:
+        raise PpgedgeError(f"{checkpoint}: no training split recorded; train it with ppgedge")
+    split = Split(
+        split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
+    )
+    out = out or claim(checkpoint.with_name(checkpoint.stem + ".pruned.pt"), CHECKPOINT)
+    t0 = time.perf_counter()
+    result = prune(
+        checkpoint,
+        ds,
+        split,
+        out,
+        parse_budget(to),
+        criterion=criterion,
+        steps=steps,
+        finetune_epochs=finetune_epochs,
+        final_epochs=final_epochs,
+        round_to=round_to,
+        teacher=teacher,
+        method=method,
+        device=device,
+    )
+    if json_out:
+        print_json(
+            "prune",
+            {
+                "checkpoint": None if result.nothing_to_do else str(out),
+                "nothing_to_do": result.nothing_to_do,
+                "steps": result.steps,
+            },
+        )
+        return
+    if result.nothing_to_do:
+        status(
+            "prune",
+            f"nothing to do: {checkpoint} already meets "
+            f"{result.budget.describe() if result.budget else to}",
+        )
+        return
+    table = Table(title="pruning steps", title_justify="left")
+    for col in ("step", "params", "MACs", "int8 flash", "val MAE (pruned)", "val MAE (tuned)"):
+        table.add_column(col, justify="right")
+    for r in result.steps:
+        table.add_row(
+            str(r["step"]),
+            fmt_int(r["parameters"]),
+            fmt_si(r["macs"]),
+            f"{r['flash_bytes'] / 1024:.1f} KB",
+            f"{r.get('val_mae_pruned', r['val_mae']):.2f}",
+            f"{r['val_mae']:.2f}",
+        )
+    console.print(table)
+    status(
+        "prune",
+        f"{out}: {fmt_int(result.steps[-1]['parameters'])} params",
+        time.perf_counter() - t0,
+    )
+    console.print(f"next: [cyan]{safe_text(f'ppgedge qat {out}')}[/cyan]")
+
+
+def _quant_summary(kind: str, result, t0: float, json_out: bool) -> None:
+    if json_out:
+        print_json(kind, {"artifact": str(result.path), "metrics": result.metrics})
+        return
+    m = result.metrics
+    parts = [
+        f"float val MAE {m['float_val_mae']:.2f}",
+        f"fake-quant {m['fakequant_val_mae']:.2f} ({m['fakequant_gap_bpm']:+.2f})",
+    ]
+    if "tflm_val_mae" in m:
+        parts.append(f"TFLite Micro int8 {m['tflm_val_mae']:.2f} ({m['tflm_gap_bpm']:+.2f})")
+    status(kind, f"{result.path}: " + ", ".join(parts) + " BPM", time.perf_counter() - t0)
+
+
+@app.command("qat")
+def qat_cmd(
+    checkpoint: Path = typer.Argument(..., help="Float checkpoint (e.g. pruned student)."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
+    out: Path | None = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Artifact (default NAME.qat.int8.pt).",
+        callback=claims(CHECKPOINT),
+    ),
+    epochs: int = typer.Option(5, min=1),
+    lr: float = typer.Option(1e-4),
+    teacher: Path | None = typer.Option(None, help="Add a distillation loss from it."),
+    method: str = typer.Option("dkd", help="hard, soft or dkd with --teacher."),
+    tflm: bool = typer.Option(True, help="Also measure the int8 model in TFLite Micro."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Quantisation-aware training to int8 (the scales export keeps)."""
+    from ppgedge.compress.quantize import default_artifact_path, qat
+
+    ds = dataset_for(checkpoint, data)
+    t0 = time.perf_counter()
+    from ppgedge.cli.progress import RichTrainingObserver
+
+    observer = RichTrainingObserver("qat") if not json_out else None
+    try:
+        result = qat(
+            checkpoint,
+            ds,
+            None,
+            out or default_artifact_path(checkpoint, "qat"),
+            epochs=epochs,
+            lr=lr,
+            teacher=teacher,
+            method=method,
+            device=device,
+            observer=observer,
+            measure_tflm=tflm,
+        )
+    finally:
+        if observer:
+            observer.close()
+    _quant_summary("qat", result, t0, json_out)
+
+
+@app.command("quantize")
+def quantize_cmd(
+    checkpoint: Path = typer.Argument(..., help="Float checkpoint."),
+    ptq: bool = typer.Option(..., "--ptq", help="Post-training calibration only."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
+    windows: int = typer.Option(512, min=1, help="Representative windows to calibrate on."),
+    part: str = typer.Option("train", help="Split part to draw them from: train, val, all."),
+    out: Path | None = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Artifact (default NAME.ptq.int8.pt).",
+        callback=claims(CHECKPOINT),
+    ),
+    tflm: bool = typer.Option(True, help="Also measure the int8 model in TFLite Micro."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Post-training int8 calibration (the baseline QAT must beat)."""
+    from ppgedge.compress.quantize import default_artifact_path
+    from ppgedge.compress.quantize import ptq as run_ptq
+
+    ds = dataset_for(checkpoint, data)
+    t0 = time.perf_counter()
+    result = run_ptq(
+        checkpoint,
+        ds,
+        out or default_artifact_path(checkpoint, "ptq"),
+        n_windows=windows,
+        part=part,
+        measure_tflm=tflm,
+    )
+    _quant_summary("quantize", result, t0, json_out)

@@ -1,0 +1,141 @@
+"""``ppgedge export|verify``: parse, call the export stage, render."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ppgedge.cli.app import app
+from ppgedge.cli.render import (
+    console,
+    print_json,
+    safe_text,
+    status,
+)
+from ppgedge.ownership import EXPORT, claims
+
+
+# --------------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    model: Path = typer.Argument(..., help="Int8 artifact (qat/quantize) or float checkpoint."),
+    fmt: str = typer.Option("all", "--format", help="tflite, tflm, onnx (comma list) or all."),
+    out: Path = typer.Option(
+        Path("export"), "-o", "--out", help="Output directory.", callback=claims(EXPORT)
+    ),
+    name: str | None = typer.Option(None, help="Model name (file names, C identifiers)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Calibration data for a float checkpoint: dataset or .npy windows."
+    ),
+    windows: int = typer.Option(512, min=1, help="Calibration windows (float checkpoint)."),
+    part: str = typer.Option("train", help="Split part to calibrate on: train, val, all."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Full-int8 TFLite, TFLite Micro firmware bundle and ONNX, each checked."""
+    from ppgedge.export.run import export, parse_formats
+
+    t0 = time.perf_counter()
+    result = export(
+        model,
+        out,
+        formats=parse_formats(fmt),
+        name=name,
+        data=data,
+        calib_windows=windows,
+        calib_part=part,
+        on_stage=None if json_out else status,
+    )
+    if json_out:
+        print_json("export", result.manifest)
+        return
+    _render_export(result, time.perf_counter() - t0)
+
+
+def _render_export(result, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"export {safe_text(result.name)} ({seconds:.1f} s)")
+    for col in ("format", "file", "size"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for key, path in result.files.items():
+        size = f"{path.stat().st_size:,} B" if path.is_file() else "folder"
+        table.add_row(safe_text(key), safe_text(path), size)
+    console.print(table)
+    if result.rules is not None:
+        q_in, q_out = result.rules.input, result.rules.output
+        console.print(
+            f"int8 in {q_in['shape']} scale {float(q_in['scale'][0]):.4g} zp "
+            f"{int(q_in['zero_point'][0])}, out {q_out['shape']}; ops: "
+            + ", ".join(sorted(set(result.rules.ops)))
+        )
+    tfl = result.files.get("tflite")
+    console.print("next:")
+    if tfl is not None:
+        for cmd in (
+            f"ppgedge verify {result.out_dir} DATASET",
+            f"ppgedge profile {tfl} --target nrf52840",
+            f"ppgedge check {tfl} --target nrf52840",
+        ):
+            console.print(f"  [cyan]{safe_text(cmd)}[/cyan]")
+
+
+@app.command("verify")
+def verify_cmd(
+    model: Path = typer.Argument(..., help="Export directory, .tflite, or int8 artifact."),
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    part: str = typer.Option("auto", help="auto (the model's test subjects), val, test or all."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run the int8 model in TFLite Micro and LiteRT; compare with PyTorch. Exit 1 on a miss."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.export.verify import verify
+
+    report = verify(model, Dataset(dataset), part=part)
+    if json_out:
+        print_json("verify", report.to_dict())
+    else:
+        _render_verify(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _render_verify(r) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"verified {safe_text(r.tflite)} on {r.windows:,} windows: {safe_text(r.part)}; "
+        f"decoder {safe_text(r.decoder)}"
+    )
+    table = Table(title="int8 model, runtime by runtime")
+    for col in ("model", "MAE (BPM)", "agreement with TFLM"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_row("TFLite Micro (device arithmetic)", f"{r.mae_tflm:.3f}", "-")
+    table.add_row("LiteRT", f"{r.mae_litert:.3f}", f"{r.argmax_agreement_litert:.1%} (argmax)")
+    if r.mae_pytorch is not None:
+        table.add_row(
+            "PyTorch graph, integer arithmetic",
+            "",
+            "not computed (see note)"
+            if r.argmax_agreement_pytorch is None
+            else f"{r.argmax_agreement_pytorch:.1%} decoded, max "
+            f"{r.max_step_diff_pytorch_vs_tflm} int8 step(s)",
+        )
+        table.add_row(
+            "PyTorch fake-quant (what QAT evaluates)",
+            f"{r.mae_pytorch:.3f}",
+            f"{r.argmax_agreement_fake_quant:.1%} decoded, {r.within_1bpm_fake_quant:.1%} "
+            f"within 1 BPM, {r.raw_argmax_agreement_fake_quant:.1%} raw argmax",
+        )
+        table.add_row("PyTorch float", f"{r.mae_float:.3f}", "")
+    console.print(table)
+    console.print(
+        f"LiteRT vs TFLite Micro: max {r.max_step_diff_tflite_vs_tflm} int8 step(s), "
+        f"{r.windows_differing:.1%} of windows differ somewhere"
+    )
+    for check, ok in r.checks.items():
+        mark = "[green]pass[/green]" if ok else "[red]FAIL[/red]"
+        console.print(f"  {mark} {safe_text(check)}")
+    for note in r.notes:
+        console.print(f"  note: {safe_text(note)}")

@@ -1,0 +1,375 @@
+"""``ppgedge models|train|ensemble|distill|sweep|eval``: parse, call, render."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ppgedge.cli.app import CHANNELS, app, dataset_for
+from ppgedge.cli.render import (
+    console,
+    fmt_int,
+    fmt_si,
+    metrics_table,
+    print_json,
+    safe_text,
+    status,
+)
+from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS
+from ppgedge.errors import PpgedgeError
+from ppgedge.ownership import CHECKPOINT, SWEEP, claims
+
+
+# --------------------------------------------------------------------------------- models
+@app.command("models")
+def models_cmd(
+    channels: int = typer.Option(4, help="Input channels for the counts."),
+    window_samples: int = typer.Option(256, help="Window length in samples for the counts."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the model zoo with parameters and MACs."""
+    from rich.table import Table
+
+    from ppgedge.models import count_macs, count_parameters, create_model, list_models
+
+    rows = []
+    for e in list_models():
+        kwargs = {"in_channels": channels}
+        if e.family == "mlp":
+            kwargs["window_samples"] = window_samples
+        m = create_model(e.name, **kwargs)
+        rows.append(
+            {
+                "name": e.name,
+                "family": e.family,
+                "description": e.description,
+                "parameters": count_parameters(m),
+                "macs": count_macs(m, channels, window_samples),
+            }
+        )
+    if json_out:
+        print_json("models", {"input": [channels, window_samples], "models": rows})
+        return
+    table = Table(title=f"model zoo (input {channels} x {window_samples})", title_justify="left")
+    for col, just in (
+        ("name", "left"),
+        ("family", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("description", "left"),
+    ):
+        table.add_column(col, justify=just)
+    for r in rows:
+        table.add_row(
+            r["name"], r["family"], fmt_int(r["parameters"]), fmt_si(r["macs"]), r["description"]
+        )
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------- train
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    model: str = typer.Option("resnet_base", "--model", "-m", help="Zoo model name."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Checkpoint file to write.", callback=claims(CHECKPOINT)
+    ),
+    split: str = typer.Option(
+        "holdout", help="holdout, holdout:test=a,b;val=c, kfold:K:I or loso:SUBJECT."
+    ),
+    channels: str = CHANNELS,
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(64, min=1),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle cosine)."),
+    weight_decay: float = typer.Option(1e-2),
+    patience: int = typer.Option(8, min=1, help="Early stopping patience, epochs."),
+    seed: int = typer.Option(0),
+    augment: bool = typer.Option(True, help="Accelerometer sign flips and light noise."),
+    init: Path | None = typer.Option(
+        None, help="Start from this checkpoint's weights (fine-tune)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a teacher or a from-scratch baseline."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.data.splits import parse_split
+    from ppgedge.train.trainer import TrainConfig, train
+
+    ds = Dataset(dataset)
+    sp = parse_split(split, ds.subjects, seed=seed)
+    cfg = TrainConfig(
+        arch=model,
+        channels=channels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=patience,
+        augment=augment,
+        seed=seed,
+    )
+    from ppgedge.cli.progress import RichTrainingObserver
+
+    observer = RichTrainingObserver(model) if not json_out else None
+    t0 = time.perf_counter()
+    try:
+        ckpt = train(
+            ds, sp, out, cfg, init_from=init, device=device, observer=observer, restart=restart
+        )
+    finally:
+        if observer:
+            observer.close()
+    m = ckpt.metrics
+    if json_out:
+        print_json("train", {"checkpoint": str(out), **ckpt.describe()})
+        return
+    status(
+        "train",
+        f"{out}: {ckpt.arch}, {fmt_int(m['parameters'])} params, {fmt_si(m['macs'])} "
+        f"MACs, val MAE {m['val_mae']:.2f} BPM ({ckpt.decode}), best epoch {m['best_epoch']}",
+        time.perf_counter() - t0,
+    )
+    console.print(f"next: [cyan]{safe_text(f'ppgedge eval {out} {dataset}')}[/cyan]")
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints (one split)."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Ensemble checkpoint to write.", callback=claims(CHECKPOINT)
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Dataset to pick the decoder on (validation subjects; default: the members' own).",
+    ),
+) -> None:
+    """Average trained teachers into one (teacher-side only) model."""
+    from ppgedge.evaluate.predict import choose_decoder
+    from ppgedge.models.checkpoint import save_checkpoint
+    from ppgedge.models.ensemble import ensemble_checkpoint
+
+    t0 = time.perf_counter()
+    ckpt = ensemble_checkpoint(list(checkpoints))
+    ckpt.decode, ckpt.metrics["val_mae_by_decoder"] = choose_decoder(
+        ckpt, dataset_for(checkpoints[0], data)
+    )
+    save_checkpoint(ckpt, out)
+    status(
+        "ensemble",
+        f"{out}: {len(checkpoints)} members, {fmt_int(ckpt.metrics['parameters'])} params",
+        time.perf_counter() - t0,
+    )
+
+
+# -------------------------------------------------------------------------------- distill
+def _parse_hparams(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PpgedgeError(f"--hp '{item}': use KEY=VALUE, e.g. --hp temperature=4")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command("distill")
+def distill_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    teacher: Path = typer.Option(
+        ...,
+        "--teacher",
+        "-t",
+        help="Teacher: ppgedge checkpoint, TorchScript, ONNX or Keras/SavedModel.",
+    ),
+    student: str = typer.Option(..., "--student", "-s", help="Zoo model name of the student."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Student checkpoint to write.", callback=claims(CHECKPOINT)
+    ),
+    method: str = typer.Option("dkd", help="hard, soft, dkd, feature or progressive."),
+    hp: list[str] = typer.Option([], "--hp", help="Method hyper-parameter KEY=VALUE (repeat)."),
+    assistant: str = typer.Option("resnet_medium", help="progressive: the teaching assistant."),
+    assistant_method: str = typer.Option("dkd", help="progressive: method for both steps."),
+    split: str = typer.Option("holdout", help="holdout, kfold:K:I or loso:SUBJECT."),
+    channels: str = typer.Option("all", help="Student channels (a subset: cross-modal)."),
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(64, min=1),
+    lr: float = typer.Option(3e-3),
+    patience: int = typer.Option(8, min=1),
+    seed: int = typer.Option(0),
+    augment: bool = typer.Option(False, help="Augment inputs (the teacher then runs online)."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Teacher-output cache (default $PPGEDGE_CACHE or ~/.cache/ppgedge)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Distil a teacher into a small student."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.data.splits import parse_split
+    from ppgedge.distill.run import distill
+    from ppgedge.train.trainer import TrainConfig
+
+    ds = Dataset(dataset)
+    sp = parse_split(split, ds.subjects, seed=seed)
+    cfg = TrainConfig(
+        arch=student,
+        channels=channels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        augment=augment,
+        seed=seed,
+    )
+    from ppgedge.cli.progress import RichTrainingObserver
+
+    observer = RichTrainingObserver(f"{method} {student}") if not json_out else None
+    t0 = time.perf_counter()
+    try:
+        ckpt = distill(
+            teacher,
+            ds,
+            sp,
+            student,
+            out,
+            cfg,
+            method=method,
+            hparams=_parse_hparams(hp),
+            assistant=assistant,
+            assistant_method=assistant_method,
+            cache_dir=cache_dir,
+            device=device,
+            observer=observer,
+            restart=restart,
+        )
+    finally:
+        if observer:
+            observer.close()
+    if json_out:
+        print_json("distill", {"checkpoint": str(out), **ckpt.describe()})
+        return
+    m = ckpt.metrics
+    status(
+        "distill",
+        f"{out}: {ckpt.arch} ({ckpt.training['method']}), "
+        f"{fmt_int(m['parameters'])} params, val MAE {m['val_mae']:.2f} BPM",
+        time.perf_counter() - t0,
+    )
+    console.print(f"next: [cyan]{safe_text(f'ppgedge eval {out} {dataset}')}[/cyan]")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    teacher: Path = typer.Option(..., "--teacher", "-t", help="Teacher model file."),
+    out: Path = typer.Option(
+        Path("runs/sweep"), "-o", "--out", help="Sweep directory.", callback=claims(SWEEP)
+    ),
+    students: str = typer.Option(",".join(DEFAULT_STUDENTS), help="Comma-separated zoo names."),
+    methods: str = typer.Option(
+        ",".join(DEFAULT_METHODS),
+        help="Comma-separated: scratch, hard, soft, dkd, feature, progressive.",
+    ),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
+    split: str = typer.Option("holdout", help="holdout, kfold:K:I or loso:SUBJECT."),
+    epochs: int = typer.Option(20, min=1),
+    patience: int = typer.Option(6, min=1),
+    cache_dir: Path | None = typer.Option(None, help="Teacher-output cache directory."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Sweep student sizes x methods x seeds; fit a scaling law."""
+    from ppgedge.data.format import Dataset
+    from ppgedge.data.splits import parse_split
+    from ppgedge.distill.sweep import run_sweep
+    from ppgedge.train.trainer import TrainConfig
+
+    def _list(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    try:
+        seed_list = [int(s) for s in _list(seeds)]
+    except ValueError:
+        raise PpgedgeError(f"--seeds '{seeds}': use integers like 0,1,2") from None
+    ds = Dataset(dataset)
+    sp = parse_split(split, ds.subjects, seed=0)
+    cfg = TrainConfig(epochs=epochs, patience=patience, augment=False)
+
+    def on_run(row: dict, skipped: bool) -> None:
+        what = "done before" if skipped else f"{row['seconds']:.0f}s"
+        console.print(
+            f"  {safe_text(format(row['key'], '<32'))} {row['parameters']:>9,} params  "
+            f"test MAE {row['test_mae']:6.2f}  [dim]{what}[/dim]"
+        )
+
+    t0 = time.perf_counter()
+    doc = run_sweep(
+        teacher,
+        ds,
+        sp,
+        out,
+        cfg,
+        students=_list(students),
+        methods=_list(methods),
+        seeds=seed_list,
+        cache_dir=cache_dir,
+        device=device,
+        on_run=on_run,
+    )
+    status(
+        "sweep",
+        f"{out}: {doc['runs']} runs (results.csv, summary.json, sweep.md, sweep.png)",
+        time.perf_counter() - t0,
+    )
+    console.print((out / "sweep.md").read_text(), markup=False, highlight=False)
+
+
+# ----------------------------------------------------------------------------------- eval
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint to evaluate."),
+    dataset: Path = typer.Argument(..., help="Dataset directory."),
+    part: str = typer.Option(
+        "auto",
+        help="auto (the model's test subjects when trained on this "
+        "dataset), train, val, test or all.",
+    ),
+    baseline: bool = typer.Option(True, help="Also score the spectral baseline."),
+    per_subject: bool = typer.Option(False, help="Add a per-subject table."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """MAE, RMSE, within-5-BPM per activity and subject."""
+    from ppgedge.evaluate.report import evaluate_model
+
+    result = evaluate_model(checkpoint, dataset, part=part, baseline=baseline, device=device)
+    if json_out:
+        print_json("eval", result)
+        return
+    _render_eval(result, per_subject)
+
+
+def _render_eval(result: dict, per_subject: bool) -> None:
+    models = result["models"]
+    console.print(f"evaluated on {result['n_windows']} windows: {safe_text(result['windows'])}")
+    overall = {n: {"all": r["overall"]} for n, r in models.items()}
+    console.print(metrics_table("overall", overall, "set"))
+    console.print(
+        metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()}, "activity")
+    )
+    if per_subject:
+        console.print(
+            metrics_table(
+                "per subject", {n: r["per_subject"] for n, r in models.items()}, "subject"
+            )
+        )
