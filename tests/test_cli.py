@@ -133,3 +133,41 @@ def test_prune_cli_budget_outcomes(
     )
     assert not (tmp_path / "p.pt").exists()
     assert_user_error(ppgedge("prune", tiny_checkpoint, "--to", "lots"), "budget")
+
+
+def _piped(*args: object) -> str:
+    """A command as CI runs it: stdout a pipe, no COLUMNS, no terminal."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppgedge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"PATH": ""},
+        timeout=120,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_piped_output_is_never_cut() -> None:
+    """CI logs: no table cell, option name or command is cut to '…' (it was at 80 columns)."""
+    from ppgedge.cli import app
+
+    commands = [[c.name or c.callback.__name__] for c in app.registered_commands]
+    commands += [
+        [g.name, c.name]
+        for g in app.registered_groups
+        for c in g.typer_instance.registered_commands
+    ]
+    assert len(commands) >= 15
+    outputs = {" ".join(c): _piped(*c, "--help") for c in commands}
+    model = Path(__file__).resolve().parents[2] / "shared/data/mlperf-tiny/kws_ref_model.tflite"
+    outputs["targets"] = _piped("targets")
+    outputs["targets show"] = _piped("targets", "show", "nrf52840")
+    if model.is_file():
+        outputs["profile"] = _piped("profile", model, "-t", "nrf52840")
+        outputs["check"] = _piped("check", model, "-t", "nrf52840")
+    cut = {name: text for name, text in outputs.items() if "…" in text}
+    assert not cut, f"output cut in a pipe: {sorted(cut)}"

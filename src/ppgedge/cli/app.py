@@ -20,6 +20,11 @@ from ppgedge.cli.render import (
 )
 from ppgedge.errors import PpgedgeError
 
+if not sys.stdout.isatty():  # --help in a pipe: wide enough that no option name is cut
+    import typer.rich_utils
+
+    typer.rich_utils.MAX_WIDTH = typer.rich_utils.MAX_WIDTH or 160
+
 app = typer.Typer(
     name="ppgedge",
     help="Distil a large PPG heart-rate model into a small int8 model for a Cortex-M wearable.",

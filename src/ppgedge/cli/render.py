@@ -27,8 +27,21 @@ class SafeConsole(Console):
         return super().render_str(printable(text, keep="\n\t"), **kwargs)
 
 
-console = SafeConsole()
-err_console = SafeConsole(stderr=True)
+# Piped output (every CI log) is read later, in a browser or a file, not in an 80-column
+# terminal: tables are printed at their natural width and lines never wrapped, so no cell is
+# cut to "…" and a printed command can be pasted whole. A terminal keeps its own width.
+PIPE_WIDTH = 10_000
+
+
+def _console(stderr: bool = False) -> SafeConsole:
+    c = SafeConsole(stderr=stderr)
+    if not c.is_terminal:
+        c.width = PIPE_WIDTH
+    return c
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 JSON_SCHEMA_VERSION = 1
 
