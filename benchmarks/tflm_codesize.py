@@ -20,35 +20,35 @@ once) plus their growth. ``symbol_sizes`` / ``op_symbols`` / ``op_growth`` are t
 Flash = ``text + data`` of the linked ELF. The core runtime is ``base - empty``; an op costs
 ``with op - base``. Printing (DebugLog) is stubbed out: platform logging is not counted.
 
-Needs the sources (none ship with ppgedge; pass their directories): tflite-micro (the
-``tensorflow`` and ``signal`` trees), CMSIS-NN, flatbuffers v25.9.23 with TFLite Micro's
-``flatbuffers.patch`` applied, gemmlowp and ruy. Takes 10-20 min on 2 cores.
+The bundle's application (its ``main.cc`` with MicroPrintf logging, the C preprocessing and
+decoding, startup, and what only they pull from newlib) is measured too, as ``bundle_app``: the
+bundle's firmware image (``ppgedge.firmware.images``) minus the same program with the bundle's
+model array and op resolver but nothing else (the driver above, logging stubbed). ``profile``
+adds it to every model's flash, so its figure is that of a linked bundle.
 
-Run: ``.venv/bin/python benchmarks/tflm_codesize.py --tflm T --cmsis-nn C --flatbuffers F
---gemmlowp G --ruy R [--core cortex-m4]``; prints a JSON table.
+Compiling is ``ppgedge.firmware.build.Runtime`` (the flags and the object cache that
+``ppgedge profile --measure`` uses). Needs a source tree laid out like
+``../shared/vendor/tflm-src``. Takes about 5 min per core on 2 cores the first time.
+
+Run: ``.venv/bin/python benchmarks/tflm_codesize.py --tflm-src ../shared/vendor/tflm-src
+--bundle DIR [--core cortex-m4]``; prints a JSON table (``--bundle``: a ppgedge bundle
+directory, e.g. ``runs/default/export/tflm``).
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-CORES = {
-    "cortex-m4": "-mcpu=cortex-m4 -mfloat-abi=hard -mfpu=fpv4-sp-d16",
-    "cortex-m33": "-mcpu=cortex-m33 -mfloat-abi=hard -mfpu=fpv5-sp-d16",
-    "cortex-m7": "-mcpu=cortex-m7 -mfloat-abi=hard -mfpu=fpv5-d16",
-}
-DEFINES = (
-    "-fno-unwind-tables -fno-asynchronous-unwind-tables -ffunction-sections -fdata-sections "
-    "-fmessage-length=0 -DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON -DNDEBUG -DCMSIS_NN "
-    "-DKERNELS_OPTIMIZED_FOR_SPEED -DARM_NN_ENABLE_F16=0 -DARM_NN_ENABLE_F32=0"
-)
+from ppgedge.firmware.boards import BOARDS, board_for
+from ppgedge.firmware.build import BUILD_FLAGS, LINK, Runtime, link, require_tools
+from ppgedge.firmware.images import ModelFiles, build_images
+from ppgedge.firmware.sources import locate
+
 # builtin op -> (MicroMutableOpResolver method, int8-only registration or None)
 OPS = {
     "CONV_2D": ("AddConv2D", "Register_CONV_2D_INT8"),
@@ -153,61 +153,14 @@ def sh(cmd: list[str]) -> str:
     return res.stdout
 
 
-def sources(tflm: Path, nn: Path) -> list[tuple[Path, str, str]]:
-    """(source, optimisation, kind) in TFLite Micro's cortex_m_generic + cmsis_nn build."""
-    micro = tflm / "tensorflow/lite/micro"
-    skip = re.compile(r"_test\.cc$|test_helper|fake_micro_context|mock_micro_graph|system_setup")
-    out = []
-    for d in (micro, micro / "arena_allocator", micro / "memory_planner", micro / "tflite_bridge"):
-        out += [(f, "-Os", "c++") for f in sorted(d.glob("*.cc")) if not skip.search(f.name)]
-    for f in sorted((tflm / "tensorflow").rglob("*.cc")):
-        rel = f.relative_to(tflm).as_posix()
-        if rel.startswith(("tensorflow/lite/micro/", "tensorflow/lite/experimental/")):
-            continue
-        if rel != "tensorflow/lite/array.cc":
-            out.append((f, "-Os", "c++"))
-    inc = (micro / "tools/make/sources.inc").read_text()
-    block = inc.split("MICROLITE_CC_KERNEL_SRCS :=", 1)[1].split("\n\n", 1)[0]
-    for name in re.findall(r"tensorflow/lite/micro/kernels/([a-z_0-9]+\.cc)", block):
-        if name == "ethosu.cc":
-            continue
-        cmsis = micro / "kernels/cmsis_nn" / name
-        out.append((cmsis if cmsis.is_file() else micro / "kernels" / name, "-O2", "c++"))
-    for f in sorted((nn / "Source").rglob("*.c")):
-        if not f.name.endswith(("_f16.c", "_f32.c")):
-            out.append((f, "-O2", "c"))
-    return out
-
-
-def compile_all(args: argparse.Namespace, build: Path) -> Path:
-    cpu = CORES[args.core] + " -mthumb"
-    inc = [f"-I{p}" for p in (args.tflm, args.flatbuffers / "include", args.gemmlowp, args.ruy)]
-    inc += [f"-I{args.cmsis_nn}", f"-I{args.cmsis_nn / 'Include'}"]
-    jobs = []
-    for i, (src, opt, kind) in enumerate(sources(args.tflm, args.cmsis_nn)):
-        obj = build / f"{i:04d}_{src.stem}.o"
-        if obj.is_file():
-            continue
-        if kind == "c++":
-            tool = ["arm-none-eabi-g++", "-std=c++17", "-fno-rtti", "-fno-exceptions"]
-            tool.append("-fno-threadsafe-statics")
-        else:
-            tool = ["arm-none-eabi-gcc", "-std=c17"]
-        jobs.append(
-            [*tool, *cpu.split(), *DEFINES.split(), *inc, opt, "-c", str(src), "-o", str(obj)]
-        )
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        results = pool.map(lambda c: subprocess.run(c, capture_output=True), jobs)
-        for cmd, res in zip(jobs, results, strict=True):
-            if res.returncode:  # a kernel no program references may fail to build; report it
-                print(f"skipped {cmd[-3]}: {res.stderr.decode()[:200]}", file=sys.stderr)
-    lib = build / "libtflm.a"
-    lib.unlink(missing_ok=True)
-    sh(["arm-none-eabi-ar", "rcs", str(lib), *map(str, sorted(build.glob("*.o")))])
+def compile_all(rt: Runtime) -> Path:
+    """Framework and every kernel (CMSIS-NN where it has one), as TFLite Micro builds them."""
+    lib, compiled = rt.library([], every_kernel=True)
+    print(f"runtime: {compiled} objects compiled, {lib}", file=sys.stderr)
     return lib
 
 
-def flash_of(args: argparse.Namespace, build: Path, lib: Path, name: str, ops: list[str]) -> int:
+def flash_of(rt: Runtime, build: Path, lib: Path, name: str, ops: list[str]) -> int:
     adds = []
     for op in ops:
         method, int8 = OPS[op]
@@ -215,14 +168,10 @@ def flash_of(args: argparse.Namespace, build: Path, lib: Path, name: str, ops: l
     src = build / f"drv_{name}.cc"
     src.write_text(DRIVER.format(n=max(len(ops), 1), adds="\n".join(adds),
                                  early="  return 0;" if name == "empty" else ""))  # fmt: skip
-    cpu = (CORES[args.core] + " -mthumb").split()
-    inc = [f"-I{p}" for p in (args.tflm, args.flatbuffers / "include", args.gemmlowp, args.ruy)]
     obj, elf = src.with_suffix(".o"), src.with_suffix(".elf")
-    sh(["arm-none-eabi-g++", "-std=c++17", "-fno-rtti", "-fno-exceptions",
-        "-fno-threadsafe-statics", *cpu, *DEFINES.split(), *inc, "-Os", "-c", str(src),
-        "-o", str(obj)])  # fmt: skip
-    sh(["arm-none-eabi-g++", *cpu, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
-        "-Wl,--gc-sections", "-Wl,-e,entry", str(obj), str(lib), "-o", str(elf)])  # fmt: skip
+    sh(rt.compile_cmd(src, obj, "c++", "-Os"))
+    sh(["arm-none-eabi-g++", *rt.board.flags, *LINK, "--specs=nosys.specs", "-Wl,-e,entry",
+        str(obj), str(lib), "-o", str(elf)])  # fmt: skip
     text, data = sh(["arm-none-eabi-size", str(elf)]).splitlines()[1].split()[:2]
     SYMBOLS[name] = symbols(elf)
     return int(text) + int(data)
@@ -246,25 +195,86 @@ def symbols(elf: Path) -> dict[tuple[str, int, int], int]:
     return out
 
 
+APP_DRIVER = """
+#include <cstdint>
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "{id}_model_data.h"
+#include "{id}_op_resolver.h"
+alignas(16) static uint8_t arena[{arena}];
+int main() {{
+  {id}_op_resolver r;
+  if ({id}_register_ops(r) != kTfLiteOk) return 1;
+  tflite::MicroInterpreter i(tflite::GetModel({id}_model_data), r, arena, sizeof(arena));
+  if (i.AllocateTensors() != kTfLiteOk) return 1;
+  return i.Invoke() == kTfLiteOk ? 0 : 2;
+}}
+extern "C" void __cxa_pure_virtual() {{ while (1) {{}} }}
+void operator delete(void*, unsigned int) noexcept {{}}
+void operator delete(void*) noexcept {{}}
+extern "C" void DebugLog(const char*, va_list) {{}}
+extern "C" int DebugVsnprintf(char* b, size_t n, const char*, va_list) {{
+  if (n) b[0] = 0;
+  return 0;
+}}
+"""
+
+
+def bundle_app(rt: Runtime, lib: Path, bundle: Path, build: Path) -> dict[str, object]:
+    """Flash the bundle's application adds: its firmware image minus a program with the same
+    model array, op resolver and arena and nothing else (logging stubbed, as above)."""
+    man = json.loads((bundle / "manifest.json").read_text())
+    ident, arena = man["identifier"], int(man["arena"]["total"])
+    files = ModelFiles(bundle, ident, True, bundle / f"{ident}.tflite")
+    ops = sorted(set(man["model"]["ops"]))
+    images = build_images(
+        rt, files, ops, build / "bundle", firmware_arena=arena, harness_arena=arena * 2,
+        item_bytes=4 * len(man["data_format"]["channels"]) * files_window(man),
+    )  # fmt: skip
+    drv = build / "bundle" / "app_driver.cc"
+    drv.write_text(APP_DRIVER.format(id=ident, arena=arena))
+    objs = [
+        build / "bundle" / f"{ident}_model_data.c.o",
+        build / "bundle" / "startup.o",
+    ]
+    obj = drv.with_suffix(".o")
+    sh(rt.compile_cmd(drv, obj, "c++", "-Os", extra=[f"-I{bundle}"]))
+    script = build / "bundle" / "link.ld"
+    plain = link(rt, [obj, *objs], lib, script, build / "bundle" / "driver.elf", semihosting=False)
+    return {
+        "bytes": images.firmware.flash - plain.flash,
+        "bundle": man["name"],
+        "ops": ops,
+        "firmware_image": images.firmware.flash,
+        "same_model_without_app": plain.flash,
+    }
+
+
+def files_window(man: dict) -> int:
+    fmt = man["data_format"]
+    return round(fmt["sample_rate_hz"] * fmt["window_s"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("tflm", "cmsis-nn", "flatbuffers", "gemmlowp", "ruy"):
-        ap.add_argument(f"--{name}", type=Path, required=True)
-    ap.add_argument("--core", choices=sorted(CORES), default="cortex-m4")
+    ap.add_argument("--tflm-src", type=Path, required=True)
+    ap.add_argument("--bundle", type=Path, required=True, help="a ppgedge bundle directory")
+    ap.add_argument("--core", choices=sorted(BOARDS), default="cortex-m4")
+    ap.add_argument("--jobs", type=int, default=0)
     ap.add_argument("--build", type=Path, default=Path("benchmarks/out/tflm_codesize"))
     args = ap.parse_args()
+    rt = Runtime(locate(args.tflm_src), board_for(args.core), require_tools(), jobs=args.jobs)
     build = args.build / args.core
     build.mkdir(parents=True, exist_ok=True)
-    lib = compile_all(args, build)
-    empty = flash_of(args, build, lib, "empty", [])
-    base = flash_of(args, build, lib, "base", [])
-    per_op = {op: flash_of(args, build, lib, op.lower(), [op]) - base for op in OPS}
+    lib = compile_all(rt)
+    empty = flash_of(rt, build, lib, "empty", [])
+    base = flash_of(rt, build, lib, "base", [])
+    per_op = {op: flash_of(rt, build, lib, op.lower(), [op]) - base for op in OPS}
     default_reg = {}
     for op, (method, int8) in OPS.items():
         if int8:
             saved = OPS[op]
             OPS[op] = (method, None)
-            default_reg[op] = flash_of(args, build, lib, op.lower() + "_all", [op]) - base
+            default_reg[op] = flash_of(rt, build, lib, op.lower() + "_all", [op]) - base
             OPS[op] = saved
     # Symbols each op adds to the framework (names the framework lacks: kernel code), and the
     # growth of framework functions it changes (the op resolver): a model's kernel code is the
@@ -290,7 +300,7 @@ def main() -> None:
         sizes[i] = key[1]
     sets = {}
     for name, ops in MODEL_SETS.items():
-        together = flash_of(args, build, lib, re.sub(r"\W", "_", name), ops) - base
+        together = flash_of(rt, build, lib, re.sub(r"\W", "_", name), ops) - base
         union = set().union(*(op_symbols[o] for o in ops))
         sets[name] = {
             "ops": ops,
@@ -298,8 +308,10 @@ def main() -> None:
             "sum_of_ops": sum(per_op[o] for o in ops),
             "union_of_symbols": sum(sizes[i] for i in union) + sum(op_growth[o] for o in ops),
         }
-    gcc = sh(["arm-none-eabi-gcc", "--version"]).splitlines()[0]
-    print(json.dumps({"core": args.core, "compiler": gcc, "framework": base - empty,
+    app = bundle_app(rt, lib, args.bundle, build)
+    src = locate(args.tflm_src)
+    print(json.dumps({"core": args.core, "compiler": rt.compiler, "sources_sha256": src.digest,
+                      "flags": BUILD_FLAGS, "bundle_app": app, "framework": base - empty,
                       "per_op_int8": per_op, "per_op_default_registration": default_reg,
                       "model_sets": sets, "symbol_sizes": sizes,
                       "op_symbols": op_symbols, "op_growth": op_growth}))  # fmt: skip

@@ -57,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -641,6 +641,7 @@ class ArenaEstimate:
     total: int
     method: str
     notes: list[str] = field(default_factory=list)
+    device: dict[str, Any] | None = None  # the 32-bit measurement, when it set ``total``
 
     @property
     def largest(self) -> OpScratch | None:
@@ -653,6 +654,19 @@ class ArenaEstimate:
 
     def breakdown(self) -> list[tuple[str, int]]:
         """(what, bytes) lines that add up to ``total`` before the final rounding."""
+        if self.device is not None:
+            d = self.device
+            return [
+                (
+                    f"smallest arena that allocates and gives the same outputs, measured on a "
+                    f"32-bit {d['core']} (TFLite Micro + CMSIS-NN in QEMU {d['machine']}; "
+                    f"arena_used_bytes() {d['used']}); the 64-bit host estimate was "
+                    f"{d['host_estimate']}",
+                    d["smallest"],
+                ),
+                ("CMSIS-NN scratch not exercised on that core (DSP path run: none)", 0),
+                (f"margin {DEVICE_MARGIN:.0%} (compiler and TFLM version drift)", d["margin"]),
+            ]
         big = self.largest
         where = f" at {big.op} #{big.index} ({big.kernel})" if big and big.bytes else ""
         minimum = "not measured" if self.host_minimum is None else f"{self.host_minimum}"
@@ -746,3 +760,31 @@ def arena_estimate(tflite_path: str | Path, *, bisect: bool = True) -> ArenaEsti
         method=method,
         notes=notes,
     )
+
+
+DEVICE_MARGIN = 0.02
+
+
+def with_device_measurement(
+    est: ArenaEstimate, *, core: str, machine: str, used: int, smallest: int
+) -> ArenaEstimate:
+    """The arena declared from a 32-bit measurement: the smallest working arena + a 2 % margin,
+    rounded up to 16 B (the host estimate stays in the record for comparison)."""
+    margin = align_up(int(np.ceil(smallest * DEVICE_MARGIN)))
+    total = align_up(smallest + margin)
+    device = {
+        "core": core,
+        "machine": machine,
+        "used": used,
+        "smallest": smallest,
+        "margin": margin,
+        "host_estimate": est.total,
+    }
+    method = (
+        f"Measured on a 32-bit {core}: TFLite Micro + CMSIS-NN built for it and run in QEMU "
+        f"{machine}; the smallest arena that allocates and reproduces the outputs is "
+        f"{smallest} B (arena_used_bytes() {used} B), plus a {DEVICE_MARGIN:.0%} margin "
+        f"({margin} B), rounded up to 16 B. The 64-bit host estimate below ({est.total} B) is "
+        "kept for comparison"
+    )
+    return replace(est, total=total, method=method, device=device)

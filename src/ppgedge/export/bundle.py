@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import string
@@ -30,7 +31,13 @@ from ppgedge.compress.tflite_file import scales_of_tflite
 from ppgedge.data.format import BPM_MIN, DataFormat
 from ppgedge.data.preprocess import EPS, check_known
 from ppgedge.errors import PpgedgeError
-from ppgedge.export.arena import ArenaEstimate, arena_estimate, read_graph
+from ppgedge.export.arena import (
+    ArenaEstimate,
+    arena_estimate,
+    read_graph,
+    with_device_measurement,
+)
+from ppgedge.firmware.build import BUILD_FLAGS
 from ppgedge.models.bpm import DECODERS, N_CLASSES, SMOOTHING_WEIGHTS
 from ppgedge.ownership import BUNDLE
 
@@ -143,6 +150,27 @@ OP_RESOLVER_METHODS: dict[str, str] = {
     "ZEROS_LIKE": "AddZerosLike",
 }
 
+# Int8-only registrations TFLite Micro offers (``Register_<OP>_INT8()`` in the kernel header
+# named here; checked at commit 90b983c2 against tensorflow/lite/micro/kernels/*.h, and by
+# tests/test_bundle.py against the sources when they are present). The default ``Add*()`` links
+# the kernel's float and int16 variants too: 137 KB instead of 107 KB for the main job's model.
+INT8_REGISTRATIONS: dict[str, str] = {
+    "ADD": "add.h",
+    "AVERAGE_POOL_2D": "pooling.h",
+    "BATCH_MATMUL": "batch_matmul.h",
+    "CONV_2D": "conv.h",
+    "DEPTHWISE_CONV_2D": "depthwise_conv.h",
+    "FULLY_CONNECTED": "fully_connected.h",
+    "MAXIMUM": "maximum_minimum.h",
+    "MAX_POOL_2D": "pooling.h",
+    "MINIMUM": "maximum_minimum.h",
+    "MUL": "mul.h",
+    "PAD": "pad.h",
+    "SOFTMAX": "softmax.h",
+    "TRANSPOSE": "transpose.h",
+    "TRANSPOSE_CONV": "transpose_conv.h",
+}
+
 # C and C++ keywords (C23, C++23) and a few names a bare identifier must not shadow.
 _KEYWORDS = """
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t
@@ -232,11 +260,27 @@ class BundleResult:
     manifest: dict[str, Any]
 
 
-def resolver_calls(tflite_path: str | Path) -> list[tuple[str, str, int]]:
-    """(op, Add* method, how many times it occurs) for the model's distinct operators, in order
-    of first use; an operator TFLite Micro cannot register is an error naming its layer."""
+@dataclass(frozen=True)
+class ResolverCall:
+    """One ``resolver.Add*()`` line: the op, its method, its count, the int8-only kernel."""
+
+    op: str
+    method: str
+    count: int
+    int8: str | None  # "Register_<OP>_INT8" when every use is on int8 tensors
+
+    @property
+    def argument(self) -> str:
+        return f"tflite::{self.int8}()" if self.int8 else ""
+
+
+def resolver_calls(tflite_path: str | Path) -> list[ResolverCall]:
+    """The model's distinct operators in order of first use, each with the int8-only kernel
+    when TFLite Micro offers one and every non-constant tensor of every use is int8; an
+    operator TFLite Micro cannot register is an error naming its layer."""
     graph = read_graph(tflite_path)
     seen: dict[str, int] = {}
+    all_int8: dict[str, bool] = {}
     for op in graph.ops:
         if op.name not in OP_RESOLVER_METHODS:
             raise PpgedgeError(
@@ -246,7 +290,18 @@ def resolver_calls(tflite_path: str | Path) -> list[tuple[str, str, int]]:
                 "produced it and export again"
             )
         seen[op.name] = seen.get(op.name, 0) + 1
-    return [(name, OP_RESOLVER_METHODS[name], count) for name, count in seen.items()]
+        tensors = [graph.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
+        int8 = all(t.dtype == "INT8" for t in tensors if not t.constant)
+        all_int8[op.name] = all_int8.get(op.name, True) and int8
+    return [
+        ResolverCall(
+            name,
+            OP_RESOLVER_METHODS[name],
+            count,
+            f"Register_{name}_INT8" if name in INT8_REGISTRATIONS and all_int8[name] else None,
+        )
+        for name, count in seen.items()
+    ]
 
 
 def _io(tflite_path: Path, data_format: DataFormat) -> dict[str, Any]:
@@ -338,7 +393,7 @@ def _render(
     decode: str,
     provenance: dict[str, Any],
     io: dict[str, Any],
-    calls: list[tuple[str, str, int]],
+    calls: list[ResolverCall],
     est: ArenaEstimate,
 ) -> dict[str, str]:
     """File name -> content of every generated text file."""
@@ -351,7 +406,6 @@ def _render(
         f"#define {macro}_CH_{c_identifier(ch).upper()} {i}" for i, ch in enumerate(channels)
     )
     channel_order = ", ".join(f"{i}: {_comment_safe(ch)}" for i, ch in enumerate(channels))
-    op_list = ", ".join(op for op, _, _ in calls)
     layout = "channel-last, out[t * C + c]" if inp["channel_last"] else "channel-first"
     fields: dict[str, Any] = {
         "id": ident,
@@ -362,12 +416,8 @@ def _render(
         "tflite_name": _comment_safe(tflite_path.name),
         "model_bytes": len(data),
         "model_bytes_c": _c_bytes(data),
-        "op_count": len(calls),
-        "op_list": op_list,
-        "add_calls": "\n".join(
-            f"  if (resolver.{method}() != kTfLiteOk) return kTfLiteError;  // {op} x{count}"
-            for op, method, count in calls
-        ),
+        **_resolver_fields(calls),
+        "build_flags": BUILD_FLAGS,
         "arena_total": est.total,
         "arena_comment": _arena_comment(est),
         "input_dtype": "int8",
@@ -475,6 +525,68 @@ def _readme(
     return _template("README.md").substitute(readme_fields)
 
 
+def _device_arena(tflite_path: Path, est: ArenaEstimate, tflm_src: str | Path | None):
+    """``est`` replaced by the 32-bit measurement when TFLM sources are given. Sources passed
+    explicitly must work; from the environment, a failure keeps the host estimate with a note."""
+    from ppgedge.firmware.sources import ENV
+
+    src = tflm_src if tflm_src is not None else os.environ.get(ENV)
+    if not src:
+        return est
+    from ppgedge.firmware.measure import measure_arena
+
+    try:
+        dev = measure_arena(tflite_path, tflm_src=src)
+    except PpgedgeError as exc:
+        if tflm_src is not None:
+            raise
+        est.notes.append(f"no 32-bit measurement (${ENV} is set): {exc}")
+        return est
+    return with_device_measurement(
+        est, core=dev.core, machine=dev.machine, used=dev.used, smallest=dev.smallest
+    )
+
+
+def model_sources(tflite_path: str | Path, out_dir: Path, ident: str) -> list[Path]:
+    """Only the model array and the op resolver (no data format needed): what a firmware
+    build of any int8 model, ours or foreign, takes from the bundle's templates."""
+    tflite_path = Path(tflite_path)
+    data = tflite_path.read_bytes()
+    calls = resolver_calls(tflite_path)
+    fields = {
+        "id": ident,
+        "ID": ident.upper(),
+        "name": _comment_safe(tflite_path.name),
+        "version": __version__,
+        "tflite_sha256": file_sha256(tflite_path),
+        "model_bytes": len(data),
+        "model_bytes_c": _c_bytes(data),
+        **_resolver_fields(calls),
+    }
+    out = []
+    for kind in ("model_data.h", "model_data.c", "op_resolver.h"):
+        path = out_dir / f"{ident}_{kind}"
+        path.write_text(_template(kind).substitute(fields), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def _resolver_fields(calls: list[ResolverCall]) -> dict[str, Any]:
+    return {
+        "op_count": len(calls),
+        "op_list": ", ".join(c.op for c in calls),
+        "add_calls": "\n".join(
+            f"  if (resolver.{c.method}({c.argument}) != kTfLiteOk) return kTfLiteError;"
+            f"  // {c.op} x{c.count}" + ("" if c.int8 else " (default registration)")
+            for c in calls
+        ),
+        "kernel_includes": "\n".join(
+            f'#include "tensorflow/lite/micro/kernels/{h}"'
+            for h in sorted({INT8_REGISTRATIONS[c.op] for c in calls if c.int8})
+        ),
+    }
+
+
 def write_bundle(
     tflite_path: str | Path,
     out_dir: str | Path,
@@ -483,12 +595,15 @@ def write_bundle(
     data_format: DataFormat,
     decode: str,
     provenance: dict[str, Any] | None = None,
+    tflm_src: str | Path | None = None,
 ) -> BundleResult:
     """Write the TFLite Micro bundle of an int8 ``.tflite`` into ``out_dir`` (atomically).
 
     ``name`` becomes the C identifier prefix (see :func:`c_identifier`); ``data_format`` and
     ``decode`` are the artifact's (they must fit the model's input and output); ``provenance``
-    (parent checkpoint, metrics...) goes into the README and the manifest as given.
+    (parent checkpoint, metrics...) goes into the README and the manifest as given. With TFLM
+    sources (``tflm_src`` or ``$PPGEDGE_TFLM_SRC``) the arena is declared from a measurement on
+    a 32-bit Cortex-M4 in QEMU, else from the host estimate; the header says which.
     """
     tflite_path = Path(tflite_path)
     out_dir = Path(out_dir)
@@ -498,7 +613,7 @@ def write_bundle(
     io = _io(tflite_path, data_format)
     calls = resolver_calls(tflite_path)
     _existing_bundle_ok(out_dir)
-    est = arena_estimate(tflite_path)
+    est = _device_arena(tflite_path, arena_estimate(tflite_path), tflm_src)
     ident = c_identifier(name)
     data = tflite_path.read_bytes()
     prov = dict(provenance or {})
@@ -530,7 +645,8 @@ def write_bundle(
                 "source": tflite_path.name,  # a path here would be a staging directory
                 "bytes": len(data),
                 "sha256": file_sha256(tflite_path),
-                "ops": [op for op, _, _ in calls],
+                "ops": [c.op for c in calls],
+                "int8_kernels": [c.op for c in calls if c.int8],
                 **io,
             },
             "data_format": data_format.to_dict(),
@@ -556,6 +672,6 @@ def write_bundle(
         macro_prefix=ident.upper(),
         files=files,
         arena=est,
-        ops=[op for op, _, _ in calls],
+        ops=[c.op for c in calls],
         manifest=manifest,
     )

@@ -17,6 +17,12 @@ way TFLite Micro's Makefile builds them (framework ``-Os``, kernels and CMSIS-NN
   For the KWS model's six ops this lands within 1 % (M4, M33) to 7 % (M7, over) of linking
   exactly those six kernels, where summing the single-op sizes overstates by half.
 
+* the application of a ppgedge bundle (``bundle_app``): its ``main.cc`` with MicroPrintf
+  logging, the C preprocessing and decoding, startup and what only they pull from newlib-nano
+  (printf, sqrtf): the bundle's linked firmware image minus the same program without them.
+  Counting it makes ``profile``'s flash that of the linked bundle (``profile --measure`` links
+  it and shows both); for a foreign model it stands for an application of that size.
+
 So this is a measurement of real code under stated flags, but still an ESTIMATE for a given
 firmware: another compiler or flags, logging, the default all-type registration
 (``AddConv2D()`` pulls float and int16 kernels too: 35 KB instead of 18 KB for CONV_2D), or
@@ -89,6 +95,16 @@ def runtime_items(graph: Graph, core: str = FALLBACK_CORE) -> list[CodeItem]:
     kernels = round(symbols * padding(core))
     if known:
         items.append(CodeItem(f"kernels: {', '.join(known)} (shared code once)", kernels, where))
+    app = t.get("bundle_app")
+    if app:
+        items.append(
+            CodeItem(
+                "application as in a ppgedge bundle (main.cc, C preprocessing and decoding, "
+                "startup, logging)",
+                int(app["bytes"]),
+                where,
+            )
+        )
     unknown = [op for op in used if op not in t["op_symbols"]]
     if unknown:
         median = int(statistics.median(t["per_op_int8"].values()))

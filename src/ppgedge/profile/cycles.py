@@ -223,3 +223,100 @@ def calibrate(kws: list[LayerFacts], ad: list[LayerFacts]) -> dict[str, dict[str
         "speed": ratio,
     }
     return out
+
+
+@dataclass(frozen=True)
+class InstructionCpi:
+    """Cycles per executed instruction for turning QEMU's instruction counts into cycles."""
+
+    core: str
+    cpi: float
+    basis: str
+
+
+# Measured instructions per Invoke of the MLPerf Tiny KWS model (kws_ref_model.tflite), TFLite
+# Micro + CMSIS-NN built by ppgedge.firmware (arm-none-eabi-gcc 12.2, release flags) and run in
+# QEMU 7.2: 7,697,881 on cortex-m4 (mps2-an386), 7,679,444 on cortex-m33 (mps2-an505).
+KWS_INSTRUCTIONS = {"cortex-m4": 7_697_881, "cortex-m33": 7_679_444}
+
+
+def calibrate_cpi(kws_instructions: dict[str, float]) -> dict[str, float]:
+    """CPI per core = published KWS cycles (microTVM + CMSIS-NN, ``PUBLISHED``) / measured KWS
+    instructions; Cortex-M7 = the M4's x the X-CUBE-AI M7/M4 KWS cycle ratio (same runtime on
+    both boards), assuming the M7 executes as many instructions as the M4."""
+    points = {(p.model, p.core): p for p in PUBLISHED if p.runtime == "microTVM + CMSIS-NN"}
+    out = {core: points[("kws", core)].cycles / n for core, n in kws_instructions.items()}
+    xcube = {p.core: p.cycles for p in PUBLISHED if p.runtime == "X-CUBE-AI 8.0"}
+    out["cortex-m7"] = out["cortex-m4"] * xcube["cortex-m7"] / xcube["cortex-m4"]
+    return out
+
+
+_CPI = calibrate_cpi(KWS_INSTRUCTIONS)
+_CPI_BASIS = {
+    "cortex-m4": "published MLPerf Tiny v1.0 KWS cycles on NUCLEO-L4R5ZI (120 MHz, microTVM + "
+    "CMSIS-NN) / KWS instructions measured in QEMU; held out: AD predicted 12 % low",
+    "cortex-m33": "published MLPerf Tiny v1.0 KWS cycles on nRF5340 DK (128 MHz, microTVM + "
+    "CMSIS-NN) / KWS instructions measured in QEMU; held out: AD predicted 8 % low",
+    "cortex-m7": "Cortex-M4 CPI x 0.5264, the X-CUBE-AI 8.0 KWS cycle ratio STM32H7A3 / "
+    "NUCLEO-L4R5ZI",
+}
+INSTRUCTION_CPI: dict[str, InstructionCpi] = {
+    core: InstructionCpi(core, round(_CPI[core], 3), _CPI_BASIS[core]) for core in _CPI_BASIS
+}
+
+
+def instruction_cpi(core: str) -> InstructionCpi:
+    """The stated cycles-per-instruction figure of a core family (an ESTIMATE)."""
+    return INSTRUCTION_CPI[core_model(core).family]
+
+
+# ------------------------------------------------------------------ per-op-type instructions
+# A layer's executed instructions (TFLite Micro + CMSIS-NN, measured in QEMU by
+# ``ppgedge profile --measure``) modelled per operator type as
+#     instructions = fixed + per_mac * MACs + per_out * output elements + per_in * input elements
+# fitted with non-negative least squares (``fit_instruction_model``) by benchmarks/measure.py.
+FEATURES = ("fixed", "per_mac", "per_out", "per_in")
+
+
+def layer_features(f: LayerFacts) -> tuple[float, float, float, float]:
+    return (1.0, float(f.macs), float(f.output_elements), float(f.input_elements))
+
+
+def fit_instruction_model(
+    samples: list[tuple[LayerFacts, float]],
+) -> dict[str, dict[str, float]]:
+    """Per op type, the non-negative coefficients that best reproduce the measured instruction
+    counts of ``samples`` (layer, instructions); a type with one distinct layer gets only a
+    per-element (or per-MAC) rate through the origin."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    by_type: dict[str, list[tuple[LayerFacts, float]]] = {}
+    for f, n in samples:
+        by_type.setdefault(f.opcode, []).append((f, n))
+    out: dict[str, dict[str, float]] = {}
+    for op, rows in sorted(by_type.items()):
+        a = np.array([layer_features(f) for f, _ in rows])
+        b = np.array([n for _, n in rows])
+        distinct = len({tuple(r) for r in a.tolist()})
+        if distinct < 2:  # one shape: explain it by its main work alone
+            k = 1 if a[0, 1] > 0 else 2
+            mask = np.zeros(len(FEATURES), bool)
+            mask[k] = True
+        else:
+            mask = np.ones(len(FEATURES), bool)
+        scale = np.maximum(np.abs(a[:, mask]).max(axis=0), 1.0)  # conditioning
+        coef, _ = nnls(a[:, mask] / scale, b)
+        full = np.zeros(len(FEATURES))
+        full[mask] = coef / scale
+        out[op] = {name: float(c) for name, c in zip(FEATURES, full, strict=True)}
+        out[op]["layers"] = float(len(rows))
+    return out
+
+
+def predict_instructions(f: LayerFacts, model: dict[str, dict[str, float]]) -> float | None:
+    """Instructions of one layer from a fitted model; None for an op type it has not seen."""
+    c = model.get(f.opcode)
+    if c is None:
+        return None
+    return sum(c[name] * x for name, x in zip(FEATURES, layer_features(f), strict=True))
