@@ -1,5 +1,7 @@
 """Fuzzing what users get from elsewhere: ``.tflite`` files (``profile``/``check``),
-``ppgedge.toml`` configs, raw recordings for the importers, and checkpoints.
+``ppgedge.toml`` configs, raw recordings for the importers, and checkpoints; and the hostile
+classes of issue 13: pickles of shared references, NPZ and ``.mat`` compression bombs, and
+``.tflite`` control flow whose subgraph references loop or point nowhere.
 
 Property: bad input ends in one :class:`PpgedgeError` (one line and exit 2 through the CLI),
 never another exception, a crash or a hang. Every example runs under a deadline and a
@@ -17,6 +19,7 @@ import json
 import math
 import os
 import random
+import resource
 import signal
 import sys
 import time
@@ -43,6 +46,7 @@ MLPERF = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf-tiny"
 REPORT_PATH = ROOT / "benchmarks" / "results" / "fuzz.json"
 
 COUNTS: dict[str, Counter[str]] = defaultdict(Counter)
+FAILURES: Counter[str] = Counter()  # what check() saw besides accept / PpgedgeError
 
 
 def fuzz(n: int) -> settings:
@@ -89,6 +93,12 @@ def check(target: str, fn: Callable[[], object]) -> bool:
             assert str(exc).strip(), "an empty error message"
             COUNTS[target]["refused"] += 1
             return False
+        except Hang:
+            FAILURES["hangs"] += 1
+            raise
+        except Exception:
+            FAILURES["tracebacks"] += 1
+            raise
     COUNTS[target]["accepted"] += 1
     return True
 
@@ -118,6 +128,15 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
             "python": sys.version.split()[0],
             "property": "every failure is a PpgedgeError (one line, exit 2 in the CLI); no other "
             f"exception, crash or hang (deadline {DEADLINE.total_seconds():g} s, alarm {HANG_S} s)",
+            "tracebacks": FAILURES["tracebacks"],
+            "hangs": FAILURES["hangs"],
+            "failed_tests": request.session.testsfailed,
+            "peak_rss_mb": {
+                "pytest_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "largest_cli_child": round(
+                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                ),
+            },
             "targets": {t: {"cases": sum(c.values()), **c} for t, c in sorted(COUNTS.items())},
         }
         REPORT_PATH.write_text(json.dumps(doc, indent=2) + "\n")
@@ -573,6 +592,235 @@ def test_checkpoint_and_artifact_bytes(
         check(f"weights: {kind} {how[0]}", lambda: load(kind))
 
     run()
+
+
+# ------------------------------------------------------------------------------ hostile classes
+SHARED_RECIPES = st.one_of(
+    st.tuples(st.just("fans"), st.lists(st.integers(1, 256), min_size=1, max_size=4)),
+    st.tuples(st.just("cycle"), st.booleans()),
+    st.tuples(st.just("deep"), st.integers(1, 500)),  # pickle.dumps itself recurses
+)
+
+
+def shared_value(n: int, recipe: tuple[str, Any]) -> Any:
+    """A value built from one array of ``n`` items: lists that repeat references to it (up to
+    4 levels of fans), a reference cycle, or plain deep nesting. (Hypothesis draws the recipe,
+    not the value: printing a cyclic or deep value would itself recurse.)"""
+    kind, arg = recipe
+    value: Any = np.zeros(n)
+    if kind == "cycle":
+        loop: list[Any] = [value]
+        loop.append(loop if arg else [loop])
+        return loop
+    for fan in arg if kind == "fans" else [1] * arg:
+        value = [value] * fan
+    return value
+
+
+@fuzz(60)
+@given(
+    n=st.integers(1, 4096),
+    recipe=SHARED_RECIPES,
+    key=st.sampled_from(["BVP", "ACC", "label", "activity"]),
+)
+def test_shared_reference_pickles(
+    n: int, recipe: tuple[str, Any], key: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A DaLiA subject where one field is built from shared references: refused whenever its
+    references would materialise more than the file holds plus MAX_SHARED_ELEMENTS, never
+    materialised first."""
+    import pickle
+
+    from ppgedge.data.safe_pickle import MAX_NESTING, MAX_SHARED_ELEMENTS, materialised_size
+
+    value, kind = shared_value(n, recipe), recipe[0]
+    subject: dict[str, Any] = {
+        "subject": "S1",
+        "signal": {"wrist": {"BVP": np.zeros((640, 1)), "ACC": np.zeros((320, 3))}},
+        "label": np.full(2, 72.0),
+        "activity": np.ones((40, 1)),
+    }
+    if key in ("BVP", "ACC"):
+        subject["signal"]["wrist"][key] = value
+    else:
+        subject[key] = value
+    path = tmp_path_factory.mktemp("shared", numbered=True) / "S1.pkl"
+    path.write_bytes(pickle.dumps(subject, protocol=2))
+    bomb = kind == "cycle"
+    if not bomb:
+        distinct, expanded, depth = materialised_size(subject)
+        bomb = expanded > distinct + MAX_SHARED_ELEMENTS or depth > MAX_NESTING
+    accepted = check(
+        f"import: dalia shared references ({kind})", lambda: import_and_validate("dalia", path)
+    )
+    assert not (bomb and accepted), "a shared-reference bomb was accepted"
+
+
+@fuzz(25)
+@given(
+    mib=st.integers(1, 300),
+    lie=st.sampled_from([0, 0, -1, 1, -(2**20), 2**31]),
+    bomb_key=st.sampled_from(["ppg", "acc", "junk"]),
+)
+def test_npz_compression_bombs(
+    mib: int, lie: int, bomb_key: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An NPZ with one member of ``mib`` MiB of zeros deflated about 1000:1, its declared size
+    honest or not: refused when the file's members declare more than the per-file limit, never
+    inflated past it."""
+    import io
+    import zlib
+
+    from test_hostile_inputs import _deflated, _npy, _zero_deflate, write_zip
+
+    from ppgedge.data.importers.generic import _npz_limit
+
+    n = mib * (1 << 20) // 8
+    shape = (n,) if bomb_key != "acc" else (n // 3, 3)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    stream, size, crc, _ = _zero_deflate(header.getvalue(), 8 * math.prod(shape))
+    members = [(f"{bomb_key}.npy", stream, max(size + lie, 0), crc)]
+    small = {"ppg": np.zeros(64 * 30), "acc": np.zeros((32 * 30, 3)), "rate_hz": np.array(64.0)}
+    small |= {"hr_bpm": np.full(4, 72.0), "hr_times_s": 4.0 + 2 * np.arange(4.0)}
+    for key, arr in small.items():
+        if key != bomb_key:
+            raw = _npy(arr)
+            members.append((f"{key}.npy", _deflated(raw), len(raw), zlib.crc32(raw)))
+    path = tmp_path_factory.mktemp("npzbomb", numbered=True) / "rec.npz"
+    write_zip(path, members)
+    declared = sum(m[2] for m in members)
+    accepted = check("import: npz compression bomb", lambda: import_and_validate("generic", path))
+    assert not (accepted and declared > _npz_limit(path)), "an NPZ bomb was accepted"
+
+
+@fuzz(25)
+@given(sizes=st.lists(st.integers(1, 100), min_size=1, max_size=3))
+def test_mat_compression_bombs(sizes: list[int], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A BAMI ``.mat`` with extra compressed variables of ``sizes`` MiB of zeros: refused when
+    they inflate past the per-file limit together, whatever each one's size."""
+    import struct
+
+    from test_hostile_inputs import _mat_element, _zero_deflate, mat_bomb
+
+    from ppgedge.data.importers.mat_guard import inflated_limit
+
+    path = tmp_path_factory.mktemp("matbomb", numbered=True) / "bami" / "subject01.mat"
+    mat_bomb(path, mib=1, matching=True)
+    extra = b""
+    for k, mib in enumerate(sizes):
+        n = mib * (1 << 20) // 8
+        inner = _mat_element(6, struct.pack("<II", 6, 0)) + _mat_element(
+            5, struct.pack("<ii", 1, n)
+        )
+        inner += _mat_element(1, f"junk{k}".encode()) + struct.pack("<II", 9, n * 8)
+        stream, _, _, adler = _zero_deflate(
+            struct.pack("<II", 14, len(inner) + n * 8) + inner, n * 8
+        )
+        z = b"\x78\xda" + stream + struct.pack(">I", adler)
+        extra += struct.pack("<II", 15, len(z)) + z
+    data = path.read_bytes() + extra
+    path.write_bytes(data)
+    inflated = (1 << 20) + sum(sizes) * (1 << 20)
+    accepted = check(
+        "import: mat compression bomb", lambda: import_and_validate("bami", path.parent)
+    )
+    assert not (accepted and inflated > inflated_limit(len(data))), "a .mat bomb was accepted"
+
+
+CONTROL_FLOW = {  # operator -> (options table, fields naming subgraphs)
+    "WHILE": ("WhileOptions", ("condSubgraphIndex", "bodySubgraphIndex")),
+    "IF": ("IfOptions", ("thenSubgraphIndex", "elseSubgraphIndex")),
+    "CALL_ONCE": ("CallOnceOptions", ("initSubgraphIndex",)),
+    "CALL": ("CallOptions", ("subgraph",)),
+    "STABLEHLO_WHILE": ("StablehloWhileOptions", ("condSubgraphIndex", "bodySubgraphIndex")),
+    "STABLEHLO_CASE": ("StablehloCaseOptions", ("branchSubgraphIndices",)),
+}
+
+
+@st.composite
+def control_flow_models(draw: st.DrawFn) -> tuple[bytes, list[list[int]]]:
+    """A model of 1-6 subgraphs whose operators are control flow naming random subgraphs (in
+    range, out of range, negative); returns the file and each subgraph's references."""
+    import flatbuffers
+
+    from ppgedge.compress.tflite_file import schema
+
+    fb = schema()
+    n_sub = draw(st.integers(1, 6))
+    index = st.integers(0, n_sub - 1) | st.sampled_from([-1, n_sub, 2**31 - 1])
+    model = fb.ModelT()
+    model.version = 3
+    model.buffers = [fb.BufferT()]
+    kinds = sorted(CONTROL_FLOW)
+    model.operatorCodes = []
+    for kind in kinds:
+        code = fb.OperatorCodeT()
+        code.builtinCode = getattr(fb.BuiltinOperator, kind)
+        code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+        model.operatorCodes.append(code)
+    refs: list[list[int]] = []
+    model.subgraphs = []
+    for _ in range(n_sub):
+        sub = fb.SubGraphT()
+        sub.tensors = []
+        for i in range(2):
+            t = fb.TensorT()
+            t.shape, t.type, t.buffer, t.name = [1, 4], fb.TensorType.INT8, 0, f"t{i}".encode()
+            sub.tensors.append(t)
+        sub.inputs, sub.outputs, sub.operators = [0], [1], []
+        mine: list[int] = []
+        for kind in draw(st.lists(st.sampled_from(kinds), max_size=3)):
+            table, fields = CONTROL_FLOW[kind]
+            opts = getattr(fb, table + "T")()
+            for f in fields:
+                value = draw(st.lists(index, max_size=3)) if f.endswith("Indices") else draw(index)
+                setattr(opts, f, value)
+                mine.extend(value if isinstance(value, list) else [value])
+            op = fb.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = kinds.index(kind), [0], [1]
+            if kind.startswith("STABLEHLO"):
+                op.builtinOptions2Type = getattr(fb.BuiltinOptions2, table)
+                op.builtinOptions2 = opts
+            else:
+                op.builtinOptionsType = getattr(fb.BuiltinOptions, table)
+                op.builtinOptions = opts
+            sub.operators.append(op)
+        refs.append(mine)
+        model.subgraphs.append(sub)
+    builder = flatbuffers.Builder(1024)
+    try:
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    except TypeError:  # -1 in an unsigned field (CallOptions.subgraph): not a file
+        reject()
+    return bytes(builder.Output()), refs
+
+
+def _sound(refs: list[list[int]]) -> bool:
+    """Every reference in range and no subgraph reaching itself (a plain reference check)."""
+    n = len(refs)
+    if any(not 0 <= r < n for rs in refs for r in rs):
+        return False
+    reach = [set(rs) for rs in refs]
+    for _ in range(n):  # transitive closure, fine for 6 subgraphs
+        reach = [r.union(*(reach[k] for k in r)) for r in reach]
+    return all(s not in reach[s] for s in range(n))
+
+
+@fuzz(150)
+@given(model=control_flow_models())
+def test_tflite_subgraph_references(model: tuple[bytes, list[list[int]]]) -> None:
+    """Control flow whose subgraph references loop (a WHILE whose body is its own subgraph, or
+    A -> B -> A) or point outside the model: the structural read refuses exactly those, and
+    ``profile``/``check`` refuse them too (ppgedge profiles single-subgraph models)."""
+    from ppgedge.profile.tflite_reader import parse_unvalidated
+
+    data, refs = model
+    accepted = check("tflite: subgraph references", lambda: parse_unvalidated(data, "cf.tflite"))
+    assert accepted == _sound(refs), refs
+    assert not check("tflite: control flow (profile, check)", lambda: profile_and_check(data))
 
 
 # ------------------------------------------------------------------------------ through the CLI

@@ -202,15 +202,17 @@ def _mat_element(mdtype: int, payload: bytes) -> bytes:
     return struct.pack("<II", mdtype, len(payload)) + payload + bytes(-len(payload) % 8)
 
 
-def mat_bomb(path: Path, mib: int = 1024) -> Path:
+def mat_bomb(path: Path, mib: int = 1024, *, matching: bool = False) -> Path:
     """A BAMI ``.mat`` whose ``rawPPG`` is one compressed (3, N) double matrix of ``mib`` MiB of
-    zeros: about 1 MB on disk."""
+    zeros: about 1 MB on disk. ``matching``: accelerometer and labels as long as the PPG (a
+    small, importable file), else a few samples of each."""
     from scipy.io import savemat
 
     n = mib * MIB // 24
+    n_acc, n_bpm = (n, int((n / 50 - 8) // 2) + 1) if matching else (64, 4)
     buf = io.BytesIO()
-    savemat(buf, {"bpm_ecg": np.full(4, 72.0), "rawAcc": np.full((3, 64), 32768, np.uint16)},
-            do_compression=True)  # fmt: skip
+    small = {"bpm_ecg": np.full(n_bpm, 72.0), "rawAcc": np.full((3, n_acc), 32768, np.uint16)}
+    savemat(buf, small, do_compression=True)
     flags = _mat_element(6, struct.pack("<II", 6, 0))  # mxDOUBLE_CLASS
     dims = _mat_element(5, struct.pack("<ii", 3, n))
     name = _mat_element(1, b"rawPPG")
@@ -511,7 +513,7 @@ def test_materialised_size_counts_references_and_refuses_cycles() -> None:
     deep: list[Any] = []
     for _ in range(1000):
         deep = [deep]
-    with pytest.raises(PpgedgeError, match="nested 1001 deep"):
+    with pytest.raises(PpgedgeError, match="nested 1001 deep"):  # MAX_NESTING is 32
         check_materialised(deep)
 
 

@@ -41,7 +41,7 @@ DEFAULT_MAX_BYTES = 4 << 30  # a PPG-DaLiA subject file is well under 1 GiB
 # Elements that shared references may add once materialised: 4 M (32 MB as float64). A real data
 # file repeats only small objects (dtypes, short strings); repeated arrays are an attack.
 MAX_SHARED_ELEMENTS = 1 << 22
-MAX_NESTING = 100  # containers inside containers; real files nest a handful of levels
+MAX_NESTING = 32  # containers in containers: real files nest a few levels, numpy takes 64 dims
 
 
 def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
