@@ -504,6 +504,9 @@ def test_materialised_size_counts_references_and_refuses_cycles() -> None:
     for _ in range(90):  # 2**90 references to one array, counted in linear time
         v = [v, v]
     assert materialised_size(v).expanded == 1 << 62  # saturated, not a 90-bit sum
+    v = a
+    for _ in range(30):  # 2**30 copies of 10 elements, 31 levels deep
+        v = [v, v]
     with pytest.raises(PpgedgeError, match="shared references"):
         check_materialised(v)
     loop: list[Any] = []
