@@ -317,7 +317,8 @@ def test_input_errors_exit_2_with_one_line(tmp_path: Path, model: Path) -> None:
     proc = ppgedge("profile", tmp_path / "float.tflite", "-t", "nrf52840")
     assert_user_error(proc, "not a full-int8 model")
     assert "ppgedge quantize CKPT --ptq" in proc.stderr
-    assert_user_error(ppgedge("check", model, cwd=tmp_path), "no target given")
+    proc = ppgedge("check", model, cwd=tmp_path)  # no config anywhere: the built-in target
+    assert proc.returncode == 0 and proc.stdout.startswith("config: built-in"), proc.stdout
     (tmp_path / "ppgedge.toml").write_text('[budget]\nflash = 3\n[target]\nname = "nrf52840"\n')
     assert_user_error(ppgedge("check", model, cwd=tmp_path), "unknown budget field(s) flash")
     assert ppgedge("check", model, "--max-regression").returncode == 2  # usage error

@@ -171,3 +171,35 @@ def test_piped_output_is_never_cut() -> None:
         outputs["check"] = _piped("check", model, "-t", "nrf52840")
     cut = {name: text for name, text in outputs.items() if "…" in text}
     assert not cut, f"output cut in a pipe: {sorted(cut)}"
+
+
+def test_one_config_everywhere(tmp_path: Path) -> None:
+    """run, profile and check find ./ppgedge.toml the same way and say which config is in
+    effect; --target replaces the part only, the [budget] overrides still apply."""
+    import subprocess
+    import sys
+
+    model = Path(__file__).resolve().parents[2] / "shared/data/mlperf-tiny/ad01_int8.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} absent")
+    (tmp_path / "ppgedge.toml").write_text('[target]\nname = "nrf5340"\n[budget]\nsram_kb = 1.0\n')
+
+    def cli(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ppgedge", *map(str, args)],
+            capture_output=True, text=True, cwd=tmp_path, env={"PATH": ""}, timeout=120,
+        )  # fmt: skip
+
+    proc = cli("check", model)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the file's 1 KB SRAM budget
+    assert proc.stdout.splitlines()[0].startswith("config: ppgedge.toml; target nrf5340")
+    proc = cli("check", model, "--target", "nrf52840", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and doc["target"]["name"] == "nrf52840"
+    assert "replaces the config's nrf5340" in doc["config"] and doc["budget"]["sram_kb"] == 1.0
+    proc = cli("profile", model)
+    assert proc.stdout.splitlines()[0].startswith("config: ppgedge.toml")
+    (tmp_path / "ppgedge.toml").write_text('[run]\nout = "elsewhere"\n[data]\nsubjects = 0\n')
+    proc = cli("run")  # run reads the same file: its invalid [data] is refused, one line
+    assert proc.returncode == 2 and "subjects" in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "elsewhere").exists()

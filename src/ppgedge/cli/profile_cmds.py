@@ -29,31 +29,26 @@ TARGET = typer.Option(
     None, "--target", "-t", help="Target name (see `ppgedge targets`) or a profile .toml path."
 )
 CONFIG = typer.Option(
-    None, "--config", "-c", help="Project file with [target] and [budget] (default ./ppgedge.toml)."
+    None,
+    "--config",
+    "-c",
+    help="Project file with \\[target] and \\[budget] (default ./ppgedge.toml).",
 )
 TARGETS_DIR = typer.Option(
     None, "--targets-dir", help="Extra directory of target .toml profiles (also $PPGEDGE_TARGETS)."
 )
 
 
-def _resolve_target(target: str | None, config: Path | None, targets_dir: list[Path] | None):
-    """The target with budget overrides applied, from --target / --config / ./ppgedge.toml."""
-    from ppgedge.profile.targets import available, load_config, resolve, with_overrides
+def _resolve_target(
+    target: str | None, config: Path | None, targets_dir: list[Path] | None, json_out: bool
+):
+    """The target in effect (``profile.targets.target_in_effect``) and the line saying where it
+    came from: the first line of the rendered output, or a field of the JSON document. Nothing
+    is printed before the work succeeds (no partial output on an error)."""
+    from ppgedge.profile.targets import target_in_effect
 
-    dirs: list[Path] = list(targets_dir or [])
-    overrides: dict = {}
-    where = "budget"
-    if config is None and target is None and Path("ppgedge.toml").is_file():
-        config = Path("ppgedge.toml")
-    if config is not None:
-        cfg = load_config(config)
-        dirs = [*cfg.targets_dirs, *dirs]
-        target = target or cfg.target
-        overrides, where = cfg.budget, f"{config} [budget]"
-    if target is None:
-        names = ", ".join(sorted(available(dirs)))
-        raise PpgedgeError(f"no target given: use --target NAME (known: {names}) or --config FILE")
-    return with_overrides(resolve(target, dirs), overrides, where)
+    resolved, line = target_in_effect(target, config, targets_dir)
+    return resolved, f"[dim]{safe_text(line)}[/dim]" if not json_out else line
 
 
 def _shape(shapes: list[list[int]]) -> str:
@@ -300,11 +295,15 @@ def profile_cmd(
     latency and energy), each beside its physical floor."""
     from ppgedge.profile.report import profile
 
-    report = profile(model, _resolve_target(target, config, targets_dir))
+    resolved, config_line = _resolve_target(target, config, targets_dir, json_out)
+    report = profile(model, resolved)
     doc = report.to_dict()
     if json_out:
-        print_json("profile", {k: v for k, v in doc.items() if k != "schema"})
+        print_json(
+            "profile", {"config": config_line, **{k: v for k, v in doc.items() if k != "schema"}}
+        )
         return
+    console.print(config_line, highlight=False)
     _render_profile(doc)
 
 
@@ -349,7 +348,7 @@ def check_cmd(
         _writable_file(path, option)
     if summary:
         _append(summary, "")  # opened (created if absent) now, before any work or output
-    resolved = _resolve_target(target, config, targets_dir)
+    resolved, config_line = _resolve_target(target, config, targets_dir, json_out)
     report = profile(model, resolved)
     result = run_check(report, resolved.budget, baseline, max_regression, verify)
     doc = result.to_dict()
@@ -365,8 +364,11 @@ def check_cmd(
         for line in github_annotations(result):
             stream.write(line + "\n")
     if json_out:
-        print_json("check", {k: v for k, v in doc.items() if k != "schema"})
+        print_json(
+            "check", {"config": config_line, **{k: v for k, v in doc.items() if k != "schema"}}
+        )
     else:
+        console.print(config_line, highlight=False)
         _render_check(result)
     raise typer.Exit(result.exit_code)
 

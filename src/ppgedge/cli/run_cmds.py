@@ -23,7 +23,10 @@ STAGE_NAMES = "data, teacher, distill, prune, qat, export, verify, profile, chec
 @app.command("run")
 def run_cmd(
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="ppgedge.toml (default: built-in synthetic config)."
+        None,
+        "--config",
+        "-c",
+        help="Config file (default ./ppgedge.toml, else the built-in synthetic config).",
     ),
     out: Path | None = typer.Option(
         None,
@@ -44,8 +47,13 @@ def run_cmd(
     from ppgedge.pipeline import load_run_config, quick_config, run_pipeline
     from ppgedge.pipeline.config import with_values
     from ppgedge.pipeline.run import RunObserver
+    from ppgedge.profile.targets import PROJECT_FILE, config_in_effect
 
-    cfg = load_run_config(config)
+    path = config_in_effect(config)  # as profile and check find it
+    cfg = load_run_config(path)
+    if not json_out:
+        where = f"config: {path}" if path else f"config: built-in (no ./{PROJECT_FILE})"
+        console.print(f"[dim]{safe_text(where + ('; --quick' if quick else ''))}[/dim]")
     if quick:
         cfg = quick_config(cfg)
     if device is not None:

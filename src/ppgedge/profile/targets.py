@@ -224,6 +224,47 @@ class ProjectConfig:
 
 
 DEFAULT_TARGET = "nrf52840"  # the target of a config that names none, for every command
+PROJECT_FILE = "ppgedge.toml"
+
+
+def config_in_effect(given: str | os.PathLike[str] | None) -> Path | None:
+    """How every command finds its config: ``--config FILE``, else ``./ppgedge.toml``, else
+    None (the built-in defaults). ``run``, ``profile`` and ``check`` agree on it."""
+    if given is not None:
+        return Path(given)
+    here = Path(PROJECT_FILE)
+    return here if here.is_file() else None
+
+
+def target_in_effect(
+    target: str | None,
+    config: str | os.PathLike[str] | None,
+    targets_dirs: list[Path] | None = None,
+) -> tuple[Target, str]:
+    """The target with the config's budget overrides, and one line saying where it came from.
+
+    The config is :func:`config_in_effect`'s; ``--target`` replaces its ``[target]`` only, the
+    ``[budget]`` overrides still apply (a command-line option changes one field, never drops the
+    rest of the config)."""
+    path = config_in_effect(config)
+    dirs: list[Path] = list(targets_dirs or [])
+    overrides: dict[str, Any] = {}
+    where = "budget"
+    from_config = DEFAULT_TARGET
+    if path is not None:
+        cfg = load_config(path)
+        dirs = [*cfg.targets_dirs, *dirs]
+        from_config = cfg.target or DEFAULT_TARGET
+        overrides, where = cfg.budget, f"{path} [budget]"
+    chosen = target or from_config
+    resolved = with_overrides(resolve(chosen, dirs), overrides, where)
+    line = f"config: {path}" if path else f"config: built-in (no --config, no ./{PROJECT_FILE})"
+    line += f"; target {resolved.name}"
+    if target is not None and path is not None:
+        line += f" (--target; replaces the config's {from_config})"
+    if overrides:
+        line += f"; [budget] overrides: {', '.join(sorted(overrides))}"
+    return resolved, line
 
 
 def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
