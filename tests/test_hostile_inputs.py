@@ -420,6 +420,14 @@ def _onnx(location: str, *, in_attribute: bool = False, symlink: str = "") -> Ca
     return case
 
 
+def _ensemble_of_largest(tmp: Path, data: Path) -> tuple[list[Any], str]:
+    """Every ResNet knob inside its range, together 4e11 parameters; ``ensemble`` builds its
+    members from their arguments directly."""
+    knobs = {"width": 1024, "depth": 16, "stages": 8, "kernel": 129, "max_width": 4096}
+    path = checkpoint_with(tmp / "big.pt", arch_kwargs=knobs)
+    return ["ensemble", path, path, "-o", tmp / "s.pt"], "parameters"
+
+
 def _mat_many_variables(tmp: Path) -> Path:
     """Three extra compressed variables of 60 MiB each: each under a per-variable cap of
     128 MiB, together over the per-file one."""
@@ -463,6 +471,7 @@ CASES: dict[str, Callable[[Path, Path], tuple[list[Any], str]]] = {
         "parameters",
         layer_shapes={"head": {"type": "Linear", "in_features": 10**6, "out_features": 10**4}},
     ),
+    "checkpoint: every knob at its maximum, via ensemble": _ensemble_of_largest,
     "checkpoint: metrics of shared references": _eval(
         "shared references", metrics={"curve": [[list(range(1000))] * 1000] * 1000}
     ),

@@ -127,7 +127,8 @@ class Checkpoint:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Checkpoint:
         """The inverse of :meth:`to_dict` (schema already checked by the caller); the
-        architecture, its arguments and the decoder are checked here, before anything is built."""
+        architecture, its arguments, its size, the stored weights' shapes and the decoder are
+        checked here, before anything is built."""
         try:
             ckpt = cls(
                 arch=str(raw["arch"]),
@@ -152,6 +153,7 @@ class Checkpoint:
                 f"with {', '.join(DECODERS)}): re-create it"
             )
         check_arch_kwargs(ckpt.arch, ckpt.arch_kwargs, f"{path or 'checkpoint'}")
+        ckpt._check_weights_fit()  # callers such as ensembles build from arch_kwargs directly
         return ckpt
 
     def describe(self) -> dict[str, Any]:
