@@ -12,9 +12,7 @@ the test instead of exhausting the machine.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
@@ -53,49 +51,63 @@ class Outcome:
         )
 
 
-def _rss_mb(pid: int) -> float:
+# Runs the command as its own child and reports that child's peak RSS. Linux keeps a process's
+# peak RSS across exec, and a vfork'ed child execs from its parent's memory, so a child started
+# straight from pytest (hundreds of MB with torch loaded) would report pytest's size; started from
+# this small launcher (python -S, a few MB) it reports its own. The launcher also kills the
+# command past the watchdog limits and writes "peak_kb killed_reason" to the file in argv[1].
+LAUNCHER = """
+import os, sys, time
+out, kill_s, kill_kb, argv = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+pid = os.posix_spawn(argv[0], argv, os.environ)
+t0, killed = time.monotonic(), ""
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
     try:
         with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+            rss = next((int(x.split()[1]) for x in fh if x.startswith("VmRSS:")), 0)
     except OSError:
-        pass
-    return 0.0
+        rss = 0
+    if not killed and (time.monotonic() - t0 > kill_s or rss > kill_kb):
+        killed = f"at {rss // 1024} MB RSS" if rss > kill_kb else f"after {kill_s:g} s"
+        os.kill(pid, 9)
+    time.sleep(0.01)
+with open(out, "w") as fh:
+    fh.write(f"{usage.ru_maxrss} {killed}")
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
 
 
-def run_measured(*args: Any, env: dict[str, str] | None = None, cwd: Path | None = None) -> Outcome:
+def run_measured(*args: Any, env: dict[str, str] | None = None) -> Outcome:
     """``python -m ppgedge ARGS`` in a fresh child: exit code, output, wall seconds and the
-    child's own peak RSS (``wait4``); killed past :data:`KILL_RSS_MB` or :data:`KILL_S`."""
+    child's own peak RSS (``wait4`` in :data:`LAUNCHER`); killed past :data:`KILL_RSS_MB` or
+    :data:`KILL_S`."""
     child_env = {"COLUMNS": "120", "PATH": "", "OMP_NUM_THREADS": "1", **(env or {})}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        report = Path(tmp) / "rusage"
+        command = [sys.executable, "-m", "ppgedge", *map(str, args)]
+        limits = [str(KILL_S), str(KILL_RSS_MB * 1024)]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ppgedge", *map(str, args)],
+        proc = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, str(report), *limits, *command],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
             env=child_env,
-            cwd=cwd,
+            timeout=KILL_S + 30,
         )
-        killed = ""
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            elapsed = time.perf_counter() - t0
-            rss = _rss_mb(proc.pid)
-            if not killed and (elapsed > KILL_S or rss > KILL_RSS_MB):
-                killed = f"after {elapsed:.0f} s" if elapsed > KILL_S else f"at {rss:.0f} MB RSS"
-                os.kill(proc.pid, signal.SIGKILL)
-            time.sleep(0.01)
         seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        peak_kb, _, killed = report.read_text().partition(" ")
         out.seek(0)
         err.seek(0)
-        return Outcome(
-            proc.returncode, out.read(), err.read(), seconds, usage.ru_maxrss / 1024, killed
-        )
+        code = proc.returncode - 256 if proc.returncode > 128 else proc.returncode
+        return Outcome(code, out.read(), err.read(), seconds, int(peak_kb) / 1024, killed)
 
 
 def assert_refused_in_bounds(outcome: Outcome, needle: str = "") -> None:
