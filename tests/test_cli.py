@@ -84,7 +84,7 @@ def test_bad_inputs_exit_2_with_one_line(
         "not a loadable ppgedge checkpoint",
     )
     assert_user_error(
-        ppgedge("eval", tiny_checkpoint, tiny_dataset_path, "--part", "sideways"), "unknown --part"
+        ppgedge("eval", tiny_checkpoint, tiny_dataset_path, "--part", "sideways"), "not one of"
     )
     assert_user_error(
         ppgedge("data", "synth", "-o", tmp_path / "s", "--channels", "ecg"), "unknown channel"
@@ -203,3 +203,53 @@ def test_one_config_everywhere(tmp_path: Path) -> None:
     proc = cli("run")  # run reads the same file: its invalid [data] is refused, one line
     assert proc.returncode == 2 and "subjects" in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_fixed_value_sets_are_the_librarys_own() -> None:
+    """The CLI spells its choices out (the defining modules import torch); they must not drift."""
+    import importlib
+
+    cli_app = importlib.import_module("ppgedge.cli.app")  # the module (the package exports app)
+    from ppgedge.compress.prune import CRITERIA
+    from ppgedge.compress.quantize import QAT_METHODS
+    from ppgedge.data.importers import FORMATS
+    from ppgedge.distill.methods import DISTILLERS
+    from ppgedge.distill.run import METHODS
+
+    assert cli_app.IMPORT_KINDS == FORMATS
+    assert set(cli_app.DISTILL_METHODS) == set(METHODS)
+    assert set(cli_app.FINETUNE_METHODS) == set(DISTILLERS)
+    assert cli_app.QAT_METHODS == QAT_METHODS
+    assert cli_app.PRUNE_CRITERIA == CRITERIA
+
+
+def test_short_help_choices_and_documented_commands(tiny_checkpoint, tmp_path: Path) -> None:
+    """-h works everywhere; a typo in a fixed set is a usage error naming the choices; the
+    commands the README documents run as written (`prune --target`, `quantize` = PTQ)."""
+    for args in (["-h"], ["data", "-h"], ["targets", "-h"], ["prune", "-h"]):
+        proc = _run(*args)
+        assert proc.returncode == 0 and "Usage" in proc.stdout, args
+    proc = _run("distill", "d.ppgds", "-t", "t.pt", "-s", "resnet_micro", "-o", tmp_path / "s.pt",
+                "--method", "dkdd")  # fmt: skip
+    assert proc.returncode == 2 and "dkd" in proc.stderr and "Traceback" not in proc.stderr
+    prune = ("--steps", "1", "--finetune-epochs", "0", "--final-epochs", "0")
+    proc = _run("prune", tiny_checkpoint, "--target", "nrf52840", *prune, "-o", tmp_path / "p.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert _run("prune", tiny_checkpoint).returncode == 2  # neither --to nor --target
+    out = tmp_path / "q.int8.pt"
+    proc = _run("quantize", tiny_checkpoint, "-o", out, "--no-tflm", "--windows", "32", "--json")
+    assert proc.returncode == 0, proc.stderr
+    from ppgedge.compress.quantize import load_artifact
+
+    assert json.loads(proc.stdout)["artifact"] == str(out)
+    assert load_artifact(out).training["method"] == "ptq"
+
+
+def _run(*args: object):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "ppgedge", *map(str, args)],
+        capture_output=True, text=True, env={"PATH": "", "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip

@@ -141,6 +141,27 @@ def test_verify_reports_runtimes_and_pytorch(exported, tiny_dataset: Dataset) ->
     assert foreign.mae_pytorch is None and foreign.notes
 
 
+def test_eval_scores_the_artifact_and_the_tflite_as_deployed(exported, tiny_dataset) -> None:
+    """`ppgedge eval` on an .int8.pt (fake-quant) and a .tflite (TFLite Micro) gives the same
+    windows and the MAEs verify measured, beside the spectral baseline."""
+    from ppgedge.export.evaluate_deployed import evaluate_any
+
+    report = verify(exported.out_dir, tiny_dataset)
+    tfl = evaluate_any(exported.files["tflite"], tiny_dataset.path)
+    art = evaluate_any(exported.artifact_path, tiny_dataset.path)
+    assert tfl["n_windows"] == art["n_windows"] == report.windows
+    (tfl_name,) = [n for n in tfl["models"] if "TFLite Micro" in n]
+    (art_name,) = [n for n in art["models"] if "fake-quant" in n]
+    assert tfl["models"][tfl_name]["overall"]["mae"] == pytest.approx(report.mae_tflm)
+    assert art["models"][art_name]["overall"]["mae"] == pytest.approx(report.mae_pytorch)
+    assert tfl["models"]["spectral baseline"]["overall"]["mae"] == pytest.approx(
+        report.mae_spectral
+    )
+    proc = ppgedge("eval", exported.files["tflite"], tiny_dataset.path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n_windows"] == report.windows
+
+
 def _doctored(src: Path, dst: Path, op_index: int, builtin: str) -> Path:
     fb = schema()
     model = read_model(src)
@@ -202,7 +223,7 @@ def test_export_bad_input_is_one_line_and_leaves_nothing(
     assert_user_error(ppgedge("export", tiny_checkpoint, "--format", "tfjs", "-o", out), "tfjs")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
-    with pytest.raises(PpgedgeError, match="not an earlier export"):
+    with pytest.raises(PpgedgeError, match="ppgedge did not write"):
         keep = tmp_path / "keep"
         keep.mkdir()
         (keep / "precious.txt").write_text("x")

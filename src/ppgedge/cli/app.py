@@ -8,9 +8,10 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import typer
+import typer.rich_utils
 
 from ppgedge import __version__
 from ppgedge.cli.render import (
@@ -21,11 +22,30 @@ from ppgedge.cli.render import (
 from ppgedge.errors import PpgedgeError
 
 if not sys.stdout.isatty():  # --help in a pipe: wide enough that no option name is cut
-    import typer.rich_utils
-
     typer.rich_utils.MAX_WIDTH = typer.rich_utils.MAX_WIDTH or 160
 
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
+def _usage_error_one_line(exc: Exception) -> None:
+    """A usage error (unknown option, a value outside its choices, a missing argument) is one
+    line on stderr like every other input error, not a boxed panel; exit code 2 stays."""
+    if exc.__class__.__name__ == "NoArgsIsHelpError":  # the help itself was printed
+        return
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} -h`)" if ctx is not None else ""
+    message = exc.format_message()  # type: ignore[attr-defined]
+    err_console.print(
+        f"[bold red]error:[/bold red] {safe_text(message)}{safe_text(hint)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+typer.rich_utils.rich_format_error = _usage_error_one_line  # typer calls it by module attribute
+
 app = typer.Typer(
+    context_settings=HELP,
     name="ppgedge",
     help="Distil a large PPG heart-rate model into a small int8 model for a Cortex-M wearable.",
     no_args_is_help=True,
@@ -92,6 +112,22 @@ def _root(
 
 
 # ------------------------------------------------------------------ shared by commands
+# Fixed value sets are choices: a typo is caught at parse time and completion works. They are
+# spelled out here (the modules that define them import torch); tests/test_cli.py checks each
+# equals the library's own list.
+ImportKind = Literal["spc2015", "dalia", "bami", "generic"]
+DistillMethod = Literal["hard", "soft", "dkd", "feature", "progressive"]
+FinetuneMethod = Literal["hard", "soft", "dkd", "feature"]  # prune --teacher, progressive steps
+QatMethod = Literal["hard", "soft", "dkd"]
+PruneCriterion = Literal["l1", "l2", "taylor"]
+SplitPart = Literal["train", "val", "all"]
+EvalPart = Literal["auto", "train", "val", "test", "all"]
+Device = Literal["auto", "cpu", "cuda"]
+IMPORT_KINDS, DISTILL_METHODS, FINETUNE_METHODS, QAT_METHODS, PRUNE_CRITERIA = (
+    get_args(t) for t in (ImportKind, DistillMethod, FinetuneMethod, QatMethod, PruneCriterion)
+)
+
+DEVICE = typer.Option("auto", "--device", help="auto: CUDA when available.")
 CHANNELS = typer.Option("all", "--channels", help="all, ppg, acc, or a list like ppg,acc_x.")
 
 

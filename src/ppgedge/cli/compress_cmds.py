@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from ppgedge.cli.app import app, dataset_for
+from ppgedge.cli.app import (
+    DEVICE,
+    Device,
+    FinetuneMethod,
+    PruneCriterion,
+    QatMethod,
+    SplitPart,
+    app,
+    dataset_for,
+)
 from ppgedge.cli.render import (
     console,
     fmt_int,
@@ -24,8 +33,18 @@ from ppgedge.ownership import CHECKPOINT, claim, claims
 @app.command("prune")
 def prune_cmd(
     checkpoint: Path = typer.Argument(..., help="Float checkpoint to prune."),
-    to: str = typer.Option(
-        ..., "--to", help="Budget: 30000 / 30k params, 2M macs, 40kb flash, or 50%."
+    to: str | None = typer.Option(
+        None, "--to", help="Budget: 30000 / 30k params, 2M macs, 40kb flash, or 50%."
+    ),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        "-t",
+        help="Prune until the model fits this target's budget (name or .toml; with --config "
+        "or ./ppgedge.toml, its [budget] overrides apply).",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Project file for --target (default ./ppgedge.toml)."
     ),
     data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
     out: Path | None = typer.Option(
@@ -35,17 +54,19 @@ def prune_cmd(
         help="Pruned checkpoint (default NAME.pruned.pt).",
         callback=claims(CHECKPOINT),
     ),
-    criterion: str = typer.Option("l1", help="l1, l2 or taylor."),
+    criterion: PruneCriterion = typer.Option("l1", help="Channel importance."),
     steps: int = typer.Option(4, min=1, help="Iterative pruning steps."),
     finetune_epochs: int = typer.Option(3, min=0, help="Fine-tuning epochs between steps."),
     final_epochs: int = typer.Option(6, min=0, help="Fine-tuning epochs after the last step."),
     round_to: int = typer.Option(4, help="Channel counts are multiples of this (4 or 8)."),
     teacher: Path | None = typer.Option(None, help="Fine-tune with distillation from it."),
-    method: str = typer.Option("dkd", help="Distillation method with --teacher."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    method: FinetuneMethod = typer.Option("dkd", help="Distillation method with --teacher."),
+    device: Device = DEVICE,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Remove whole channels until the model fits a budget."""
+    if (to is None) == (target is None):
+        raise PpgedgeError("give one budget: --to (e.g. 50%, 30k params) or --target NAME")
     from rich.table import Table
 
     from ppgedge.compress.prune import parse_budget, prune
@@ -60,6 +81,12 @@ def prune_cmd(
         split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
     )
     out = out or claim(checkpoint.with_name(checkpoint.stem + ".pruned.pt"), CHECKPOINT)
+    if target is not None:
+        from ppgedge.profile.prune_target import prune_budget_for
+        from ppgedge.profile.targets import target_in_effect
+
+        resolved, _ = target_in_effect(target, config)
+        to = prune_budget_for(checkpoint, resolved)
     t0 = time.perf_counter()
     result = prune(
         checkpoint,
@@ -142,9 +169,9 @@ def qat_cmd(
     epochs: int = typer.Option(5, min=1),
     lr: float = typer.Option(1e-4),
     teacher: Path | None = typer.Option(None, help="Add a distillation loss from it."),
-    method: str = typer.Option("dkd", help="hard, soft or dkd with --teacher."),
+    method: QatMethod = typer.Option("dkd", help="Distillation loss with --teacher."),
     tflm: bool = typer.Option(True, help="Also measure the int8 model in TFLite Micro."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: Device = DEVICE,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Quantisation-aware training to int8 (the scales export keeps)."""
@@ -178,23 +205,42 @@ def qat_cmd(
 @app.command("quantize")
 def quantize_cmd(
     checkpoint: Path = typer.Argument(..., help="Float checkpoint."),
-    ptq: bool = typer.Option(..., "--ptq", help="Post-training calibration only."),
+    ptq: bool = typer.Option(
+        True, "--ptq/--qat", help="Post-training calibration (default) or QAT (`ppgedge qat`)."
+    ),
+    epochs: int = typer.Option(5, min=1, help="QAT epochs (with --qat)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset (default: the model's own)."),
     windows: int = typer.Option(512, min=1, help="Representative windows to calibrate on."),
-    part: str = typer.Option("train", help="Split part to draw them from: train, val, all."),
+    part: SplitPart = typer.Option("train", help="Split part to draw them from."),
     out: Path | None = typer.Option(
         None,
         "-o",
         "--out",
-        help="Artifact (default NAME.ptq.int8.pt).",
+        help="Artifact (default NAME.ptq.int8.pt, or NAME.qat.int8.pt).",
         callback=claims(CHECKPOINT),
     ),
     tflm: bool = typer.Option(True, help="Also measure the int8 model in TFLite Micro."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Post-training int8 calibration (the baseline QAT must beat)."""
+    """Quantise to int8: post-training calibration by default (the baseline QAT must beat),
+    quantisation-aware training with --qat (the same as `ppgedge qat` with its defaults)."""
     from ppgedge.compress.quantize import default_artifact_path
     from ppgedge.compress.quantize import ptq as run_ptq
+
+    if not ptq:
+        qat_cmd(
+            checkpoint=checkpoint,
+            data=data,
+            out=out,
+            epochs=epochs,
+            lr=1e-4,
+            teacher=None,
+            method="dkd",
+            tflm=tflm,
+            device="auto",
+            json_out=json_out,
+        )
+        return
 
     ds = dataset_for(checkpoint, data)
     t0 = time.perf_counter()

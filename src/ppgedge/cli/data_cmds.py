@@ -7,7 +7,12 @@ from pathlib import Path
 
 import typer
 
-from ppgedge.cli.app import CHANNELS, app
+from ppgedge.cli.app import (
+    CHANNELS,
+    HELP,
+    ImportKind,
+    app,
+)
 from ppgedge.cli.render import (
     console,
     fmt_int,
@@ -18,7 +23,9 @@ from ppgedge.cli.render import (
 from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import DATASET, claims
 
-data_app = typer.Typer(help="Create, import and inspect datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Create, import and inspect datasets.", no_args_is_help=True, context_settings=HELP
+)
 app.add_typer(data_app, name="data")
 
 # ----------------------------------------------------------------------------------- data
@@ -74,7 +81,7 @@ def data_synth(
 
 @data_app.command("import")
 def data_import(
-    kind: str = typer.Argument(..., help="spc2015, dalia, bami or generic."),
+    kind: ImportKind = typer.Argument(..., help="What the recordings are."),
     path: Path = typer.Argument(..., help="File or folder to import."),
     out: Path = typer.Option(
         ..., "-o", "--out", help="Dataset directory to write.", callback=claims(DATASET)

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import typer
 
-from ppgedge.cli.app import app
+from ppgedge.cli.app import (
+    EvalPart,
+    SplitPart,
+    app,
+)
 from ppgedge.cli.render import (
     console,
     print_json,
@@ -30,7 +34,7 @@ def export_cmd(
         None, "--data", help="Calibration data for a float checkpoint: dataset or .npy windows."
     ),
     windows: int = typer.Option(512, min=1, help="Calibration windows (float checkpoint)."),
-    part: str = typer.Option("train", help="Split part to calibrate on: train, val, all."),
+    part: SplitPart = typer.Option("train", help="Split part to calibrate on."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Full-int8 TFLite, TFLite Micro firmware bundle and ONNX, each checked."""
@@ -85,7 +89,7 @@ def _render_export(result, seconds: float) -> None:
 def verify_cmd(
     model: Path = typer.Argument(..., help="Export directory, .tflite, or int8 artifact."),
     dataset: Path = typer.Argument(..., help="Dataset directory."),
-    part: str = typer.Option("auto", help="auto (the model's test subjects), val, test or all."),
+    part: EvalPart = typer.Option("auto", help="auto: the model's test subjects."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Run the int8 model in TFLite Micro and LiteRT; compare with PyTorch. Exit 1 on a miss."""

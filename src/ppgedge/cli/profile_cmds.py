@@ -13,12 +13,13 @@ import typer
 from rich.table import Table
 
 from ppgedge.atomic import write_text_atomic
-from ppgedge.cli.app import app
+from ppgedge.cli.app import HELP, app
 from ppgedge.cli.render import console, err_console, fmt_int, fmt_si, print_json, safe_text
 from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import JUNIT, MARKDOWN, claims
 
 targets_app = typer.Typer(
+    context_settings=HELP,
     help="List the Cortex-M target profiles, or show one.",
     invoke_without_command=True,
     no_args_is_help=False,

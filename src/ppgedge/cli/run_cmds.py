@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
-from ppgedge.cli.app import app
+from ppgedge.cli.app import (
+    Device,
+    app,
+)
 from ppgedge.cli.render import (
     console,
     fmt_int,
@@ -37,7 +40,7 @@ def run_cmd(
     ),
     from_stage: str | None = typer.Option(None, "--from", help=f"Rerun from: {STAGE_NAMES}."),
     quick: bool = typer.Option(False, help="Tiny data and epochs: a smoke test of the chain."),
-    device: str | None = typer.Option(None, help="auto, cpu or cuda (overrides config)."),
+    device: Device | None = typer.Option(None, help="Overrides [run] device."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     restart: bool = typer.Option(
         False, help="Discard interrupted training's resume files and train from epoch 0."

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from ppgedge.cli.app import CHANNELS, app, dataset_for
+from ppgedge.cli.app import (
+    CHANNELS,
+    DEVICE,
+    Device,
+    DistillMethod,
+    EvalPart,
+    FinetuneMethod,
+    app,
+    dataset_for,
+)
 from ppgedge.cli.render import (
     console,
     fmt_int,
@@ -90,7 +99,7 @@ def train_cmd(
     init: Path | None = typer.Option(
         None, help="Start from this checkpoint's weights (fine-tune)."
     ),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: Device = DEVICE,
     restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -195,10 +204,12 @@ def distill_cmd(
     out: Path = typer.Option(
         ..., "-o", "--out", help="Student checkpoint to write.", callback=claims(CHECKPOINT)
     ),
-    method: str = typer.Option("dkd", help="hard, soft, dkd, feature or progressive."),
+    method: DistillMethod = typer.Option("dkd", help="Distillation method."),
     hp: list[str] = typer.Option([], "--hp", help="Method hyper-parameter KEY=VALUE (repeat)."),
     assistant: str = typer.Option("resnet_medium", help="progressive: the teaching assistant."),
-    assistant_method: str = typer.Option("dkd", help="progressive: method for both steps."),
+    assistant_method: FinetuneMethod = typer.Option(
+        "dkd", help="progressive: method for both steps."
+    ),
     split: str = typer.Option("holdout", help="holdout, kfold:K:I or loso:SUBJECT."),
     channels: str = typer.Option("all", help="Student channels (a subset: cross-modal)."),
     epochs: int = typer.Option(30, min=1),
@@ -210,7 +221,7 @@ def distill_cmd(
     cache_dir: Path | None = typer.Option(
         None, help="Teacher-output cache (default $PPGEDGE_CACHE or ~/.cache/ppgedge)."
     ),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: Device = DEVICE,
     restart: bool = typer.Option(False, help="Ignore an interrupted run's resume file."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -282,13 +293,32 @@ def sweep_cmd(
         help="Comma-separated: scratch, hard, soft, dkd, feature, progressive.",
     ),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
-    split: str = typer.Option("holdout", help="holdout, kfold:K:I or loso:SUBJECT."),
+    split: str | None = typer.Option(
+        None, help="holdout (default), kfold:K:I or loso:SUBJECT; not with --folds."
+    ),
+    folds: int | None = typer.Option(
+        None,
+        min=2,
+        help="Subject-wise cross-validation: every cell runs on each of K folds "
+        "(validation subjects inside each training part).",
+    ),
+    engine: str = typer.Option("local", help="local (this process) or ray (one task per cell)."),
+    ray_address: str | None = typer.Option(
+        None,
+        help="Ray cluster to join: auto (the one running here) or HOST:PORT; "
+        "none starts a local Ray.",
+    ),
+    cpus_per_run: int = typer.Option(
+        1, min=1, help="CPUs (and torch threads) per cell, on either engine."
+    ),
+    gpus_per_run: float = typer.Option(0.0, min=0.0, help="GPUs per cell on Ray (may be < 1)."),
+    retries: int = typer.Option(2, min=0, help="Retries of a failed cell (or dead worker)."),
     epochs: int = typer.Option(20, min=1),
     patience: int = typer.Option(6, min=1),
     cache_dir: Path | None = typer.Option(None, help="Teacher-output cache directory."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Sweep student sizes x methods x seeds; fit a scaling law."""
+    """Sweep student sizes x methods x seeds (x subject folds); fit a scaling law."""
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
     from ppgedge.distill.sweep import run_sweep
@@ -301,15 +331,26 @@ def sweep_cmd(
         seed_list = [int(s) for s in _list(seeds)]
     except ValueError:
         raise PpgedgeError(f"--seeds '{seeds}': use integers like 0,1,2") from None
+    if folds and split:
+        raise PpgedgeError("--folds and --split both given: --folds makes its own splits")
+    if ray_address and engine != "ray":
+        raise PpgedgeError("--ray-address needs --engine ray")
     ds = Dataset(dataset)
-    sp = parse_split(split, ds.subjects, seed=0)
+    sp = None if folds else parse_split(split or "holdout", ds.subjects, seed=0)
     cfg = TrainConfig(epochs=epochs, patience=patience, augment=False)
 
     def on_run(row: dict, skipped: bool) -> None:
         what = "done before" if skipped else f"{row['seconds']:.0f}s"
         console.print(
-            f"  {safe_text(format(row['key'], '<32'))} {row['parameters']:>9,} params  "
+            f"  {safe_text(format(row['key'], '<36'))} {row['parameters']:>9,} params  "
             f"test MAE {row['test_mae']:6.2f}  [dim]{what}[/dim]"
+        )
+
+    def on_fail(rec: dict) -> None:
+        console.print(
+            f"  [red]{safe_text(format(rec['key'], '<36'))} failed[/red] "
+            f"({rec['attempts']} attempt(s)): {safe_text(rec['error'])}",
+            highlight=False,
         )
 
     t0 = time.perf_counter()
@@ -322,37 +363,52 @@ def sweep_cmd(
         students=_list(students),
         methods=_list(methods),
         seeds=seed_list,
+        folds=folds,
         cache_dir=cache_dir,
         device=device,
+        engine=engine,
+        ray_address=ray_address,
+        cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run,
+        retries=retries,
         on_run=on_run,
+        on_fail=on_fail,
     )
     status(
         "sweep",
-        f"{out}: {doc['runs']} runs (results.csv, summary.json, sweep.md, sweep.png)",
+        f"{out}: {doc['runs']} of {doc['cells']} cells on {engine} "
+        "(results.csv, summary.json, sweep.md, sweep.png)",
         time.perf_counter() - t0,
     )
     console.print((out / "sweep.md").read_text(), markup=False, highlight=False)
+    if doc["failed"]:
+        console.print(
+            f"[red]{len(doc['failed'])} cell(s) failed[/red]: listed in {out}/summary.json; "
+            "rerun the same command to retry them"
+        )
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------- eval
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint to evaluate."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint, int8 artifact (.int8.pt, fake-quant) or .tflite (TFLite Micro)."
+    ),
     dataset: Path = typer.Argument(..., help="Dataset directory."),
-    part: str = typer.Option(
+    part: EvalPart = typer.Option(
         "auto",
-        help="auto (the model's test subjects when trained on this "
-        "dataset), train, val, test or all.",
+        help="auto: the model's test subjects when trained on this dataset.",
     ),
     baseline: bool = typer.Option(True, help="Also score the spectral baseline."),
     per_subject: bool = typer.Option(False, help="Add a per-subject table."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: Device = DEVICE,
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """MAE, RMSE, within-5-BPM per activity and subject."""
-    from ppgedge.evaluate.report import evaluate_model
+    from ppgedge.export.evaluate_deployed import evaluate_any
 
-    result = evaluate_model(checkpoint, dataset, part=part, baseline=baseline, device=device)
+    result = evaluate_any(checkpoint, dataset, part=part, baseline=baseline, device=device)
     if json_out:
         print_json("eval", result)
         return

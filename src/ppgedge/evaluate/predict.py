@@ -88,7 +88,7 @@ def evaluate_checkpoint(
     )
     logits = predict_logits(ckpt.build(), source, device)
     pred = decode(logits, ckpt.decode).numpy()
-    return _evaluation(name, pred, dataset, indices)
+    return evaluation(name, pred, dataset, indices)
 
 
 def evaluate_spectral(dataset: Dataset, indices: np.ndarray) -> Evaluation:
@@ -105,10 +105,10 @@ def evaluate_spectral(dataset: Dataset, indices: np.ndarray) -> Evaluation:
         if len(indices)
         else np.zeros(0)
     )
-    return _evaluation("spectral baseline", pred, dataset, indices)
+    return evaluation("spectral baseline", pred, dataset, indices)
 
 
-def _evaluation(name: str, pred: np.ndarray, dataset: Dataset, indices: np.ndarray) -> Evaluation:
+def evaluation(name: str, pred: np.ndarray, dataset: Dataset, indices: np.ndarray) -> Evaluation:
     true = np.asarray(dataset.y[indices], np.float64)
     report = full_report(
         pred, true, dataset.subject_names(indices), dataset.activity_names(indices)

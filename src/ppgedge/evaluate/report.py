@@ -13,6 +13,7 @@ from ppgedge.evaluate.predict import (
     evaluate_spectral,
 )
 from ppgedge.models.checkpoint import load_checkpoint
+from ppgedge.train.trainer import pick_device
 
 
 def evaluate_model(
@@ -21,7 +22,7 @@ def evaluate_model(
     *,
     part: str = "auto",
     baseline: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (and/or the spectral baseline) on ``dataset_path``.
 
@@ -36,7 +37,8 @@ def evaluate_model(
         evals.append(evaluate_spectral(dataset, idx))
     if ckpt is not None:
         name = f"{ckpt.arch}"
-        evals.append(evaluate_checkpoint(ckpt, dataset, idx, name=name, device=device))
+        dev = str(pick_device(device))
+        evals.append(evaluate_checkpoint(ckpt, dataset, idx, name=name, device=dev))
     return {
         "dataset": str(dataset.path),
         "windows": described,

@@ -96,7 +96,7 @@ class VerifyReport:
         return {"schema": SCHEMA, **d, "checks": self.checks, "ok": self.ok}
 
 
-def _resolve(target: Path) -> tuple[Path | None, QuantizedArtifact | None, list[str]]:
+def resolve_export(target: Path) -> tuple[Path | None, QuantizedArtifact | None, list[str]]:
     """(tflite, artifact, notes) from an export directory, a .tflite, or an int8 artifact."""
     notes: list[str] = []
     if target.is_dir():
@@ -138,7 +138,7 @@ def _from_manifest(folder: Path, m: dict, notes: list[str]):
 def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> VerifyReport:
     """Run the int8 model on ``dataset``'s evaluation windows in both runtimes and compare."""
     t0 = time.perf_counter()
-    tfl, art, notes = _resolve(Path(target))
+    tfl, art, notes = resolve_export(Path(target))
     with tempfile.TemporaryDirectory() as tmp:
         if tfl is None:
             tfl = to_tflite(art, Path(tmp) / "model.tflite")
@@ -155,7 +155,7 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
             )
         else:
             idx, described = eval_indices(dataset, None, "all" if part == "auto" else part)
-            channels, pre, decoder = _foreign_input(tfl, dataset)
+            channels, pre, decoder = foreign_input(tfl, dataset)
         if len(idx) == 0:
             raise PpgedgeError(f"no windows to verify on in {described} of {dataset.path}")
         src = WindowSource(dataset, idx, channels, preprocessing=pre)
@@ -222,7 +222,7 @@ def _agreement(pred_ref: np.ndarray, pred_dev: np.ndarray, decoder: str) -> floa
     return float((pred_ref == pred_dev).mean())
 
 
-def _foreign_input(tfl: Path, dataset: Dataset) -> tuple[tuple[str, ...], str, str]:
+def foreign_input(tfl: Path, dataset: Dataset) -> tuple[tuple[str, ...], str, str]:
     """For a .tflite without our manifest: take the dataset's channels if the input fits."""
     model = read_model(tfl)
     sub = model.subgraphs[0]

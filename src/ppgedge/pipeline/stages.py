@@ -304,48 +304,15 @@ def _distill_run(ctx: Context) -> StageResult:
 
 
 # -------------------------------------------------------------------------------------- prune
-# Share of the target's latency and energy budgets the convolution and dense MACs may use at
-# the high end of the cycle model's band: the rest is left for per-op overhead, requantisation
-# and element-wise ops (about 10 % in profiled ResNets).
-MAC_SHARE = 0.85
-
-
-def target_mac_limit(target) -> int:
-    """The most MACs a model may have and still meet ``target``'s latency and energy budgets
-    at the pessimistic end of the calibrated cycle model (an estimate, like the check)."""
-    from ppgedge.profile.cycles import BAND_HIGH, core_model
-    from ppgedge.profile.energy import active_power_uw
-
-    b = target.budget
-    cycles_per_mac = core_model(target.core).conv_cpm * BAND_HIGH
-    hz = target.clock_mhz * 1e6
-    by_latency = b.latency_ms * 1e-3 * hz
-    by_energy = b.energy_uj / active_power_uw(target) * hz
-    return int(MAC_SHARE * min(by_latency, by_energy) / cycles_per_mac)
-
-
 def _prune_budget(ctx: Context) -> str:
-    """The [prune] ``to`` budget; ``target`` means: the MACs the target's latency and energy
-    budgets allow (see :func:`target_mac_limit`), or its flash budget if that binds instead."""
+    """The [prune] ``to`` budget; ``target`` means: what fits the run's target (see
+    :func:`ppgedge.profile.prune_target.prune_budget_for`)."""
     to = ctx.cfg["prune"]["to"]
     if to.strip().lower() != "target":
         return to
-    from ppgedge.compress.prune import int8_flash_bytes
-    from ppgedge.models.checkpoint import load_checkpoint
-    from ppgedge.models.registry import count_macs
+    from ppgedge.profile.prune_target import prune_budget_for
 
-    target = ctx.target()
-    student = load_checkpoint(ctx.student_path)
-    model = student.build()
-    fmt = student.data_format
-    macs = count_macs(model, len(fmt.channels), fmt.window_samples)
-    limit = target_mac_limit(target)
-    if macs > limit:
-        return f"{limit} macs"
-    flash_kb = target.budget.flash_kb
-    if int8_flash_bytes(model) > flash_kb * 1024:
-        return f"{flash_kb:g}kb flash"
-    return f"{limit} macs"  # already fits: prune reports "nothing to do"
+    return prune_budget_for(ctx.student_path, ctx.target())
 
 
 def _prune_params(ctx: Context) -> dict[str, Any]:
