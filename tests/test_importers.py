@@ -233,6 +233,14 @@ def test_dalia_python3_protocol2_pickle(tmp_path: Path) -> None:
     assert loaded["extra"]["bytes"] == b"\x00\xff" and loaded["extra"]["set"] == {1, 2}
 
 
+def test_dalia_ragged_signal_is_one_line(tmp_path: Path) -> None:
+    data = dalia_dict(b"S4")
+    data[b"signal"][b"wrist"][b"BVP"] = [np.zeros(5), np.zeros(7)]  # not one array
+    write_py2_pickle(tmp_path / "S4.pkl", data)
+    with pytest.raises(PpgedgeError, match="not one numeric array"):
+        import_dataset("dalia", tmp_path / "S4.pkl")
+
+
 class Evil:
     def __init__(self, func: object, arg: str) -> None:
         self.func, self.arg = func, arg

@@ -80,7 +80,10 @@ def _get(d: Any, keys: tuple[str, ...], path: Path) -> Any:
 
 
 def _numeric(value: Any, path: Path, name: str, ndim_cols: int | None = None) -> np.ndarray:
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):  # ragged lists of arrays: not one numeric array
+        raise PpgedgeError(f"{path}: '{name}' is not one numeric array (ragged lists)") from None
     if arr.dtype.kind not in "biuf":
         raise PpgedgeError(f"{path}: '{name}' is {arr.dtype} data, not numbers")
     arr = arr.astype(np.float64)
