@@ -291,21 +291,57 @@ def profile_cmd(
     config: Path | None = CONFIG,
     targets_dir: list[Path] = TARGETS_DIR,
     json_out: bool = typer.Option(False, "--json", help="Print JSON (ppgedge.profile/1)."),
+    measure: bool = typer.Option(
+        False,
+        "--measure",
+        help="Also build the firmware with TFLite Micro + CMSIS-NN for the target's core, run "
+        "it in QEMU and report measured flash, arena, instructions and bit-exactness.",
+    ),
+    tflm_src: Path | None = typer.Option(
+        None, "--tflm-src", help="TFLite Micro + CMSIS-NN source tree (or $PPGEDGE_TFLM_SRC)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset (.ppgds) whose first windows feed the firmware."
+    ),
+    windows: int = typer.Option(8, "--windows", help="Inputs to run in the emulator."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Emulator time limit in seconds."),
 ) -> None:
     """Per-layer cost and totals of a model on a Cortex-M target (flash, SRAM, ESTIMATED
-    latency and energy), each beside its physical floor."""
+    latency and energy), each beside its physical floor; with --measure, beside what the real
+    firmware build showed."""
     from ppgedge.profile.report import profile
 
     resolved, config_line = _resolve_target(target, config, targets_dir, json_out)
+    if not measure and (tflm_src or data):
+        raise PpgedgeError("--tflm-src and --data go with --measure")
+    measured = None
+    if measure:
+        from ppgedge.firmware.measure import measure as run_measure
+
+        measured = run_measure(
+            model, resolved, windows, data=data, tflm_src=tflm_src, timeout_s=timeout
+        )
+        model = model / f"{measured.model['file']}" if model.is_dir() else model
     report = profile(model, resolved)
     doc = report.to_dict()
+    cmp = None
+    if measured is not None:
+        from ppgedge.firmware.compare import compare
+
+        cmp = compare(doc, measured.to_dict())
     if json_out:
-        print_json(
-            "profile", {"config": config_line, **{k: v for k, v in doc.items() if k != "schema"}}
-        )
+        payload = {"config": config_line, **{k: v for k, v in doc.items() if k != "schema"}}
+        if measured is not None:
+            payload["measured"] = measured.to_dict()
+            payload["comparison"] = cmp
+        print_json("profile", payload)
         return
     console.print(config_line, highlight=False)
     _render_profile(doc)
+    if measured is not None:
+        from ppgedge.cli.measure_view import render_measured
+
+        render_measured(measured.to_dict(), cmp, resolved.clock_mhz)
 
 
 # -------------------------------------------------------------------------------- check

@@ -123,7 +123,7 @@ def _read_out(path: Path, n: int) -> tuple[dict[str, int], np.ndarray, np.ndarra
     fields = _HEADER.unpack_from(raw, 0)
     if fields[0] != b"PPGO":
         raise PpgedgeError(f"{path}: the harness wrote no result")
-    keys = ("status", "arena_cap", "arena_used", "arena_min", "n_ops", "stack_used")
+    keys = ("status", "arena_size", "arena_used", "reserved", "n_ops", "stack_used")
     head = dict(zip(keys, fields[2:8], strict=True))
     in_b, out_b, n_done = fields[8], fields[9], fields[10]
     per = in_b + out_b + 4
@@ -133,6 +133,50 @@ def _read_out(path: Path, n: int) -> tuple[dict[str, int], np.ndarray, np.ndarra
     bpm = body[:, in_b + out_b :].copy().view("<f4").reshape(-1)
     head["windows"] = n_done
     return head, x, y, bpm
+
+
+def _write_in(run_dir: Path, feed: inputs.Inputs, n: int, arena_size: int) -> None:
+    head = struct.pack("<4sIIII", b"PPGI", 1, n, feed.item_bytes, arena_size)
+    (run_dir / "in.bin").write_bytes(head + feed.items[:n].tobytes())
+
+
+def _smallest_arena(
+    board: Board,
+    elf: Path,
+    trial_dir: Path,
+    feed: inputs.Inputs,
+    expected: np.ndarray,
+    used: int,
+    cap: int,
+    timeout_s: float,
+) -> tuple[int, list[int]]:
+    """The smallest arena (bytes) that allocates and gives window 0's outputs, by bisection
+    with one fresh emulator run per size (a failed allocation can leave TFLM in a state that
+    faults later, so trials never share an interpreter); also the sizes whose run faulted."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    faulted: list[int] = []
+
+    def works(size: int) -> bool:
+        _write_in(trial_dir, feed, 1, size)
+        (trial_dir / "out.bin").unlink(missing_ok=True)
+        r = qemu.run(board, elf, mark_address=None, plugin_so=None, workdir=trial_dir,
+                     timeout_s=timeout_s)  # fmt: skip
+        if r.exit_code != 0:
+            if r.exit_code == 70:
+                faulted.append(size)
+            return False
+        return bool(np.array_equal(_read_out(trial_dir / "out.bin", 1)[2][0], expected))
+
+    lo, hi = max(used - 1, 0), cap
+    if lo and works(lo):  # below arena_used_bytes() nothing should work; check, never assume
+        lo, hi = 0, lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if works(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi, sorted(faulted)
 
 
 def _instructions(marks: list[int], n_windows: int, ops: list[str]) -> dict[str, Any]:
@@ -212,6 +256,8 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="ppgedge-measure-") as tmp:
         work = Path(keep) if keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if Path(model).is_file():
+            _fits(Path(model), board)
         files = _files_for(Path(model), work)
         from ppgedge.export.arena import read_graph
 
@@ -233,8 +279,7 @@ def measure(
         run_dir = work / "run"
         run_dir.mkdir(exist_ok=True)
         n = len(feed.items)
-        head = struct.pack("<4sIIII", b"PPGI", 1, n, feed.item_bytes, int(bisect))
-        (run_dir / "in.bin").write_bytes(head + feed.items.tobytes())
+        _write_in(run_dir, feed, n, 0)
         result = qemu.run(
             board,
             images.harness.elf,
@@ -253,6 +298,12 @@ def measure(
                 )
             )
         out, dev_x, dev_y, bpm = _read_out(run_dir / "out.bin", n)
+        smallest, faulted = None, []
+        if bisect:
+            smallest, faulted = _smallest_arena(
+                board, images.harness.elf, work / "trial", feed, dev_y[0], out["arena_used"], cap,
+                timeout_s,
+            )  # fmt: skip
         split = flash.split(images.firmware)
         ran = time.perf_counter()
     ref_y = inputs.host_outputs(files.tflite, dev_x)
@@ -303,8 +354,9 @@ def measure(
             "declared": declared,
             "declared_from": declared_from,
             "used": out["arena_used"],
-            "smallest": out["arena_min"] if bisect else None,
-            "tried_with": out["arena_cap"],
+            "smallest": smallest,
+            "tried_with": out["arena_size"],
+            "sizes_that_faulted": faulted,
         },
         instructions=counts,
         cycles={
