@@ -130,6 +130,7 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
             f"exception, crash or hang (deadline {DEADLINE.total_seconds():g} s, alarm {HANG_S} s)",
             "tracebacks": FAILURES["tracebacks"],
             "hangs": FAILURES["hangs"],
+            "files_lost": FAILURES["files_lost"],
             "failed_tests": request.session.testsfailed,
             "peak_rss_mb": {
                 "pytest_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -896,3 +897,144 @@ def test_refused_cases_through_the_cli(
 def _write_and_refuses(file: Path, data: bytes, kind: str, target: Path) -> bool:
     file.write_bytes(data)
     return _refuses(lambda: import_and_validate(kind, target))
+
+
+# ------------------------------------------------------------- hostile folders and names
+# Names a user's folder may hold, many shaped like what ppgedge itself writes or stages.
+FOLDER_NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "thesis.tex", "meta.json", "manifest.json", "export.json", "sweep.json",
+            ".ppgedge.lock", "report.md", "x.npy", "y.npy", "teacher", "data", "export",
+            "plots", ".x.old", ".x.old-2", ".x.partial", ".export.tmp-abcd1234",
+            ".manifest.json.tmp-zz00__aa", ".dataset.ppgds.old-a1b2c3d4", "sub",
+        ]
+    ),
+    st.text(alphabet="abcxyz._-0123456789", min_size=1, max_size=10).filter(
+        lambda n: n not in (".", "..")
+    ),
+)  # fmt: skip
+MARKERS = st.sampled_from(
+    [
+        b"mine",
+        b'{"schema": "ppgedge.dataset/1"}',
+        b'{"schema": "ppgedge.run/1", "stages": {}, "owned": ["data", "sub"]}',
+        b'{"schema": "ppgedge.export/1", "files": {"t": {"path": "thesis.tex"}}}',
+        b'{"schema": "ppgedge.sweep/1"}',
+        b'{"schema": "ppgedge.lock/1", "pid": 1, "host": "elsewhere"}',
+        b"[1, 2]",
+        b"{",
+    ]
+)
+
+
+def _digests(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<dir>"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@fuzz(40)
+@given(
+    tree=st.dictionaries(FOLDER_NAMES, st.one_of(MARKERS, st.none()), min_size=1, max_size=8),
+    nested=st.booleans(),
+)
+def test_hostile_folders_lose_no_file(tree: dict[str, bytes | None], nested: bool) -> None:
+    """Plant a user's folder (files named like ppgedge's markers and staging, markers that lie,
+    sub-folders), then let every kind of output claim it and, where the claim is granted, let
+    ppgedge write what it writes there. Property: a planted file is only ever replaced when the
+    folder's own marker accounts for it; nothing else is lost (counted as ``files_lost``)."""
+    import shutil
+    import tempfile
+
+    from ppgedge.atomic import atomic_path
+    from ppgedge.ownership import DATASET, EXPORT, RUN, SWEEP, claim
+    from ppgedge.pipeline.manifest import RunManifest
+    from ppgedge.pipeline.run import _remove_stale_staging
+
+    root = Path(tempfile.mkdtemp(prefix="hostile-"))
+    try:
+        for name, content in tree.items():
+            if content is None:
+                (root / name).mkdir(exist_ok=True)
+                (root / name / (".x.tmp-abcd1234" if nested else "keep.txt")).write_bytes(b"k")
+            else:
+                (root / name).write_bytes(content)
+        before = _digests(root)
+        for kind in (DATASET, RUN, EXPORT, SWEEP):
+            granted = check(f"ownership: {kind.what}", lambda k=kind: claim(root, k))
+            if not granted:
+                continue
+            allowed = kind.contents(root) if kind.contents else set()
+            if kind in (DATASET, EXPORT):  # replaced as a whole, with something new
+                with atomic_path(root, directory=True, kind=kind) as tmp:
+                    (tmp / "new").write_bytes(b"n")
+            elif kind is RUN:
+                check("ownership: run staging", lambda: _remove_stale_staging(
+                    root, RunManifest.open(root, {})))  # fmt: skip
+            after = _digests(root) if root.exists() else {}
+            lost = [
+                rel
+                for rel, data in before.items()
+                if after.get(rel) != data and Path(rel).parts[0] not in allowed
+                and not (kind is RUN and _is_own_staging(root, rel))
+            ]  # fmt: skip
+            FAILURES["files_lost"] += len(lost)
+            assert not lost, f"{kind.what} lost {lost}"
+            if kind in (DATASET, EXPORT):
+                break  # the folder was replaced: nothing of the planted tree is left to claim
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _is_own_staging(root: Path, rel: str) -> bool:
+    """What the run's cleanup may remove by the rule the (planted) manifest declares: a staging
+    name of an owned entry (or the manifest) beside it, or any staging name directly inside an
+    owned folder; nothing deeper, nothing of an entry the manifest does not claim."""
+    from ppgedge.ownership import STAGING
+    from ppgedge.pipeline.manifest import RunManifest
+
+    owned = set(RunManifest.open(root, {}).data["owned"]) if root.is_dir() else set()
+    parts = Path(rel).parts
+    m = STAGING.match(parts[-1])
+    if m is None:
+        return False
+    if len(parts) == 1:
+        return m["name"] in owned | {"manifest.json"}
+    return len(parts) == 2 and parts[0] in owned
+
+
+@pytest.fixture(scope="module")
+def named_dataset(tiny_dataset_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
+    copy = tmp_path_factory.mktemp("names") / "names.ppgds"
+    shutil.copytree(tiny_dataset_path, copy)
+    return copy
+
+
+@fuzz(60)
+@given(name=st.text(min_size=0, max_size=40), field=st.sampled_from(["subjects", "activities"]))
+def test_hostile_names_never_reach_a_terminal_raw(named_dataset: Path, name: str, field: str):
+    """Any text as a subject or activity name: the dataset is refused (one line) or opens, and
+    whatever the CLI would print of it carries no control character and no live markup."""
+    from ppgedge.cli.render import SafeConsole
+    from ppgedge.data.format import Dataset
+    from ppgedge.textsafe import safe_text
+
+    meta_path = named_dataset / "meta.json"
+    original = meta_path.read_text()
+    meta = json.loads(original)
+    meta[field][0] = name
+    meta_path.write_text(json.dumps(meta))
+    try:
+        if check("dataset names", lambda: Dataset(named_dataset).summary()):
+            with open(os.devnull, "w") as sink:
+                console = SafeConsole(record=True, width=200, file=sink)
+                console.print(f"[bold]{safe_text(name)}[/bold]")
+                shown = console.export_text()
+            assert not any(ord(ch) < 32 and ch != "\n" for ch in shown), repr(shown)
+            assert "\x1b" not in shown and "\u202e" not in shown
+    finally:
+        meta_path.write_text(original)

@@ -160,6 +160,22 @@ def test_claim_accepts_only_ppgedge_artifacts(tmp_path: Path, tiny_checkpoint) -
         claim(link, DATASET)
 
 
+def test_a_marker_does_not_launder_someone_elses_files(tmp_path: Path, tiny_dataset_path) -> None:
+    """A dataset folder (replaced as a whole) holding a file its meta.json does not list is not
+    ppgedge's to replace: copying a real meta.json into a thesis folder must not cost the thesis."""
+    import shutil
+
+    folder = tmp_path / "copy.ppgds"
+    shutil.copytree(tiny_dataset_path, folder)
+    assert claim(folder, DATASET) == folder  # a dataset ppgedge wrote, as it wrote it
+    (folder / "thesis.tex").write_bytes(b"mine")
+    before = tree_digest(folder)
+    refused("data", "synth", "-o", folder, "--subjects", "1", "--minutes", "1",
+            needle="'thesis.tex', which its meta.json does not list", cwd=tmp_path,
+            planted=folder)  # fmt: skip
+    assert tree_digest(folder) == before
+
+
 def test_staging_cleanup_takes_only_staging_names_and_never_recurses(tmp_path: Path) -> None:
     folder = plant(tmp_path / "run")
     ours = [folder / ".teacher.pt.tmp-a1b2c3d4", folder / ".export.old-zz99__aa"]

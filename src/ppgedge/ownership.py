@@ -74,16 +74,54 @@ def _text_marked(marker: bytes) -> Callable[[Path], bool]:
 
 @dataclass(frozen=True)
 class OutputKind:
-    """One kind of output: what it is called in messages, whether it is a folder, and how to
-    recognise one ppgedge wrote."""
+    """One kind of output: what it is called in messages, whether it is a folder, how to
+    recognise one ppgedge wrote, and (for a folder replaced as a whole) the names its marker
+    accounts for: anything else inside is someone's file, and the folder is not replaced."""
 
     what: str
     folder: bool
     owns: Callable[[Path], bool]
     marker: str = ""
+    contents: Callable[[Path], set[str]] | None = None
 
 
-DATASET = OutputKind("dataset", True, _has_schema("meta.json", "ppgedge.dataset"), "meta.json")
+def _dataset_contents(folder: Path) -> set[str]:
+    from ppgedge.data.format import ARRAYS
+
+    return {"meta.json", *(f"{name}.npy" for name in ARRAYS)}
+
+
+def _listed(marker: str, *keys: str) -> Callable[[Path], set[str]]:
+    """The marker and the top-level names of the paths its JSON lists under ``keys``."""
+
+    def contents(folder: Path) -> set[str]:
+        try:
+            doc = json.loads((folder / marker).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return {marker}
+        names = {marker}
+        for key in keys:
+            entry = doc.get(key) if isinstance(doc, dict) else None
+            if isinstance(entry, dict):  # one {"path": ...} record, or records by name
+                items = [entry] if "path" in entry else list(entry.values())
+            else:
+                items = entry if isinstance(entry, list) else []
+            for item in items:
+                rel = item.get("path") if isinstance(item, dict) else None
+                if isinstance(rel, str) and rel and not Path(rel).is_absolute():
+                    names.add(Path(rel).parts[0])
+        return names
+
+    return contents
+
+
+DATASET = OutputKind(
+    "dataset",
+    True,
+    _has_schema("meta.json", "ppgedge.dataset"),
+    "meta.json",
+    _dataset_contents,
+)
 RUN = OutputKind(
     "run folder",
     True,
@@ -94,13 +132,18 @@ RUN = OutputKind(
     "manifest.json",
 )
 EXPORT = OutputKind(
-    "export folder", True, _has_schema("export.json", "ppgedge.export"), "export.json"
+    "export folder",
+    True,
+    _has_schema("export.json", "ppgedge.export"),
+    "export.json",
+    _listed("export.json", "files", "artifact"),
 )
 BUNDLE = OutputKind(
     "TFLite Micro bundle",
     True,
     _has_schema("manifest.json", "ppgedge.tflm_bundle"),
     "manifest.json",
+    _listed("manifest.json", "files"),
 )
 SWEEP = OutputKind(
     "sweep folder",
@@ -155,6 +198,13 @@ def claim(path: str | Path, kind: OutputKind, option: str = "-o") -> Path:
     if kind.folder and not any(path.iterdir()):
         return path
     if kind.owns(path):
+        foreign = _foreign_entries(path, kind)
+        if foreign:
+            raise PpgedgeError(
+                f"{option} {path} is a ppgedge {kind.what} but also holds {foreign[0]!r}, "
+                f"which its {kind.marker} does not list: move it out, or choose a new folder "
+                "(the folder is replaced as a whole)"
+            )
         return path
     if kind.folder:
         raise PpgedgeError(
@@ -164,6 +214,17 @@ def claim(path: str | Path, kind: OutputKind, option: str = "-o") -> Path:
     raise PpgedgeError(
         f"{option} {path} exists and is not a ppgedge {kind.what}: choose another name "
         "(ppgedge never overwrites files it did not write)"
+    )
+
+
+def _foreign_entries(path: Path, kind: OutputKind) -> list[str]:
+    """Entries of a marked folder that its marker does not account for (hidden staging names
+    ppgedge itself makes are not someone's files)."""
+    if kind.contents is None:
+        return []
+    allowed = kind.contents(path)
+    return sorted(
+        e.name for e in path.iterdir() if e.name not in allowed and not STAGING.match(e.name)
     )
 
 

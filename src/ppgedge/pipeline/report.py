@@ -76,7 +76,7 @@ def _verdict(check: dict[str, Any]) -> str:
     if check["passed"]:
         return "fits"
     over = [
-        f"{r['name']} {r['value']:g} > {r['limit']:g} {r['unit']}"
+        f"{r['name']} {r['value']:.4g} > {r['limit']:.4g} {r['unit']}"
         for r in check["results"]
         if not r["ok"]
     ]

@@ -506,7 +506,7 @@ def _check_run(ctx: Context) -> StageResult:
     target = ctx.target()
     result = run_check(profile(ctx.tflite_path, target), target.budget, verify_path=ctx.verify_path)
     write_json_atomic(ctx.check_path, result.to_dict())
-    over = [f"{r.name} {r.value:g} > {r.limit:g} {r.unit}" for r in result.results if not r.ok]
+    over = [f"{r.name} {r.value:.4g} > {r.limit:.4g} {r.unit}" for r in result.results if not r.ok]
     verdict = "fits" if result.passed else "OVER BUDGET" + (f" ({', '.join(over)})" if over else "")
     return StageResult(
         [ctx.check_path],

@@ -50,6 +50,8 @@ def find_verify_report(model: Path, given: Path | None) -> Path | None:
     folder's ``verify/verify.json`` when the model sits in its ``export/``."""
     if given is not None:
         return given
+    if not model.is_file():  # a model parsed from bytes has no folder to look in
+        return None
     for candidate in (model.parent / "verify.json", model.parent.parent / "verify/verify.json"):
         if candidate.is_file():
             return candidate
