@@ -253,3 +253,38 @@ def _run(*args: object):
         [sys.executable, "-m", "ppgedge", *map(str, args)],
         capture_output=True, text=True, env={"PATH": "", "OMP_NUM_THREADS": "1"}, timeout=300,
     )  # fmt: skip
+
+
+def test_the_shipped_workflow_runs_its_check_step(tmp_path: Path) -> None:
+    """.github/workflows/model-budget.yml (README) parses, and its check step, run locally with
+    bash in a project folder, gates as `ppgedge check` does: exit 1 over budget, reports written."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml  # the test extra installs it
+    root = Path(__file__).resolve().parents[1]
+    flow = yaml.safe_load((root / ".github/workflows/model-budget.yml").read_text())
+    steps = flow["jobs"]["budget"]["steps"]
+    (step,) = [s for s in steps if "ppgedge" in s.get("run", "") and "check" in s["run"]]
+    model = Path(__file__).resolve().parents[2] / "shared/data/mlperf-tiny/ad01_int8.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} absent")
+    (tmp_path / "export").mkdir()
+    shutil.copy(model, tmp_path / "export" / "ppg_hr.tflite")
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "ppgedge").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ppgedge "$@"\n')
+    (venv_bin / "ppgedge").chmod(0o755)
+
+    def run_step(config: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "ppgedge.toml").write_text(config)
+        env = {**flow["env"], "PATH": "/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    assert run_step("[budget]\nflash_kb = 900\n").returncode == 0
+    proc = run_step("[budget]\nflash_kb = 900\nsram_kb = 1\n")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (tmp_path / "budget-junit.xml").is_file() and (tmp_path / "budget.md").is_file()
+    assert 'failures="1"' in (tmp_path / "budget-junit.xml").read_text()
