@@ -293,6 +293,19 @@ def test_baseline_regression_gate(tmp_path: Path, board_dir: Path) -> None:
     (tmp_path / "other.json").write_text(other)
     res = invoke(*args[:-1], tmp_path / "other.json")
     assert isinstance(res.exception, PpgedgeError) and "made for target" in str(res.exception)
+    bound = base.stdout.replace('"latency_bound": "high"', '"latency_bound": "low"')
+    (tmp_path / "bound.json").write_text(bound)
+    res = invoke(*args[:-1], tmp_path / "bound.json")
+    assert isinstance(res.exception, PpgedgeError) and "'low' end of their band" in str(
+        res.exception
+    )
+    # the regression is marked in its own row, and an unchanged metric says so (no '+0.0%')
+    table = invoke(*args)
+    flash_row = next(ln for ln in table.stdout.splitlines() if ln.startswith("│ flash"))
+    assert "REGRESSED" in flash_row and "%" in flash_row
+    same_rows = invoke("check", small, "-t", "testboard", "--targets-dir", board_dir,
+                       "--baseline", baseline).stdout  # fmt: skip
+    assert "unchanged" in same_rows and "+0.0%" not in same_rows
     (tmp_path / "junk.json").write_text('{"schema": "ppgedge.eval/1"}')
     res = invoke(*args[:-1], tmp_path / "junk.json")
     assert isinstance(res.exception, PpgedgeError) and "not a ppgedge check report" in str(
@@ -383,3 +396,19 @@ def test_accuracy_is_a_budget_read_from_the_models_verify_report(tmp_path: Path)
     assert_user_error(ppgedge("check", model, "--config", config), "no verify report")
     proc = ppgedge("check", model, "-t", "nrf52840")  # a foreign model: said, not gated
     assert proc.returncode == 0 and "accuracy not gated" in proc.stdout
+
+
+def test_ci_paths_are_relative_to_the_checkout(tmp_path: Path, monkeypatch) -> None:
+    """::error file= and the JUnit model property attach to the repository's file only when
+    relative to the working directory (an absolute runner path attaches to nothing)."""
+    from ppgedge.profile.check import workspace_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    model = fc_model(tmp_path / "models" / "m.tflite")
+    assert workspace_path(str(model)) == "models/m.tflite"
+    assert workspace_path("/elsewhere/m.tflite") == "/elsewhere/m.tflite"
+    (tmp_path / "ppgedge.toml").write_text("[budget]\nflash_kb = 1\n")  # found in the cwd
+    res = invoke("check", model, "--junit", "j.xml", env={"GITHUB_ACTIONS": "true"})
+    assert res.exit_code == 1 and "::error file=models/m.tflite," in res.stdout
+    assert 'value="models/m.tflite"' in (tmp_path / "j.xml").read_text()

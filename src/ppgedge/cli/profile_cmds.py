@@ -446,36 +446,41 @@ def _write_report(path: Path, option: str, text: str) -> None:
 
 
 def _render_check(result) -> None:
-    from ppgedge.profile.check import describe_delta
+    """One table: each budget's limit, value, margin and, with --baseline, its change; a
+    regression is marked in its own row, never below an all-ok table."""
+    from ppgedge.profile.check import change_text
 
     t = result.report.target
     table = Table(
         title=f"Budget check: {safe_text(result.report.model['file'])} on {safe_text(t.title)}",
         title_justify="left",
     )
-    for col, just in (
-        ("budget", "left"),
-        ("limit", "right"),
-        ("value", "right"),
-        ("margin", "right"),
-        ("", "left"),
-    ):
+    deltas = {d.name: d for d in result.deltas}
+    columns = [("budget", "left"), ("limit", "right"), ("value", "right"), ("margin", "right")]
+    if result.baseline_path is not None:
+        columns.append((f"vs baseline (max +{result.max_regression_pct:g}%)", "right"))
+    for col, just in (*columns, ("", "left")):
         table.add_column(col, justify=just)
     for r in result.results:
         value = f"{r.value:,.2f} {r.unit}"
         if r.band:
             value += f" [dim](est. {r.band[0]:,.1f}-{r.band[1]:,.1f}, {r.bound})[/dim]"
-        status = "[green]ok[/green]" if r.ok else "[bold red]EXCEEDED[/bold red]"
+        d = deltas.get(r.name)
+        regressed = d is not None and d.regressed
+        if not r.ok:
+            status = "[bold red]EXCEEDED[/bold red]"
+        elif regressed:
+            status = "[bold red]REGRESSED[/bold red]"
+        else:
+            status = "[green]ok[/green]"
         limit = f"{r.limit:,.2f} {r.unit}"
         if r.basis and r.basis != "budget":
             limit += f" [dim]({r.basis})[/dim]"
-        table.add_row(
-            r.name,
-            limit,
-            value,
-            f"{r.margin:,.2f} {r.unit} ({r.margin_pct:+.1f}%)",
-            status,
-        )
+        cells = [r.name, limit, value, f"{r.margin:,.2f} {r.unit} ({r.margin_pct:+.1f}%)"]
+        if result.baseline_path is not None:
+            change = "-" if d is None else change_text(d)
+            cells.append(f"[bold red]{change}[/bold red]" if regressed else change)
+        table.add_row(*cells, status)
     console.print(table)
     if result.accuracy is None:
         console.print(
@@ -488,10 +493,9 @@ def _render_check(result) -> None:
             f"[dim]accuracy from {safe_text(a.path)}: {a.windows:,} windows "
             f"({safe_text(a.part)}), TFLite Micro int8[/dim]"
         )
-    for d in result.deltas:
-        style = "bold red" if d.regressed else "dim"
-        console.print(f"[{style}]{safe_text(describe_delta(d))}[/{style}]")
     if result.passed:
         console.print("[bold green]check passed[/bold green]")
     else:
-        err_console.print("[bold red]check failed[/bold red]: see the table above")
+        failed = [r.name for r in result.results if not r.ok]
+        failed += [f"{d.name} regressed" for d in result.deltas if d.regressed]
+        err_console.print(f"[bold red]check failed[/bold red]: {safe_text(', '.join(failed))}")

@@ -180,7 +180,11 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 
 
 def compare(
-    results: list[BudgetResult], baseline: dict[str, Any], target: str, max_regression_pct: float
+    results: list[BudgetResult],
+    baseline: dict[str, Any],
+    target: str,
+    max_regression_pct: float,
+    latency_bound: str | None = None,
 ) -> list[Delta]:
     """Each metric vs the baseline's; worse by more than ``max_regression_pct`` % regresses."""
     if not math.isfinite(max_regression_pct) or max_regression_pct < 0:
@@ -190,6 +194,13 @@ def compare(
         raise PpgedgeError(
             f"baseline was made for target '{base_target}', this check is for '{target}'; "
             "compare against a baseline made for the same target"
+        )
+    base_bound = (baseline.get("budget") or {}).get("latency_bound")
+    if base_bound and latency_bound and base_bound != latency_bound:
+        raise PpgedgeError(
+            f"baseline checked estimates at the '{base_bound}' end of their band, this check at "
+            f"'{latency_bound}': the same model would show a change; make the baseline with "
+            "the same latency_bound"
         )
     old = {r.get("name"): r for r in baseline["results"]}
     deltas = []
@@ -226,7 +237,11 @@ def run_check(
     deltas: list[Delta] = []
     if baseline_path is not None:
         deltas = compare(
-            results, load_baseline(baseline_path), report.target.name, max_regression_pct
+            results,
+            load_baseline(baseline_path),
+            report.target.name,
+            max_regression_pct,
+            budget.latency_bound,
         )
     return CheckResult(
         report,
@@ -255,8 +270,17 @@ def describe(r: BudgetResult) -> str:
     )
 
 
+def change_text(d: Delta) -> str:
+    """'unchanged', '+3.2%', or the absolute change when the baseline was zero."""
+    if d.delta == 0:
+        return "unchanged"
+    if d.delta_pct is None:
+        return f"{d.delta:+,.3g} {d.unit}"
+    return f"{d.delta_pct:+.1f}%" if round(d.delta_pct, 1) != 0 else f"{d.delta_pct:+.2g}%"
+
+
 def describe_delta(d: Delta) -> str:
-    pct = f"{d.delta_pct:+.1f}%" if d.delta_pct is not None else "new"
+    pct = change_text(d)
     verb = "REGRESSED" if d.regressed else "changed"
     return (
         f"{d.name} {verb}: {_fmt(d.baseline)} -> {_fmt(d.value)} {d.unit} "
@@ -295,7 +319,7 @@ def to_junit(check: CheckResult) -> str:
     )
     props = ET.SubElement(suite, "properties")
     for key, value in (
-        ("model", check.report.model["path"]),
+        ("model", workspace_path(check.report.model["path"])),
         ("sha256", check.report.model["sha256"]),
         ("target", t.name),
         ("latency_bound", check.budget.latency_bound),
@@ -343,7 +367,7 @@ def to_markdown(check: CheckResult) -> str:
             "| --- | ---: | ---: | ---: | :---: |",
         ]
         for d in check.deltas:
-            pct = f"{d.delta_pct:+.1f}%" if d.delta_pct is not None else "n/a"
+            pct = change_text(d)
             lines.append(
                 f"| {d.name} | {_fmt(d.baseline)} {d.unit} | {_fmt(d.value)} {d.unit} | "
                 f"{pct} | {'❌' if d.regressed else '✅'} |"
@@ -371,9 +395,19 @@ def _escape_prop(s: str) -> str:
     return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
 
 
+def workspace_path(path: str) -> str:
+    """A path as GitHub matches annotations to files: relative to the working directory (the
+    checkout) when inside it; an absolute path attaches to nothing."""
+    p = Path(path)
+    try:
+        return p.absolute().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def github_annotations(check: CheckResult) -> list[str]:
     """GitHub Actions workflow commands: an ``::error`` per breach or regression."""
-    model = _escape_prop(check.report.model["path"])
+    model = _escape_prop(workspace_path(check.report.model["path"]))
     out = []
     for r in check.results:
         if not r.ok:
