@@ -288,3 +288,24 @@ def test_the_shipped_workflow_runs_its_check_step(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (tmp_path / "budget-junit.xml").is_file() and (tmp_path / "budget.md").is_file()
     assert 'failures="1"' in (tmp_path / "budget-junit.xml").read_text()
+
+
+def test_threads_cap_pytorch_and_blas(tmp_path: Path) -> None:
+    """--threads N (any command) and [run] threads set PyTorch's and the BLAS libraries'
+    thread counts; 0 or a negative count is refused."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from typer.testing import CliRunner; from ppgedge.cli import app; "
+        "CliRunner().invoke(app, ['--threads', '1', 'models', '--json']); import torch, os; "
+        "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr
+    from ppgedge.errors import PpgedgeError
+    from ppgedge.pipeline.config import validate
+
+    assert validate({"run": {"threads": 2}}, "x")["run"]["threads"] == 2
+    with pytest.raises(PpgedgeError, match="threads"):
+        validate({"run": {"threads": -1}}, "x")

@@ -107,8 +107,18 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads for PyTorch and BLAS (default: one per core; cap it on shared cores).",
+    ),
 ) -> None:
     """Distil, compress and deploy PPG heart-rate models to Cortex-M wearables."""
+    if threads is not None:
+        from ppgedge.threads import limit_threads
+
+        limit_threads(threads)
 
 
 # ------------------------------------------------------------------ shared by commands

@@ -31,6 +31,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "out": (str, "runs/default"),
         "seed": (int, 0),
         "device": (("auto", "cpu", "cuda"), "auto"),
+        "threads": (int, 0),
     },
     "data": {
         "source": (DATA_SOURCES, "synthetic"),
@@ -86,6 +87,7 @@ TEMPLATE = """\
 out = "runs/default"      # one folder per stage, manifest.json, report.md
 seed = 0
 device = "auto"           # auto (CUDA when present), cpu, cuda
+threads = 0               # CPU threads for PyTorch/BLAS; 0 = one per core (cap on shared cores)
 
 [data]
 source = "synthetic"      # synthetic | dataset (ppgedge dataset) | spc2015 | dalia | bami | generic
@@ -250,6 +252,8 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
             raise PpgedgeError(f"{source}: [{section}] {key} must be positive")
     if not 0 <= s["run"]["seed"] < 2**32:
         raise PpgedgeError(f"{source}: [run] seed must be between 0 and 2**32 - 1")
+    if not 0 <= s["run"]["threads"] <= 1024:
+        raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
     d = s["data"]
     if d["rate_hz"] * d["window_s"] < 8 or d["rate_hz"] * d["hop_s"] < 1 or d["rate_hz"] > 10_000:
         raise PpgedgeError(

@@ -27,6 +27,7 @@ from ppgedge.pipeline.manifest import (
 )
 from ppgedge.pipeline.report import summary_rows, write_report
 from ppgedge.pipeline.stages import REPORT_ENTRIES, STAGE_LIST, Context, read_json, territory
+from ppgedge.threads import limit_threads
 from ppgedge.train.trainer import TrainingObserver
 
 QUICK = {
@@ -77,6 +78,8 @@ def run_pipeline(
     if from_stage is not None and from_stage not in STAGES:
         raise PpgedgeError(f"unknown stage '{from_stage}' for --from: use one of {list(STAGES)}")
     claim(out, RUN, option)
+    if cfg["run"]["threads"]:
+        limit_threads(cfg["run"]["threads"])
     obs = observer or RunObserver()
     ctx = Context(cfg, out, cfg["run"]["device"], training_observer=obs.training)
     skipped: list[str] = []
