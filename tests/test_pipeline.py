@@ -105,12 +105,17 @@ def test_tiny_config_runs_every_stage(tiny_run) -> None:
     assert distill["inputs"] and all(len(h) == 64 for h in distill["inputs"].values())
     assert distill["outputs"] == {"distill/student.pt": distill["outputs"]["distill/student.pt"]}
     assert [r["model"].split()[0] for r in result.summary] == [
+        "spectral",
         "teacher",
         "student",
         "pruned",
         "int8",
     ]
     assert result.exit_code == 0 and result.summary[-1]["verdict"] == "fits"
+    baseline = result.summary[0]  # what the models must beat, on the same test windows
+    verify = json.loads((out / "verify" / "verify.json").read_text())
+    assert baseline["model"].startswith("spectral baseline")
+    assert baseline["test_mae"] == verify["mae_spectral"] > 0
     assert not (out / LOCK).exists()
     assert "| int8 QAT \\(TFLite Micro\\) |" in result.report.read_text()  # Markdown-escaped
 

@@ -30,13 +30,18 @@ def _int8_weight_bytes(path: Path) -> int | None:
 
 
 def summary_rows(ctx: Context, stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Teacher, student, pruned and int8 models side by side."""
+    """The spectral baseline, teacher, student, pruned and int8 models side by side."""
     m = {k: v.get("metrics", {}) for k, v in stages.items()}
     profile = read_json(ctx.profile_path)
     check = read_json(ctx.check_path)
     verify = read_json(ctx.verify_path)
     tot = profile["totals"]
     rows = [
+        {  # what a model must beat: band-pass + FFT peak, on the same test windows
+            "model": "spectral baseline (no model)",
+            "parameters": 0,
+            "test_mae": verify.get("mae_spectral"),
+        },
         {
             "model": f"teacher {m['teacher'].get('arch', '')}".strip(),
             "parameters": m["teacher"].get("parameters"),
@@ -182,22 +187,34 @@ def plots(ctx: Context, rows: list[dict[str, Any]]) -> list[Path]:
 
     out = ctx.out / "plots"
     made = []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    check = read_json(ctx.check_path)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    seen: dict[int, int] = {}  # models of one size (pruned and int8) get stacked labels
     for r in rows:
         if r.get("parameters") and r.get("test_mae") is not None:
             ax.scatter(r["parameters"], r["test_mae"], s=40)
+            k = seen[r["parameters"]] = seen.get(r["parameters"], -1) + 1
             ax.annotate(
-                r["model"],
+                f"{r['model']} ({r['test_mae']:.2f})",
                 (r["parameters"], r["test_mae"]),
                 fontsize=8,
-                xytext=(4, 4),
+                xytext=(6, 4 - 11 * k),
                 textcoords="offset points",
             )
+    ax.margins(x=0.25, y=0.15)
+    baseline = next((r["test_mae"] for r in rows if r["parameters"] == 0), None)
+    if baseline is not None:
+        ax.axhline(baseline, color="tab:gray", ls="--", lw=1, label="spectral baseline")
+    mae_limit = next((r for r in check["results"] if r["name"] == "mae"), None)
+    if mae_limit is not None and mae_limit.get("basis") == "budget":
+        ax.axhline(mae_limit["limit"], color="tab:red", ls=":", lw=1, label="MAE budget")
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("test MAE (BPM)")
     ax.set_title("MAE vs size, stage by stage")
     ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
     _save(fig, out / PLOTS[0])
     made.append(out / PLOTS[0])
 
@@ -211,22 +228,41 @@ def plots(ctx: Context, rows: list[dict[str, Any]]) -> list[Path]:
             for m, ly in zip(mid, layers, strict=True)
         ]
     ).T
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    act = np.array([ly["activation_bytes"] / 1024 for ly in layers])
+    peak = int(np.argmax(act)) if len(act) else 0
+    fig, (a1, a2) = plt.subplots(
+        2, 1, figsize=(max(8, 0.35 * len(layers)), 7), sharex=True, layout="constrained"
+    )
     a1.bar(idx, mid / 1e3, yerr=err / 1e3, color="tab:blue", capsize=2)
     a1.set_ylabel("k cycles (estimate)")
-    a1.set_title(f"per layer on {profile['target']['name']}")
+    a1.set_title(f"per layer on {profile['target']['name']} (bars: mid, whiskers: band)")
+    width = 0.4  # side by side: weights never hide activations
+    a2.bar(idx - width / 2, act, width, color="tab:orange", label="activations live")
     a2.bar(
-        idx,
-        [ly["activation_bytes"] / 1024 for ly in layers],
-        color="tab:orange",
-        label="activations",
-    )
-    a2.bar(
-        idx,
+        idx + width / 2,
         [ly["param_bytes"] / 1024 for ly in layers],
+        width,
         color="tab:green",
-        alpha=0.6,
-        label="weights",
+        label="weights (flash)",
+    )
+    if len(layers):
+        a2.annotate(
+            f"peak SRAM: layer {peak}",
+            (peak - width / 2, act[peak]),
+            xytext=(0, 6),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            color="tab:red",
+        )
+    sram_kb = profile["budget"]["sram_kb"]
+    if len(act) and act.max() > 0.25 * sram_kb:  # drawn where it would not flatten the bars
+        a2.axhline(sram_kb, color="tab:red", ls=":", lw=1, label="SRAM budget (total)")
+    a2.set_title(
+        f"peak live activations {act.max() if len(act) else 0:.1f} KB at layer {peak}; "
+        f"SRAM budget {sram_kb:g} KB, total estimate "
+        f"{profile['totals']['sram']['total_bytes'] / 1024:.1f} KB",
+        fontsize=9,
     )
     a2.set_ylabel("KB")
     a2.legend(fontsize=8)
