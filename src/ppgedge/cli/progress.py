@@ -43,7 +43,7 @@ class RichTrainingObserver(TrainingObserver):
 
     def epoch(self, r: EpochReport) -> None:
         self.progress.console.print(
-            f"  epoch {r.epoch:>3}/{r.epochs}  loss {r.train_loss:.3f}  "
+            f"  {self.label} epoch {r.epoch:>3}/{r.epochs}  loss {r.train_loss:.3f}  "
             f"val MAE {r.val_mae:6.2f}  best {r.best_val_mae:6.2f}  [dim]{r.seconds:.1f}s[/dim]"
         )
         self.progress.reset(

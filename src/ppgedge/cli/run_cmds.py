@@ -63,6 +63,10 @@ def run_cmd(
         cfg = with_values(cfg, run={"device": device})
 
     class _Obs(RunObserver):
+        def starting(self, name: str) -> None:
+            if not json_out:
+                console.print(f"[dim]{safe_text(name)}: running ...[/dim]", highlight=False)
+
         def stage(self, name: str, message: str, seconds: float, skipped: bool) -> None:
             if not json_out:
                 status(name, message, None if skipped else seconds)

@@ -42,6 +42,9 @@ QUICK = {
 class RunObserver:
     """How the CLI sees a run: a line per stage, a progress display per training."""
 
+    def starting(self, name: str) -> None:
+        """A stage that will run (not skipped) is about to start: long ones are not silent."""
+
     def stage(self, name: str, message: str, seconds: float, skipped: bool) -> None: ...
 
     def training(self, label: str) -> TrainingObserver:
@@ -111,6 +114,7 @@ def run_pipeline(
                 )
                 continue
             manifest.own(territory(ctx, stage.name))
+            obs.starting(stage.name)
             result = stage.run(ctx)
             seconds = time.perf_counter() - t0
             manifest.record(
