@@ -309,6 +309,16 @@ def write_bami(path: Path, seconds: float = 60.0, *, acc: bool = True) -> None:
     savemat(path, mat)
 
 
+def test_bami_as_distributed_in_sub_folders(tmp_path: Path) -> None:
+    """BAMI ships as BAMI-1/ and BAMI-2/: both are walked, a repeated stem is told apart by its
+    folder, and the files taken are recorded."""
+    for rel in ("BAMI-1/S1.mat", "BAMI-2/S1.mat", "BAMI-2/S2.mat"):
+        write_bami(tmp_path / "bami" / rel)
+    d = import_dataset("bami", tmp_path / "bami")
+    assert d.subjects == ["bami_BAMI-1_S1", "bami_BAMI-2_S1", "bami_S2"]
+    assert d.provenance["files"] == ["BAMI-1/S1.mat", "BAMI-2/S1.mat", "BAMI-2/S2.mat"]
+
+
 def test_bami(tmp_path: Path) -> None:
     write_bami(tmp_path / "bami" / "subject01.mat")
     write_bami(tmp_path / "bami" / "subject02.mat")

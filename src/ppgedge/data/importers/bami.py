@@ -20,6 +20,7 @@ Choices, recorded in the provenance:
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def _rows3(arr: np.ndarray, path: Path, name: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _recording(path: Path, channels: tuple[str, ...], acc_scale: float) -> Recording:
+def _recording(
+    path: Path, channels: tuple[str, ...], acc_scale: float, name: str | None = None
+) -> Recording:
     wanted = []
     if "ppg" in channels:
         wanted.append("rawPPG")
@@ -68,12 +71,40 @@ def _recording(path: Path, channels: tuple[str, ...], acc_scale: float) -> Recor
             signals[c] = (acc[i], RATE_HZ)
     bpm = reference_series(mat["bpm_ecg"], path, "bpm_ecg")
     return Recording(
-        name=path.stem,
-        subject=f"bami_{path.stem}",
+        name=name or path.stem,
+        subject=f"bami_{name or path.stem}",
         signals=signals,
         labels_bpm=bpm,
         label_times_s=reference_times(bpm.size),
     )
+
+
+MAX_DEPTH = 3  # BAMI as distributed: BAMI-1/, BAMI-2/ with one .mat per subject
+
+
+def find_mat_files(root: Path) -> list[Path]:
+    """Every ``.mat`` in ``root`` and its sub-folders (up to MAX_DEPTH, hidden ones skipped),
+    in a stable human order: the dataset as distributed, not only a flat folder."""
+    found = [
+        p
+        for p in root.rglob("*.mat")
+        if p.is_file()
+        and len(p.relative_to(root).parts) <= MAX_DEPTH
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(found, key=lambda p: [natural_key(Path(q)) for q in p.relative_to(root).parts])
+
+
+def subject_names(root: Path, files: list[Path]) -> list[str]:
+    """File stems, prefixed by their sub-folder where two folders hold the same stem (BAMI-1/S1
+    and BAMI-2/S1 are different people)."""
+    stems = [f.stem for f in files]
+    repeated = {s for s in stems if stems.count(s) > 1}
+    names = [
+        f"{f.parent.name}_{f.stem}" if f.stem in repeated and f.parent != root else f.stem
+        for f in files
+    ]
+    return [re.sub(r"[^\w.+@-]", "_", n) for n in names]  # as subject names must be
 
 
 def import_bami(
@@ -91,10 +122,13 @@ def import_bami(
     if not math.isfinite(acc_scale) or acc_scale <= 0:
         raise PpgedgeError(f"acc_scale {acc_scale} must be a positive number of g per count")
     root = existing_path(path, "a BAMI .mat file or a folder of them")
-    files = [root] if root.is_file() else sorted(root.glob("*.mat"), key=natural_key)
+    files = [root] if root.is_file() else find_mat_files(root)
     if not files:
-        raise PpgedgeError(f"{root}: no .mat files: pass {_HINT}, or a folder of them")
-    recs = [_recording(f, fmt.channels, acc_scale) for f in files]
+        raise PpgedgeError(
+            f"{root}: no .mat files in it or its sub-folders: pass {_HINT}, or a folder of them"
+        )
+    names = subject_names(root, files)
+    recs = [_recording(f, fmt.channels, acc_scale, n) for f, n in zip(files, names, strict=True)]
     provenance = {
         "importer": "bami",
         "path": str(root.resolve()),
@@ -103,7 +137,8 @@ def import_bami(
         "acc": f"(rawAcc - 32768) * {acc_scale:g} g per count"
         + (" (assumed default)" if acc_scale == DEFAULT_ACC_SCALE else ""),
         "labels": "bpm_ecg value k covers [2k, 2k+8) s: centre 2k+4 s",
-        "subjects": "bami_<file stem>",
+        "subjects": "bami_<file stem> (bami_<sub-folder>_<stem> where stems repeat)",
+        "files": [str(f.relative_to(root)) if root.is_dir() else f.name for f in files],
     }
     return window_recordings(
         recs, fmt, source="bami", provenance=provenance, drop_out_of_range=drop_out_of_range
