@@ -459,3 +459,29 @@ def test_import_dataset_dispatch(tmp_path: Path) -> None:
         import_dataset("wesad", tmp_path)
     with pytest.raises(PpgedgeError, match="no option.*subset"):
         import_dataset("bami", tmp_path, subset="train")
+
+
+def test_merge_datasets_keeps_subjects_apart(tmp_path: Path) -> None:
+    """data merge: same format only; a subject id in two datasets is refused unless --prefix
+    renames them; windows and labels carried over exactly; the parts are in the provenance."""
+    from ppgedge.data.format import DataFormat, Dataset, write_dataset
+    from ppgedge.data.merge import merge_datasets
+    from ppgedge.data.synth import synthesize
+
+    a, b = tmp_path / "a.ppgds", tmp_path / "b.ppgds"
+    write_dataset(synthesize(2, 1.0, 1, DataFormat()), a)
+    write_dataset(synthesize(3, 1.0, 2, DataFormat()), b)
+    with pytest.raises(PpgedgeError, match="'syn00' is in both"):
+        merge_datasets([a, b], tmp_path / "m.ppgds")
+    assert not (tmp_path / "m.ppgds").exists()
+    merged = Dataset(merge_datasets([a, b], tmp_path / "m.ppgds", prefix=True))
+    da, db = Dataset(a), Dataset(b)
+    assert len(merged) == len(da) + len(db)
+    assert merged.subjects == [f"a_{s}" for s in da.subjects] + [f"b_{s}" for s in db.subjects]
+    np.testing.assert_array_equal(merged.x[len(da) :], db.x)
+    np.testing.assert_array_equal(merged.y[: len(da)], da.y)
+    assert [p["windows"] for p in merged.meta["provenance"]["merged"]] == [len(da), len(db)]
+    c = tmp_path / "c.ppgds"
+    write_dataset(synthesize(1, 1.0, 3, DataFormat(sample_rate_hz=25.0)), c)
+    with pytest.raises(PpgedgeError, match="differs"):
+        merge_datasets([a, c], tmp_path / "m2.ppgds", prefix=True)

@@ -113,6 +113,24 @@ def data_import(
     _dataset_line(out, time.perf_counter() - t0)
 
 
+@data_app.command("merge")
+def data_merge(
+    datasets: list[Path] = typer.Argument(..., help="Two or more datasets of one format."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Dataset directory to write.", callback=claims(DATASET)
+    ),
+    prefix: bool = typer.Option(
+        False, help="Rename subjects to <dataset>_<subject> (when ids repeat across datasets)."
+    ),
+) -> None:
+    """Merge datasets of the same format into one (subjects stay distinct)."""
+    from ppgedge.data.merge import merge_datasets
+
+    t0 = time.perf_counter()
+    merge_datasets(datasets, out, prefix=prefix)
+    _dataset_line(out, time.perf_counter() - t0)
+
+
 @data_app.command("info")
 def data_info(
     dataset: Path = typer.Argument(..., help="Dataset directory."),
