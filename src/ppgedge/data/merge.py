@@ -5,7 +5,8 @@ Windows are streamed in chunks (bounded memory whatever the sizes). Subjects sta
 a name found in two datasets is refused unless ``prefix`` renames every subject to
 ``<dataset stem>_<name>``, because two people sharing an id would leak across a subject-wise
 split. Recording names get their dataset's stem (``<stem>/<recording>``), so two recordings
-are never joined by name. The merged dataset's provenance lists its parts and their ``meta.json`` hashes.
+are never joined by name. The merged dataset's provenance lists its parts and their
+``meta.json`` hashes.
 """
 
 from __future__ import annotations
