@@ -9,6 +9,8 @@ import numpy as np
 
 from ppgedge.data.format import Dataset
 from ppgedge.data.splits import holdout
+from ppgedge.distill.crossval import aggregate_cv, fit_all_cv
+from ppgedge.distill.grid import fold_splits, make_cells
 from ppgedge.distill.scaling import fit_scaling_law
 from ppgedge.distill.sweep import run_sweep
 from ppgedge.train.trainer import TrainConfig
@@ -59,3 +61,78 @@ def test_scaling_law_recovers_known_parameters() -> None:
     assert abs(law["a"] - 6.0) < 0.05 and abs(law["b"] - 0.05) < 0.005
     assert abs(law["c"] - 1.5) < 0.05
     assert not fit_scaling_law([1e3, 2e3], [3.0, 2.0], "exp")["ok"]
+
+
+def test_fold_splits_are_subject_wise_with_validation_inside_training() -> None:
+    subjects = [f"s{i:02d}" for i in range(9)]
+    folds = fold_splits(subjects, 3)
+    assert sorted(s for f in folds for s in f.test) == subjects  # every subject tested once
+    for f in folds:
+        assert f.val and f.train and not (set(f.val) | set(f.train)) & set(f.test)
+        assert not set(f.val) & set(f.train)
+    keys = [c.key for c in make_cells(["a"], ["scratch"], [0, 1], 3)]
+    assert len(keys) == len(set(keys)) == 6 and keys[0] == "scratch-a-s0-f0"
+    assert make_cells(["a"], ["soft"], [2], None)[0].key == "soft-a-s2"  # old sweeps resume
+
+
+def test_weighted_law_fit_uses_fold_and_seed_error_bars() -> None:
+    rng = np.random.default_rng(0)
+    sizes = [2_000, 6_000, 17_000, 56_000, 200_000]
+    rows = []
+    for n in sizes:
+        for fold in range(3):
+            for seed in range(2):
+                mae = 1.5 + 6.0 * np.exp(-n / 20_000.0) + rng.normal(0, 0.05)
+                rows.append(
+                    dict(
+                        method="soft",
+                        student=f"m{n}",
+                        family="resnet",
+                        parameters=n,
+                        fold=fold,
+                        seed=seed,
+                        test_mae=float(mae),
+                    )
+                )
+    summary = aggregate_cv(rows)
+    assert all(s["runs"] == 6 and s["folds"] == 3 and s["seeds"] == 2 for s in summary)
+    law = fit_all_cv(rows, summary)["soft (resnet) exp"]
+    assert law["ok"] and law["weighted"] and law["r2"] > 0.99
+    assert abs(law["a"] - 6.0) < 4 * law["a_se"] + 0.05 and 0 < law["a_se"] < 0.2
+    assert abs(law["c"] - 1.5) < 4 * law["c_se"] + 0.05
+
+
+def test_failed_cell_is_retried_then_listed_never_dropped(
+    tiny_dataset: Dataset, tiny_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import ppgedge.distill.engines.local as local
+
+    real, calls = local.run_cell, []
+
+    def flaky(cell, ctx, out):
+        calls.append(cell.key)
+        if cell.key == "scratch-mlp_micro-s0-f1":
+            raise RuntimeError("worker ran out of memory")
+        return real(cell, ctx, out)
+
+    kwargs = dict(students=["mlp_micro"], methods=["scratch"], seeds=[0], folds=2, device="cpu")
+    monkeypatch.setattr(local, "run_cell", flaky)
+    doc = run_sweep(
+        tiny_checkpoint,
+        tiny_dataset,
+        None,
+        tmp_path / "sw",
+        TrainConfig(epochs=1),
+        retries=1,
+        **kwargs,
+    )
+    assert calls.count("scratch-mlp_micro-s0-f1") == 2  # first try + one retry
+    assert doc["runs"] == 1 and doc["cells"] == 2 and doc["not_run"] == []
+    assert doc["failed"][0]["key"] == "scratch-mlp_micro-s0-f1"
+    assert "RuntimeError: worker ran out of memory" in doc["failed"][0]["error"]
+    assert "scratch-mlp_micro-s0-f1" in (tmp_path / "sw" / "sweep.md").read_text()
+    monkeypatch.setattr(local, "run_cell", real)
+    doc = run_sweep(
+        tiny_checkpoint, tiny_dataset, None, tmp_path / "sw", TrainConfig(epochs=1), **kwargs
+    )
+    assert doc["runs"] == doc["cells"] == 2 and doc["failed"] == []
