@@ -66,7 +66,7 @@ def render_measured(m: dict[str, Any], cmp: dict[str, Any], clock_mhz: float) ->
     cpi = m["cycles"]["cpi"]
     layers = Table(
         title=f"Per layer: executed instructions (measured) and cycles (ESTIMATES: "
-        f"instructions x {cpi:g} CPI, and the profile's cycle model)",
+        f"instructions x {cpi:.3f} CPI, and the profile's cycle model)",
         title_justify="left",
     )
     for col, just in (
