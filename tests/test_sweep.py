@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+from cli_helpers import assert_user_error
 
 from ppgedge.data.format import Dataset
 from ppgedge.data.splits import holdout
@@ -136,3 +139,37 @@ def test_failed_cell_is_retried_then_listed_never_dropped(
         tiny_checkpoint, tiny_dataset, None, tmp_path / "sw", TrainConfig(epochs=1), **kwargs
     )
     assert doc["runs"] == doc["cells"] == 2 and doc["failed"] == []
+
+
+def test_ray_engine_without_ray_is_one_line_naming_the_extra(
+    tiny_dataset: Dataset, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    no_ray = (  # as if the extra were not installed, whether or not it is
+        "import sys; sys.modules['ray'] = None; sys.argv = ['ppgedge', *sys.argv[1:]]; "
+        "from ppgedge.cli import main; main()"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            no_ray,
+            "sweep",
+            str(tiny_dataset.path),
+            "-t",
+            str(tiny_checkpoint),
+            "-o",
+            str(tmp_path / "o"),
+            "--students",
+            "mlp_micro",
+            "--methods",
+            "scratch",
+            "--engine",
+            "ray",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "120", "PATH": ""},
+    )
+    assert_user_error(proc, 'pip install -e ".[ray]"')
+    assert not (tmp_path / "o").exists()  # refused before any work

@@ -60,7 +60,15 @@ def _host_port(address: str) -> tuple[str, int] | None:
 
 
 def _check_reachable(address: str) -> None:
-    """Ray retries an unreachable address for minutes; a plain TCP connect answers in seconds."""
+    """Ray retries an unreachable address for minutes; a plain TCP connect answers in seconds.
+    ``auto`` is first resolved the way Ray does (a stale record of a stopped cluster included)."""
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            address = canonicalize_bootstrap_address("auto") or address
+        except Exception:  # noqa: BLE001 - none running, or the helper moved: ray.init says so
+            return
     hp = _host_port(address)
     if hp is None:
         return
