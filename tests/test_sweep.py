@@ -173,3 +173,18 @@ def test_ray_engine_without_ray_is_one_line_naming_the_extra(
     )
     assert_user_error(proc, 'pip install -e ".[ray]"')
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_teacher_that_saw_a_folds_test_subjects_is_named(
+    tiny_dataset: Dataset, tiny_checkpoint: Path
+) -> None:
+    from ppgedge.distill.sweep import teacher_saw_test_subjects
+    from ppgedge.distill.teachers import load_teacher
+
+    teacher = load_teacher(tiny_checkpoint, tiny_dataset.fmt)  # trained on holdout seed 0
+    held_out = holdout(tiny_dataset.subjects, seed=0)
+    assert teacher_saw_test_subjects(teacher, tiny_dataset, [held_out]) == {}
+    folds = fold_splits(tiny_dataset.subjects, 2)
+    seen = teacher_saw_test_subjects(teacher, tiny_dataset, folds)
+    trained_on = set(held_out.train) | set(held_out.val)
+    assert seen and all(set(v) <= trained_on for v in seen.values())

@@ -381,6 +381,11 @@ def sweep_cmd(
         time.perf_counter() - t0,
     )
     console.print((out / "sweep.md").read_text(), markup=False, highlight=False)
+    if doc.get("teacher_saw_test_subjects"):
+        console.print(
+            "[yellow]warning:[/yellow] the teacher was trained on test subjects of "
+            f"{', '.join(doc['teacher_saw_test_subjects'])}: see sweep.md"
+        )
     if doc["failed"]:
         console.print(
             f"[red]{len(doc['failed'])} cell(s) failed[/red]: listed in {out}/summary.json; "

@@ -58,7 +58,21 @@ def _teacher_logits(teacher: str | Path, dataset: Dataset, cache_dir: str | Path
 
     t = load_teacher(teacher, dataset.fmt)
     check_teacher_matches(t, dataset)
-    return teacher_logits(t, dataset, cache_dir=cache_dir, device="cpu")
+    return t, teacher_logits(t, dataset, cache_dir=cache_dir, device="cpu")
+
+
+def teacher_saw_test_subjects(teacher: Any, dataset: Dataset, splits: Sequence[Split]):
+    """Per split, the test subjects a ppgedge teacher trained (or stopped early) on, when it was
+    trained on this very dataset: distilled students then inherit knowledge of them and their
+    test MAE is optimistic. Foreign teachers record no split and are not checked."""
+    from ppgedge.data.fingerprint import dataset_sha256
+
+    training = getattr(getattr(teacher, "checkpoint", None), "training", None) or {}
+    seen_split = training.get("split") or {}
+    if training.get("dataset_sha256") != dataset_sha256(dataset.path):
+        return {}
+    seen = set(seen_split.get("train", [])) | set(seen_split.get("val", []))
+    return {s.name: sorted(seen & set(s.test)) for s in splits if seen & set(s.test)}
 
 
 def run_sweep(
@@ -112,9 +126,10 @@ def run_sweep(
     for c in cells:
         if c.key in done and on_run:
             on_run(done[c.key], True)
-    logits = None
-    if todo and any(c.method != "scratch" for c in todo):
-        logits = _teacher_logits(teacher, dataset, cache_dir)
+    logits, overlap = None, {}
+    if any(c.method != "scratch" for c in cells):  # also on a rerun: the summary names overlap
+        t, logits = _teacher_logits(teacher, dataset, cache_dir)
+        overlap = teacher_saw_test_subjects(t, dataset, splits)
     ctx = SweepContext(
         teacher=str(Path(teacher).resolve()),
         dataset=str(Path(dataset.path).resolve()),
@@ -126,6 +141,7 @@ def run_sweep(
     )
     context = {"teacher": str(teacher), "split": splits[0] if not folds else None}
     context["folds"] = [s.to_dict() for s in splits] if folds else None
+    context["teacher_saw_test_subjects"] = overlap
     failed: dict[str, dict[str, Any]] = {}
 
     def write_summary() -> dict[str, Any]:
@@ -244,6 +260,14 @@ def summarise(
     }
     write_json_atomic(out_dir / "summary.json", doc)
     md = markdown_table(summary, laws) + cv_markdown(summary, laws, failed, not_run)
+    overlap = context.get("teacher_saw_test_subjects")
+    if overlap:
+        seen = "; ".join(f"{k}: {', '.join(v)}" for k, v in overlap.items())
+        md += (
+            f"\n**The teacher was trained on this dataset and saw test subjects** ({seen}): "
+            "distilled students' test MAE there is optimistic; use a teacher trained without "
+            "them.\n"
+        )
     write_text_atomic(out_dir / "sweep.md", md)
     if summary:
         folds = max(s["folds"] for s in summary)
