@@ -133,6 +133,7 @@ PruneCriterion = Literal["l1", "l2", "taylor"]
 SplitPart = Literal["train", "val", "all"]
 EvalPart = Literal["auto", "train", "val", "test", "all"]
 Device = Literal["auto", "cpu", "cuda"]
+Engine = Literal["local", "ray"]  # ppgedge sweep
 IMPORT_KINDS, DISTILL_METHODS, FINETUNE_METHODS, QAT_METHODS, PRUNE_CRITERIA = (
     get_args(t) for t in (ImportKind, DistillMethod, FinetuneMethod, QatMethod, PruneCriterion)
 )

@@ -12,6 +12,7 @@ from ppgedge.cli.app import (
     DEVICE,
     Device,
     DistillMethod,
+    Engine,
     EvalPart,
     FinetuneMethod,
     app,
@@ -302,7 +303,7 @@ def sweep_cmd(
         help="Subject-wise cross-validation: every cell runs on each of K folds "
         "(validation subjects inside each training part).",
     ),
-    engine: str = typer.Option("local", help="local (this process) or ray (one task per cell)."),
+    engine: Engine = typer.Option("local", help="local (this process) or ray (one task per cell)."),
     ray_address: str | None = typer.Option(
         None,
         help="Ray cluster to join: auto (the one running here) or HOST:PORT; "
@@ -316,7 +317,7 @@ def sweep_cmd(
     epochs: int = typer.Option(20, min=1),
     patience: int = typer.Option(6, min=1),
     cache_dir: Path | None = typer.Option(None, help="Teacher-output cache directory."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: Device = DEVICE,
 ) -> None:
     """Sweep student sizes x methods x seeds (x subject folds); fit a scaling law."""
     from ppgedge.data.format import Dataset
