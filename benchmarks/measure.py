@@ -1,5 +1,8 @@
 """Measure benchmark: the real firmware build of every zoo student and two MLPerf Tiny models.
 
+(Plus three knob variants of the depthwise-separable CNN, ``VARIANTS``, for more depthwise
+shapes in the cycle-model fit.)
+
 For every zoo student (untrained, int8 by PTQ on synthetic data, exported as a ppgedge bundle;
 the int8 arithmetic does not depend on training) and the two MLPerf Tiny models in
 ../shared/data/mlperf-tiny/ (random int8 inputs), on Cortex-M4 (QEMU mps2-an386) and Cortex-M33
@@ -52,6 +55,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 TFLM_SRC = ROOT.parent / "shared" / "vendor" / "tflm-src"
 MLPERF = ROOT.parent / "shared" / "data" / "mlperf-tiny"
 NOT_STUDENTS = {"resnet_teacher", "resnet_base", "resnet1d", "resnet_medium"}
+# Knob variants of the zoo's depthwise-separable CNN: more depthwise shapes for the fit (the
+# students alone have two), reported like the others.
+VARIANTS = {
+    "dscnn_w16_k5": ("dscnn", {"width": 16, "kernel": 5}),
+    "dscnn_w24_k3": ("dscnn", {"width": 24, "kernel": 3, "blocks": 3}),
+    "dscnn_w12_k7": ("dscnn", {"width": 12, "kernel": 7, "max_width": 48}),
+}
 TARGET_FOR = {"cortex-m4": "nrf52840", "cortex-m33": "nrf5340"}
 
 
@@ -63,20 +73,19 @@ def make_models(work: Path) -> dict[str, Path]:
         write_dataset(data, ds_path)
     ds = Dataset(ds_path)
     out: dict[str, Path] = {}
-    for entry in list_models():
-        if entry.name in NOT_STUDENTS:
-            continue
-        d = work / entry.name
-        tfl = d / f"{entry.name}.tflite"
+    archs = {e.name: (e.name, {}) for e in list_models() if e.name not in NOT_STUDENTS}
+    for name, (arch, kwargs) in {**archs, **VARIANTS}.items():
+        d = work / name
+        tfl = d / f"{name}.tflite"
         if not (d / "tflm" / "manifest.json").is_file():
             d.mkdir(parents=True, exist_ok=True)
             torch.manual_seed(0)
-            model = create_model(entry.name)
+            model = create_model(arch, **kwargs)
             ckpt = save_checkpoint(checkpoint_from_model(model, ds.fmt), d / "float.pt")
             res = Q.ptq(ckpt, ds, d / "ptq.int8.pt", n_windows=64)
             Q.to_tflite(res.path, tfl)
-            write_bundle(tfl, d / "tflm", name=entry.name, data_format=ds.fmt, decode="argmax")
-        out[entry.name] = tfl
+            write_bundle(tfl, d / "tflm", name=name, data_format=ds.fmt, decode="argmax")
+        out[name] = tfl
     for name in ("kws_ref_model", "ad01_int8"):
         out[name] = MLPERF / f"{name}.tflite"
     return out
