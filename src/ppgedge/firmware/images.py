@@ -11,6 +11,8 @@ Both are compiled with the runtime's flags (``-Os`` for application code) for th
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import string
 import subprocess
 from dataclasses import dataclass
@@ -98,8 +100,6 @@ def build_images(
     work.mkdir(parents=True, exist_ok=True)
     script = _linker_script(rt, work / "link.ld")
     ident = files.ident
-    model_objs = [_compile(rt, c, work / f"{c.name}.o", []) for c in files.c_sources]
-
     fw_src = files.dir / "main.cc" if files.raw else work / "model_main.cc"
     if not files.raw:
         fw_src.write_text(string.Template(csrc("model_main.cc")).substitute(id=ident))
@@ -108,11 +108,6 @@ def build_images(
         fw_defs.append(f"-DPPGEDGE_ARENA_SIZE={firmware_arena}")
     startup = work / "startup.c"
     startup.write_text(csrc("startup.c"))
-    fw_objs = [
-        *model_objs,
-        _compile(rt, fw_src, work / "firmware_main.o", fw_defs),
-        _compile(rt, startup, work / "startup.o", []),
-    ]
     harness_src = work / "harness.cc"
     harness_src.write_text(
         string.Template(csrc("harness.cc")).substitute(id=ident, ID=ident.upper())
@@ -125,11 +120,17 @@ def build_images(
         '-DPPGEDGE_OUT="out.bin"',
         f"-I{files.dir}",
     ]
-    h_objs = [
-        *model_objs,
-        _compile(rt, harness_src, work / "harness.o", h_defs),
-        _compile(rt, startup, work / "startup_semihosting.o", ["-DPPGEDGE_SEMIHOSTING"]),
+    units = [(c, work / f"{c.name}.o", []) for c in files.c_sources] + [
+        (fw_src, work / "firmware_main.o", fw_defs),
+        (startup, work / "startup.o", []),
+        (harness_src, work / "harness.o", h_defs),
+        (startup, work / "startup_semihosting.o", ["-DPPGEDGE_SEMIHOSTING"]),
     ]
+    with concurrent.futures.ThreadPoolExecutor(rt.jobs or os.cpu_count() or 2) as pool:
+        objs = list(pool.map(lambda u: _compile(rt, *u), units))
+    model_objs, (fw_main, fw_start, h_main, h_start) = objs[:-4], objs[-4:]
+    fw_objs = [*model_objs, fw_main, fw_start]
+    h_objs = [*model_objs, h_main, h_start]
 
     lib, compiled = rt.library(ops)
     try:
