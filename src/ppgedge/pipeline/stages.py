@@ -316,8 +316,12 @@ def _prune_budget(ctx: Context) -> str:
 
 
 def _prune_params(ctx: Context) -> dict[str, Any]:
+    """The key of the prune stage: with ``to = "target"``, the target (its budget, core,
+    clock) rather than the MAC count derived from it, which costs a profile of the student
+    (the student itself is an input: its hash is in the key)."""
     p = dict(ctx.cfg["prune"])
-    p["budget"] = _prune_budget(ctx)
+    if p["to"].strip().lower() == "target":
+        p["target"] = _target_params(ctx)["target"]
     return {**p, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
 
 
@@ -329,6 +333,7 @@ def _prune_run(ctx: Context) -> StageResult:
     from ppgedge.compress.prune import int8_flash_bytes, prune
 
     p = ctx.cfg["prune"]
+    budget = _prune_budget(ctx)  # for "target": a search with the cycle model (tens of s)
     result = _with_observer(
         ctx,
         "prune",
@@ -337,7 +342,7 @@ def _prune_run(ctx: Context) -> StageResult:
             ctx.dataset,
             ctx.split,
             ctx.pruned_path,
-            _prune_budget(ctx),
+            budget,
             criterion=p["criterion"],
             steps=p["steps"],
             finetune_epochs=p["finetune_epochs"],
@@ -362,7 +367,7 @@ def _prune_run(ctx: Context) -> StageResult:
     what = (
         "nothing to do (the student already fits)"
         if result.nothing_to_do
-        else (f"{len(result.steps) - 1} steps")
+        else (f"{len(result.steps) - 1} steps to {budget}")
     )
     return StageResult(
         [ctx.pruned_path],
@@ -371,6 +376,7 @@ def _prune_run(ctx: Context) -> StageResult:
             "parameters": int(n),
             "int8_weight_bytes": flash,
             "nothing_to_do": result.nothing_to_do,
+            "budget": budget,
             "steps": result.steps,
         },
         f"{ctx.rel(ctx.pruned_path)}: {int(n):,} params, {what}, test MAE {mae:.2f} BPM",
