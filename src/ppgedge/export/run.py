@@ -10,6 +10,7 @@ never ask for it again.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -223,7 +224,18 @@ def export(
                 seconds["onnx"],
             )
         manifest = _manifest(
-            source, kind, name, art, artifact_path, files, tmp, rules, onnx, bundle, seconds
+            source,
+            kind,
+            name,
+            art,
+            artifact_path,
+            files,
+            tmp,
+            rules,
+            onnx,
+            bundle,
+            seconds,
+            out_dir,
         )
         write_json_atomic(tmp / MANIFEST, manifest)
     final = {k: out_dir / p.relative_to(tmp) for k, p in files.items()}
@@ -264,9 +276,16 @@ def _provenance(art: QuantizedArtifact, path: Path) -> dict[str, Any]:
     )
 
 
-def _manifest(source, kind, name, art, artifact_path, files, tmp, rules, onnx, bundle, seconds):
+def _manifest(
+    source, kind, name, art, artifact_path, files, tmp, rules, onnx, bundle, seconds, out_dir
+):
     def rel(p: Path) -> str:
         return str(p.relative_to(tmp)) if p.is_relative_to(tmp) else str(p)
+
+    def outside(p: Path) -> str:
+        """A file beside the export, relative to the export folder (a copied or moved run
+        folder keeps its links; verify resolves relative paths from the folder)."""
+        return os.path.relpath(Path(p).resolve(), out_dir.resolve())
 
     entries = {}
     for key, p in files.items():
@@ -278,11 +297,11 @@ def _manifest(source, kind, name, art, artifact_path, files, tmp, rules, onnx, b
         "schema": SCHEMA,
         "ppgedge_version": __version__,
         "name": name,
-        "source": {"path": str(source.resolve()), "kind": kind, "sha256": file_sha256(source)},
+        "source": {"path": outside(source), "kind": kind, "sha256": file_sha256(source)},
         "artifact": {
             "path": rel(artifact_path)
             if artifact_path.is_relative_to(tmp)
-            else str(Path(artifact_path).resolve()),
+            else outside(artifact_path),
             "sha256": file_sha256(artifact_path),
         }
         if art is not None

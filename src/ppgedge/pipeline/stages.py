@@ -452,7 +452,7 @@ def _verify_run(ctx: Context) -> StageResult:
     from ppgedge.export.verify import verify
 
     report = verify(ctx.export_dir, ctx.dataset, part="test")
-    write_json_atomic(ctx.verify_path, report.to_dict())
+    write_json_atomic(ctx.verify_path, report.to_dict() | {"tflite": ctx.rel(ctx.tflite_path)})
     # per-window int8 predictions on the test subjects (verify's own TFLite Micro run), for
     # the report's error plot
     idx = report.indices
@@ -485,11 +485,23 @@ def _target_params(ctx: Context) -> dict[str, Any]:
     return {"target": ctx.target().to_dict()}
 
 
+def _relative_paths(ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
+    """The model and verify-report paths of a profile or check document as the run refers to
+    them (relative to the run folder), so the folder can be moved or shared."""
+    for model in (doc.get("model"), (doc.get("profile") or {}).get("model")):
+        if isinstance(model, dict) and model.get("path"):
+            model["path"] = ctx.rel(Path(model["path"]))
+    accuracy = doc.get("accuracy")
+    if isinstance(accuracy, dict) and accuracy.get("path"):
+        accuracy["path"] = ctx.rel(Path(accuracy["path"]))
+    return doc
+
+
 def _profile_run(ctx: Context) -> StageResult:
     from ppgedge.profile.report import profile
 
     report = profile(ctx.tflite_path, ctx.target())
-    write_json_atomic(ctx.profile_path, report.to_dict())
+    write_json_atomic(ctx.profile_path, _relative_paths(ctx, report.to_dict()))
     lat = report.latency["ms"]
     return StageResult(
         [ctx.profile_path],
@@ -511,7 +523,7 @@ def _check_run(ctx: Context) -> StageResult:
 
     target = ctx.target()
     result = run_check(profile(ctx.tflite_path, target), target.budget, verify_path=ctx.verify_path)
-    write_json_atomic(ctx.check_path, result.to_dict())
+    write_json_atomic(ctx.check_path, _relative_paths(ctx, result.to_dict()))
     over = [f"{r.name} {r.value:.4g} > {r.limit:.4g} {r.unit}" for r in result.results if not r.ok]
     verdict = "fits" if result.passed else "OVER BUDGET" + (f" ({', '.join(over)})" if over else "")
     return StageResult(
