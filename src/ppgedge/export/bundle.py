@@ -33,6 +33,7 @@ from ppgedge.data.preprocess import EPS, check_known
 from ppgedge.errors import PpgedgeError
 from ppgedge.export.arena import (
     ArenaEstimate,
+    Graph,
     arena_estimate,
     read_graph,
     with_device_measurement,
@@ -463,7 +464,7 @@ def _render(
         f"{ident}_preprocess.c": _template("preprocess.c").substitute(fields),
         "main.cc": _template("main.cc").substitute(fields),
     }
-    files["README.md"] = _readme(fields, est, ident, provenance, inp, out)
+    files["README.md"] = _readme(fields, est, ident, provenance, inp, out, read_graph(tflite_path))
     return files
 
 
@@ -474,6 +475,7 @@ def _readme(
     provenance: dict[str, Any],
     inp: dict[str, Any],
     out: dict[str, Any],
+    graph: Graph,
 ) -> str:
     def cell(text: Any) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
@@ -499,10 +501,15 @@ def _readme(
     }
     file_table = "\n".join(f"| `{f}` | {cell(d)} |" for f, d in described.items())
     arena_table = "\n".join(f"| {cell(what)} | {n} |" for what, n in est.breakdown())
-    scratch_rows = [
-        f"| {s.index} | {s.op} | {cell(s.layer[-48:])} | {cell(s.kernel)} | {s.bytes} |"
-        for s in est.per_op
-    ]
+    scratch = {s.index: s for s in est.per_op}
+    scratch_rows = []  # every operator, named by what it computes (not converter tensor names)
+    for op in graph.ops:
+        shape = "x".join(str(d) for d in graph.tensors[op.outputs[0]].shape) if op.outputs else ""
+        s = scratch.get(op.index)
+        kernel = s.kernel if s else "TFLite Micro reference kernel (scratch in the host total)"
+        scratch_rows.append(
+            f"| {op.index} | {op.name} | {shape} | {cell(kernel)} | {s.bytes if s else 0} |"
+        )
     notes = "".join(f"- Note: {cell(n)}\n" for n in est.notes)
     readme_fields = {
         **fields,
