@@ -114,7 +114,7 @@ class Run:
     def after(self, stage: str) -> list[str]:
         """Lines printed after the stage's own line (finished or skipped); None before it."""
         for i in range(len(self.lines) - 1, -1, -1):
-            if self.lines[i].startswith(f"{stage}:"):
+            if self.lines[i].startswith(f"{stage}:") and not _starting(self.lines[i]):
                 return self.lines[i + 1 :]
         return None  # type: ignore[return-value]
 
@@ -140,6 +140,11 @@ class Run:
         return "\n".join(self.lines[-30:]) + "\n" + self.stderr[-3000:]
 
 
+def _starting(line: str) -> bool:
+    """The line a stage prints when it starts (``teacher: running ...``), not its result."""
+    return line.rstrip().endswith("running ...")
+
+
 def training(run: Run, after_stage: str, next_stage: str) -> Callable[[], bool]:
     """True once an epoch line is printed after ``after_stage`` and before ``next_stage``."""
 
@@ -147,8 +152,10 @@ def training(run: Run, after_stage: str, next_stage: str) -> Callable[[], bool]:
         tail = run.after(after_stage)
         return (
             tail is not None
-            and any(line.lstrip().startswith("epoch") for line in tail)
-            and not any(line.startswith(f"{next_stage}:") for line in tail)
+            and any(" epoch " in f" {line.lstrip()}" for line in tail)
+            and not any(
+                line.startswith(f"{next_stage}:") and not _starting(line) for line in tail
+            )
         )
 
     return ready
