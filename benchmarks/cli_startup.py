@@ -72,8 +72,7 @@ def import_evidence() -> dict[str, object]:
     return {
         "import_ppgedge_cli_ms": round(cumulative.get("ppgedge.cli", 0) / 1000, 1),
         "slowest_imports_ms": {
-            k: round(v / 1000, 1)
-            for k, v in sorted(cumulative.items(), key=lambda kv: -kv[1])[:8]
+            k: round(v / 1000, 1) for k, v in sorted(cumulative.items(), key=lambda kv: -kv[1])[:8]
         },
         "heavy_modules_imported_by_check": json.loads(heavy.stdout.strip().replace("'", '"'))
         if MODEL.is_file() and heavy.returncode == 0

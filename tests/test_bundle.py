@@ -31,9 +31,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("litert_torch")
-pytest.importorskip("tflite_micro")
-
 from ppgedge.atomic import file_sha256  # noqa: E402
 from ppgedge.compress import quantize as Q  # noqa: E402
 from ppgedge.compress.runtimes import dequantize, layout_windows, quantize, run_raw  # noqa: E402

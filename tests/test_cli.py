@@ -263,6 +263,7 @@ def test_the_shipped_workflow_runs_its_check_step(tmp_path: Path) -> None:
     import sys
 
     import yaml  # the test extra installs it
+
     root = Path(__file__).resolve().parents[1]
     flow = yaml.safe_load((root / ".github/workflows/model-budget.yml").read_text())
     steps = flow["jobs"]["budget"]["steps"]

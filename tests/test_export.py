@@ -10,11 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytest.importorskip("litert_torch")
-pytest.importorskip("tflite_micro")
-pytest.importorskip("ai_edge_litert")
-
 from cli_helpers import assert_user_error, ppgedge  # noqa: E402
 
 from ppgedge.compress import quantize as Q  # noqa: E402

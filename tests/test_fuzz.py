@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -186,7 +184,6 @@ def mutate(data: bytes, how: tuple[str, Any]) -> bytes:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> dict[str, bytes]:
     """Our own int8 model (PTQ of an untrained resnet_micro) and the MLPerf Tiny models."""
-    pytest.importorskip("litert_torch")
     from ppgedge.compress import quantize as Q
     from ppgedge.models.checkpoint import checkpoint_from_model, save_checkpoint
     from ppgedge.models.registry import create_model
@@ -573,7 +570,6 @@ def test_checkpoint_and_artifact_bytes(
     tiny_checkpoint: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Truncated, bit-flipped and overwritten ``.pt`` checkpoints and ``.int8.pt`` artifacts."""
-    pytest.importorskip("litert_torch")
     from ppgedge.compress.quantize import load_artifact, ptq
     from ppgedge.models.checkpoint import load_checkpoint
 

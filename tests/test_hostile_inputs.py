@@ -544,7 +544,6 @@ def test_materialised_size_counts_references_and_refuses_cycles() -> None:
 def test_onnx_external_data_inside_the_folder_still_loads(tmp_path: Path) -> None:
     """The guard refuses only what leaves the folder: a teacher whose weights live in a file of
     a subfolder next to it loads and runs."""
-    pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
     from ppgedge.data.format import DataFormat

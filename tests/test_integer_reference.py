@@ -13,9 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("litert_torch")
-pytest.importorskip("tflite_micro")
-
 from ppgedge.compress import quantize as Q  # noqa: E402
 from ppgedge.compress.integer_reference import (  # noqa: E402
     input_qparams,

@@ -153,9 +153,7 @@ def training(run: Run, after_stage: str, next_stage: str) -> Callable[[], bool]:
         return (
             tail is not None
             and any(" epoch " in f" {line.lstrip()}" for line in tail)
-            and not any(
-                line.startswith(f"{next_stage}:") and not _starting(line) for line in tail
-            )
+            and not any(line.startswith(f"{next_stage}:") and not _starting(line) for line in tail)
         )
 
     return ready

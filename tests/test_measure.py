@@ -21,9 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("litert_torch")
-pytest.importorskip("tflite_micro")
-
 from ppgedge.compress import quantize as Q  # noqa: E402
 from ppgedge.compress.tflite_file import read_model, schema  # noqa: E402
 from ppgedge.data.format import DataFormat, Dataset  # noqa: E402

@@ -210,6 +210,7 @@ def test_a_copied_run_folder_skips_every_stage_and_files_follow_the_umask(tiny_r
     rec = Recorder()
     again = run_pipeline(cfg, out=copy, observer=rec)
     assert rec.ran == [] and rec.skipped == list(STAGES)
+    assert again.exit_code == result.exit_code and again.summary == result.summary
     for doc in ("manifest.json", "report.md", "export/export.json", "verify/verify.json",
                 "profile/profile.json", "check/check.json"):  # fmt: skip
         assert str(result.out) not in (copy / doc).read_text(), f"absolute path in {doc}"

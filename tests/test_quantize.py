@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("litert_torch")
-pytest.importorskip("tflite_micro")
-
 from ppgedge.compress import quantize as Q  # noqa: E402
 from ppgedge.data.format import Dataset  # noqa: E402
 from ppgedge.errors import PpgedgeError  # noqa: E402

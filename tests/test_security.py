@@ -243,7 +243,6 @@ def test_corrupt_mat_tags_are_refused_not_a_crash(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ integrity
 @pytest.fixture(scope="module")
 def int8_files(tiny_checkpoint: Path, tiny_dataset, tmp_path_factory) -> dict[str, Path]:
-    pytest.importorskip("litert_torch")
     from ppgedge.compress.quantize import ptq, to_tflite
 
     work = tmp_path_factory.mktemp("int8")

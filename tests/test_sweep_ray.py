@@ -22,9 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("ray", reason='the Ray engine needs the extra: pip install -e ".[ray]"')
-
 from cli_helpers import assert_user_error  # noqa: E402
 
 from ppgedge.data.format import Dataset  # noqa: E402

@@ -148,8 +148,10 @@ BUNDLE = OutputKind(
 SWEEP = OutputKind(
     "sweep folder",
     True,
-    lambda p: _has_schema("sweep.json", "ppgedge.sweep")(p)
-    or _has_schema("summary.json", "ppgedge.sweep")(p),
+    lambda p: (
+        _has_schema("sweep.json", "ppgedge.sweep")(p)
+        or _has_schema("summary.json", "ppgedge.sweep")(p)
+    ),
     "sweep.json",
 )
 CHECKPOINT = OutputKind("checkpoint", False, _torch_artifact)
