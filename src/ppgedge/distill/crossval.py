@@ -14,7 +14,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.optimize import curve_fit
 
 from ppgedge.distill.scaling import FORMS, fit_scaling_law
 
@@ -60,45 +59,11 @@ def aggregate_cv(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def fit_weighted(
     params: list[float], mae: list[float], sigma: list[float], form: str
 ) -> dict[str, Any]:
-    """One law form fitted to means with standard errors ``sigma``; parameter standard errors
-    from the covariance (``absolute_sigma``: the error bars are measured, not rescaled)."""
-    expr, fn = FORMS[form]
-    n, y = np.asarray(params, float), np.asarray(mae, float)
-    s = np.maximum(np.asarray(sigma, float), SIGMA_FLOOR)
-    if len(np.unique(n)) < 3:
-        return {"form": expr, "ok": False, "reason": "needs at least 3 distinct sizes"}
-    guess = {"exp": (y.max() - y.min() + 1e-3, 1000.0 / np.median(n), y.min())}.get(
-        form, (y.max() * 10.0, 1.0, 0.0)
+    """One law form fitted to means with standard errors ``sigma`` (floored: a mean over
+    identical runs has no spread but is not exact)."""
+    return fit_scaling_law(
+        params, mae, form, sigma=np.maximum(np.asarray(sigma, float), SIGMA_FLOOR)
     )
-    lo, hi = [0.0, 0.0, 0.0], [np.inf, np.inf, float(y.max())]
-    p0 = [
-        float(np.clip(g, a + 1e-9, b - 1e-9 if np.isfinite(b) else g + 1))
-        for g, a, b in zip(guess, lo, hi, strict=True)
-    ]
-    try:
-        popt, pcov = curve_fit(
-            fn, n, y, p0=p0, sigma=s, absolute_sigma=True, bounds=(lo, hi), maxfev=20000
-        )
-    except (RuntimeError, ValueError) as exc:
-        return {"form": expr, "ok": False, "reason": str(exc).splitlines()[0]}
-    pred = fn(n, *popt)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-    dof = max(len(y) - 3, 1)
-    se = np.sqrt(np.clip(np.diag(pcov), 0, None))
-    return {
-        "form": expr,
-        "ok": True,
-        "weighted": True,
-        "a": float(popt[0]),
-        "b": float(popt[1]),
-        "c": float(popt[2]),
-        "a_se": float(se[0]),
-        "b_se": float(se[1]),
-        "c_se": float(se[2]),
-        "r2": r2,
-        "reduced_chi2": float((((y - pred) / s) ** 2).sum() / dof),
-    }
 
 
 def fit_all_cv(

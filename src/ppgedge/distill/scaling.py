@@ -23,8 +23,16 @@ FORMS = {
 }
 
 
-def fit_scaling_law(params: Sequence[float], mae: Sequence[float], form: str) -> dict[str, Any]:
-    """Least-squares fit of one form; R^2 on the points given (one per size and seed)."""
+def fit_scaling_law(
+    params: Sequence[float],
+    mae: Sequence[float],
+    form: str,
+    sigma: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Least-squares fit of one form; R^2 on the points given (one per size and seed). With
+    ``sigma`` (standard errors of the points, e.g. over folds and seeds) the fit is weighted and
+    the parameters get standard errors from the covariance (``absolute_sigma``: the error bars
+    are measured, not rescaled), plus the reduced chi^2."""
     expr, fn = FORMS[form]
     n = np.asarray(params, float)
     y = np.asarray(mae, float)
@@ -34,6 +42,7 @@ def fit_scaling_law(params: Sequence[float], mae: Sequence[float], form: str) ->
         "exp": (y.max() - y.min() + 1e-3, 1000.0 / np.median(n), y.min()),
         "exp-log": (y.max() * 10.0, 1.0, 0.0),
     }[form]
+    s = None if sigma is None else np.asarray(sigma, float)
     try:
         # a, b >= 0 (error falls with size), 0 <= c <= max error (a floor, not a fudge term)
         bounds = ([0.0, 0.0, 0.0], [np.inf, np.inf, float(y.max())])
@@ -41,14 +50,16 @@ def fit_scaling_law(params: Sequence[float], mae: Sequence[float], form: str) ->
             float(np.clip(g, lo + 1e-9, hi - 1e-9 if np.isfinite(hi) else g + 1))
             for g, lo, hi in zip(guess, *bounds, strict=True)
         )
-        popt, _ = curve_fit(fn, n, y, p0=guess, bounds=bounds, maxfev=20000)
+        popt, pcov = curve_fit(
+            fn, n, y, p0=guess, sigma=s, absolute_sigma=s is not None, bounds=bounds, maxfev=20000
+        )
     except (RuntimeError, ValueError) as exc:
         return {"form": expr, "ok": False, "reason": str(exc).splitlines()[0]}
     pred = fn(n, *popt)
     ss_res = float(((y - pred) ** 2).sum())
     ss_tot = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-    return {
+    law = {
         "form": expr,
         "ok": True,
         "a": float(popt[0]),
@@ -56,6 +67,16 @@ def fit_scaling_law(params: Sequence[float], mae: Sequence[float], form: str) ->
         "c": float(popt[2]),
         "r2": r2,
     }
+    if s is not None:
+        se = np.sqrt(np.clip(np.diag(pcov), 0, None))
+        law |= {
+            "weighted": True,
+            "a_se": float(se[0]),
+            "b_se": float(se[1]),
+            "c_se": float(se[2]),
+            "reduced_chi2": float((((y - pred) / s) ** 2).sum() / max(len(y) - 3, 1)),
+        }
+    return law
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
