@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ppgedge.distill.scaling import FORMS, fit_scaling_law
+from ppgedge.distill.scaling import FORMS, defined, fit_scaling_law
 
 SIGMA_FLOOR = 0.01  # BPM: identical runs must not get an infinite weight
 
@@ -89,11 +89,7 @@ def fit_all_cv(
                     [r["parameters"] for r in raw], [r["test_mae"] for r in raw], form
                 )
             laws[f"{method} ({family}) {form}"] = law
-    return {
-        k: v
-        for k, v in laws.items()
-        if not (isinstance(v.get("r2"), float) and math.isnan(v["r2"]))
-    }
+    return defined(laws)
 
 
 def cv_markdown(

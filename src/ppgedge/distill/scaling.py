@@ -179,6 +179,11 @@ def fit_all(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 [p["parameters"] for p in pts], [p["test_mae"] for p in pts], form
             )
             laws[f"{method} ({family}) {form}"] = law
+    return defined(laws)
+
+
+def defined(laws: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Laws whose R^2 is defined (a group whose MAE does not vary has none to report)."""
     return {
         k: v
         for k, v in laws.items()
