@@ -175,14 +175,12 @@ def qat_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Quantisation-aware training to int8 (the scales export keeps)."""
+    from ppgedge.cli.progress import training_progress  # torch: imported only to train
     from ppgedge.compress.quantize import default_artifact_path, qat
 
     ds = dataset_for(checkpoint, data)
     t0 = time.perf_counter()
-    from ppgedge.cli.progress import RichTrainingObserver
-
-    observer = RichTrainingObserver("qat") if not json_out else None
-    try:
+    with training_progress("qat", json_out) as observer:
         result = qat(
             checkpoint,
             ds,
@@ -196,9 +194,6 @@ def qat_cmd(
             observer=observer,
             measure_tflm=tflm,
         )
-    finally:
-        if observer:
-            observer.close()
     _quant_summary("qat", result, t0, json_out)
 
 

@@ -6,6 +6,9 @@ Its own module because it needs the trainer (and so torch): the fast commands (`
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ppgedge.cli.render import console, safe_text
@@ -55,3 +58,14 @@ class RichTrainingObserver(TrainingObserver):
     def close(self) -> None:
         if self.task is not None:  # stopping a display never started still prints a newline
             self.progress.stop()
+
+
+@contextlib.contextmanager
+def training_progress(label: str, quiet: bool) -> Iterator[RichTrainingObserver | None]:
+    """The display of one training command (none with ``--json``), closed however it ends."""
+    observer = None if quiet else RichTrainingObserver(label)
+    try:
+        yield observer
+    finally:
+        if observer is not None:
+            observer.close()

@@ -105,6 +105,7 @@ def train_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a teacher or a from-scratch baseline."""
+    from ppgedge.cli.progress import training_progress  # torch: imported only to train
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
     from ppgedge.train.trainer import TrainConfig, train
@@ -122,17 +123,11 @@ def train_cmd(
         augment=augment,
         seed=seed,
     )
-    from ppgedge.cli.progress import RichTrainingObserver
-
-    observer = RichTrainingObserver(model) if not json_out else None
     t0 = time.perf_counter()
-    try:
+    with training_progress(model, json_out) as observer:
         ckpt = train(
             ds, sp, out, cfg, init_from=init, device=device, observer=observer, restart=restart
         )
-    finally:
-        if observer:
-            observer.close()
     m = ckpt.metrics
     if json_out:
         print_json("train", {"checkpoint": str(out), **ckpt.describe()})
@@ -227,6 +222,7 @@ def distill_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Distil a teacher into a small student."""
+    from ppgedge.cli.progress import training_progress  # torch: imported only to train
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
     from ppgedge.distill.run import distill
@@ -244,11 +240,8 @@ def distill_cmd(
         augment=augment,
         seed=seed,
     )
-    from ppgedge.cli.progress import RichTrainingObserver
-
-    observer = RichTrainingObserver(f"{method} {student}") if not json_out else None
     t0 = time.perf_counter()
-    try:
+    with training_progress(f"{method} {student}", json_out) as observer:
         ckpt = distill(
             teacher,
             ds,
@@ -265,9 +258,6 @@ def distill_cmd(
             observer=observer,
             restart=restart,
         )
-    finally:
-        if observer:
-            observer.close()
     if json_out:
         print_json("distill", {"checkpoint": str(out), **ckpt.describe()})
         return
