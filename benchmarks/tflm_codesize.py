@@ -104,7 +104,21 @@ MODEL_SETS = {
     "ppgedge resnet": ["PAD", "CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"],
 }  # fmt: skip
 
-DRIVER = """
+# What every measured program links besides TFLite Micro: no C++ runtime, no logging (printing
+# is platform code, not counted). Braces doubled: the drivers are str.format templates.
+RUNTIME_STUBS = """
+extern "C" void __cxa_pure_virtual() {{ while (1) {{}} }}
+void operator delete(void*, unsigned int) noexcept {{}}
+void operator delete(void*) noexcept {{}}
+extern "C" void DebugLog(const char*, va_list) {{}}
+extern "C" int DebugVsnprintf(char* b, size_t n, const char*, va_list) {{
+  if (n) b[0] = 0;
+  return 0;
+}}
+"""
+
+DRIVER = (
+    """
 #include <new>
 #include <cstdint>
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -135,15 +149,9 @@ extern "C" int entry(void) {{
   if (i->AllocateTensors() != kTfLiteOk) return 1;
   return i->Invoke() == kTfLiteOk ? 0 : 2;
 }}
-extern "C" void __cxa_pure_virtual() {{ while (1) {{}} }}
-void operator delete(void*, unsigned int) noexcept {{}}
-void operator delete(void*) noexcept {{}}
-extern "C" void DebugLog(const char*, va_list) {{}}
-extern "C" int DebugVsnprintf(char* b, size_t n, const char*, va_list) {{
-  if (n) b[0] = 0;
-  return 0;
-}}
 """
+    + RUNTIME_STUBS
+)
 
 
 def sh(cmd: list[str]) -> str:
@@ -195,7 +203,8 @@ def symbols(elf: Path) -> dict[tuple[str, int, int], int]:
     return out
 
 
-APP_DRIVER = """
+APP_DRIVER = (
+    """
 #include <cstdint>
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "{id}_model_data.h"
@@ -208,15 +217,9 @@ int main() {{
   if (i.AllocateTensors() != kTfLiteOk) return 1;
   return i.Invoke() == kTfLiteOk ? 0 : 2;
 }}
-extern "C" void __cxa_pure_virtual() {{ while (1) {{}} }}
-void operator delete(void*, unsigned int) noexcept {{}}
-void operator delete(void*) noexcept {{}}
-extern "C" void DebugLog(const char*, va_list) {{}}
-extern "C" int DebugVsnprintf(char* b, size_t n, const char*, va_list) {{
-  if (n) b[0] = 0;
-  return 0;
-}}
 """
+    + RUNTIME_STUBS
+)
 
 
 def bundle_app(rt: Runtime, lib: Path, bundle: Path, build: Path) -> dict[str, object]:
