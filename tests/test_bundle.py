@@ -604,6 +604,6 @@ def test_refuses_mismatches_and_foreign_directories(models, tmp_path: Path) -> N
     project = tmp_path / "firmware"
     project.mkdir()
     (project / "main.c").write_text("int main(void) { return 0; }\n")
-    with pytest.raises(PpgedgeError, match="not a ppgedge bundle"):
+    with pytest.raises(PpgedgeError, match="ppgedge did not write"):
         B.write_bundle(m.tflite, project, name="a", data_format=m.fmt, decode="argmax")
     assert (project / "main.c").is_file()

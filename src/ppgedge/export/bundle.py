@@ -40,7 +40,7 @@ from ppgedge.export.arena import (
 )
 from ppgedge.firmware.build import BUILD_FLAGS
 from ppgedge.models.bpm import DECODERS, N_CLASSES, SMOOTHING_WEIGHTS
-from ppgedge.ownership import BUNDLE
+from ppgedge.ownership import BUNDLE, claim
 
 SCHEMA = "ppgedge.tflm_bundle/1"
 TEMPLATES = "ppgedge.export.templates"
@@ -350,25 +350,6 @@ def _io(tflite_path: Path, data_format: DataFormat) -> dict[str, Any]:
     }
 
 
-def _existing_bundle_ok(out_dir: Path) -> None:
-    """Refuse to replace a directory that is not an earlier bundle (it may be a project)."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise PpgedgeError(f"{out_dir}: exists and is not a directory")
-    if not any(out_dir.iterdir()):
-        return
-    try:
-        schema = json.loads((out_dir / "manifest.json").read_text()).get("schema")
-    except (OSError, ValueError, AttributeError):
-        schema = None
-    if schema != SCHEMA:
-        raise PpgedgeError(
-            f"{out_dir}: not empty and not a ppgedge bundle: choose a new directory "
-            "(the bundle directory is replaced as a whole)"
-        )
-
-
 def _tflm_version() -> str:
     try:
         return importlib.metadata.version("tflite-micro")
@@ -619,7 +600,7 @@ def write_bundle(
     check_known(data_format.preprocessing)
     io = _io(tflite_path, data_format)
     calls = resolver_calls(tflite_path)
-    _existing_bundle_ok(out_dir)
+    claim(out_dir, BUNDLE, "bundle folder")  # before any work: a new, empty or earlier bundle
     est = _device_arena(tflite_path, arena_estimate(tflite_path), tflm_src)
     ident = c_identifier(name)
     data = tflite_path.read_bytes()
