@@ -27,6 +27,7 @@ from ppgedge.pipeline.manifest import (
 )
 from ppgedge.pipeline.report import summary_rows, write_report
 from ppgedge.pipeline.stages import REPORT_ENTRIES, STAGE_LIST, Context, read_json, territory
+from ppgedge.profile.check import workspace_path
 from ppgedge.threads import limit_threads
 from ppgedge.train.trainer import TrainingObserver
 
@@ -167,13 +168,9 @@ def next_commands(ctx: Context) -> list[str]:
 
 
 def _shell_path(path: Path) -> str:
-    """Relative to the current directory when below it, else absolute; quoted for a shell."""
-    p = Path(path).absolute()
-    try:
-        text = p.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        text = str(p)
-    return shlex.quote(text)
+    """As CI annotations name files (relative to the current directory when below it, else
+    absolute), quoted for a shell."""
+    return shlex.quote(workspace_path(str(path)))
 
 
 def _refuse_foreign_entries(ctx: Context, manifest: RunManifest) -> None:
