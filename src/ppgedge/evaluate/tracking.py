@@ -1,0 +1,112 @@
+"""Fit and choose the temporal tracker on a split, and score it beside the per-window decoders.
+
+The transition prior comes from the training subjects' labels, its half width and weight from
+a small grid scored on the validation subjects' logits, and the decoder choice (a per-window
+decoder or ``tracked``) from the same validation MAEs. Test subjects are only scored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppgedge.data.format import Dataset
+from ppgedge.evaluate.metrics import error_summary
+from ppgedge.models.bpm import DECODERS, decode
+from ppgedge.models.tracker import Tracked, TransitionPrior, fit_prior, track
+
+TRACKED = "tracked"
+# Half widths (classes per hop) and weights (logit units per nat of -log p) the validation
+# subjects choose between: 4 x 5 = 20 configurations.
+GRID_HALF_WIDTH = (3, 5, 8, 12)
+GRID_WEIGHT = (0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+def prior_from_training(dataset: Dataset, train_idx: np.ndarray) -> TransitionPrior:
+    """The BPM-change histogram of the training subjects' consecutive windows."""
+    idx = np.asarray(train_idx)
+    return fit_prior(
+        dataset.y[idx], dataset.recording[idx], dataset.start_s[idx], dataset.fmt.hop_s
+    )
+
+
+def track_windows(
+    logits: np.ndarray | torch.Tensor,
+    dataset: Dataset,
+    idx: np.ndarray,
+    prior: TransitionPrior,
+    scale: float | None = None,
+) -> Tracked:
+    """Track the windows ``idx`` of ``dataset`` (logits in the order of ``idx``)."""
+    x = logits.numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
+    idx = np.asarray(idx)
+    return track(
+        x, dataset.recording[idx], dataset.start_s[idx], dataset.fmt.hop_s, prior, scale=scale
+    )
+
+
+def choose_tracker(
+    prior: TransitionPrior,
+    logits: np.ndarray | torch.Tensor,
+    dataset: Dataset,
+    val_idx: np.ndarray,
+    scale: float | None = None,
+) -> tuple[TransitionPrior, dict[str, Any]]:
+    """The half width and weight with the lowest MAE on the validation windows ``val_idx``."""
+    y = np.asarray(dataset.y[np.asarray(val_idx)], np.float64)
+    scores: dict[str, float] = {}
+    best: tuple[float, TransitionPrior] | None = None
+    for k in GRID_HALF_WIDTH:
+        for w in GRID_WEIGHT:
+            p = prior.with_params(k, w)
+            mae = error_summary(track_windows(logits, dataset, val_idx, p, scale).bpm, y)["mae"]
+            scores[f"K={k} w={w:g}"] = mae
+            if best is None or mae < best[0]:
+                best = (mae, p)
+    assert best is not None
+    return best[1], {"val_mae": best[0], "configurations": len(scores), "val_mae_grid": scores}
+
+
+def mae_by_decoder_tracked(
+    logits: np.ndarray | torch.Tensor,
+    dataset: Dataset,
+    idx: np.ndarray,
+    prior: TransitionPrior | None,
+    scale: float | None = None,
+) -> dict[str, float]:
+    """MAE of every per-window decoder and (given a prior) of the tracker on windows ``idx``."""
+    t = torch.as_tensor(np.asarray(logits)).float()
+    y = np.asarray(dataset.y[np.asarray(idx)], np.float64)
+    maes = {m: error_summary(decode(t, m).numpy(), y)["mae"] for m in DECODERS}
+    if prior is not None:
+        maes[TRACKED] = error_summary(track_windows(logits, dataset, idx, prior, scale).bpm, y)[
+            "mae"
+        ]
+    return maes
+
+
+def fit_tracker(
+    dataset: Dataset,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    val_logits: np.ndarray | torch.Tensor,
+    scale: float | None = None,
+) -> dict[str, Any]:
+    """Prior from training labels, width and weight from validation: the ``tracker`` record
+    a checkpoint or artifact stores (``prior`` feeds :meth:`TransitionPrior.from_dict`)."""
+    prior, choice = choose_tracker(
+        prior_from_training(dataset, train_idx), val_logits, dataset, val_idx, scale
+    )
+    maes = mae_by_decoder_tracked(val_logits, dataset, val_idx, prior, scale)
+    best = min(maes, key=maes.get)
+    return {
+        "prior": prior.to_dict(),
+        "chosen_on": "validation subjects",
+        "configurations": choice["configurations"],
+        "val_mae_grid": choice["val_mae_grid"],
+        "val_mae_by_decoder": maes,
+        "decoder": best,  # 'tracked' when the tracker beats every per-window decoder
+        "logits": "int8" if scale is not None else "float",
+    }

@@ -1,0 +1,99 @@
+"""The temporal tracker: its recursion, sequence handling, bad input, the prior fitted on
+training labels, the validation choice, and the C tracker bit-exact with Python."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ppgedge.errors import PpgedgeError
+from ppgedge.models import tracker as T
+
+
+def _naive(x: np.ndarray, cost: np.ndarray, starts: np.ndarray) -> tuple[list[int], list[int]]:
+    """The recursion written out loop by loop, independently of the vectorised one."""
+    k = len(cost) // 2
+    alpha: list[int] = []
+    out, margins = [], []
+    for t in range(len(x)):
+        if t == 0 or starts[t]:
+            a = [int(v) for v in x[t]]
+        else:
+            a = []
+            for j in range(180):
+                best = max(
+                    alpha[j - d] - int(cost[d + k]) for d in range(-k, k + 1) if 0 <= j - d < 180
+                )
+                a.append(int(x[t][j]) + best)
+        m = max(a)
+        a = [max(v - m, T.FLOOR) for v in a]
+        j = a.index(0)
+        out.append(j)
+        margins.append(-max(v for i, v in enumerate(a) if abs(i - j) > T.PEAK_HALF_WIDTH))
+        alpha = a
+    return out, margins
+
+
+def _sequence_logits(rng: np.random.Generator, n: int, hr0: float = 80.0) -> tuple:
+    """int8-like logits peaked at a drifting heart rate, with some windows' peaks thrown off."""
+    hr = np.clip(hr0 + np.cumsum(rng.normal(0, 1.0, n)), 35, 200)
+    cls = np.arange(180)
+    peak = hr - 30
+    outlier = rng.random(n) < 0.2
+    peak = np.where(outlier, rng.uniform(0, 179, n), peak)
+    q = np.rint(100 - 4.0 * (cls[None, :] - peak[:, None]) ** 2 / 10 + rng.normal(0, 6, (n, 180)))
+    return np.clip(q, -128, 127).astype(np.int8), hr
+
+
+def test_integer_filter_matches_the_written_out_recursion() -> None:
+    rng = np.random.default_rng(0)
+    x, _ = _sequence_logits(rng, 40)
+    prior = T.TransitionPrior(tuple(range(1, 18)), half_width=5, weight=0.5)
+    cost = prior.int_costs(0.1)
+    starts = np.zeros(40, bool)
+    starts[25] = True
+    idx, margin = T.filter_sequence(x, cost, starts)
+    ref_idx, ref_margin = _naive(x, cost, starts)
+    assert idx.tolist() == ref_idx and margin.tolist() == ref_margin
+
+
+def test_tracking_rejects_outliers_and_resets_at_recordings_and_gaps() -> None:
+    rng = np.random.default_rng(1)
+    x, hr = _sequence_logits(rng, 120)
+    prior = T.TransitionPrior((1, 5, 20, 60, 20, 5, 1), half_width=3, weight=1.0)
+    rec = np.repeat([0, 1], 60).astype(np.int32)
+    start = np.concatenate([np.arange(60) * 2.0, np.arange(60) * 2.0]).astype(np.float32)
+    start[90:] += 10.0  # a gap of 5 hops inside recording 1
+    perm = rng.permutation(120)  # input order must not matter
+    tr = T.track(x[perm], rec[perm], start[perm], 2.0, prior, scale=0.1)
+    per_window = x.argmax(1) + 30
+    assert np.abs(tr.bpm - hr[perm]).mean() < 0.5 * np.abs(per_window[perm] - hr[perm]).mean()
+    assert (tr.sequences, tr.gaps) == (2, 1)
+    # a reset means the window after the gap equals a fresh start on it
+    fresh = T.track(x[90:], rec[90:], start[90:], 2.0, prior, scale=0.1)
+    assert np.array_equal(tr.bpm[np.argsort(perm)][90:], fresh.bpm)
+    # float logits run the same recursion without quantisation
+    tf = T.track(x.astype(np.float32) * 0.1, rec, start, 2.0, prior)
+    assert np.abs(tf.bpm - hr).mean() < np.abs(per_window - hr).mean()
+
+
+def test_bad_input_is_a_one_line_error() -> None:
+    prior = T.TransitionPrior((1, 2, 1), half_width=1)
+    with pytest.raises(PpgedgeError, match="shape"):
+        T.track(np.zeros((4, 10), np.int8), np.zeros(4), np.arange(4.0), 2.0, prior, scale=0.1)
+    with pytest.raises(PpgedgeError, match="one of each"):
+        T.track(np.zeros((4, 180), np.int8), np.zeros(3), np.arange(4.0), 2.0, prior, scale=0.1)
+    with pytest.raises(PpgedgeError, match="int8"):
+        T.track(np.full((2, 180), 300), np.zeros(2), np.arange(2.0), 2.0, prior, scale=0.1)
+    with pytest.raises(PpgedgeError, match="half width"):
+        T.TransitionPrior((1, 2, 1), half_width=2)
+
+
+def test_prior_is_fitted_on_consecutive_training_windows(tiny_dataset) -> None:
+    d = tiny_dataset
+    prior = T.fit_prior(d.y[:], d.recording[:], d.start_s[:], d.fmt.hop_s)
+    assert prior.n_pairs == len(d) - len(np.unique(d.recording))
+    counts = np.asarray(prior.counts)
+    assert counts.argmax() in (len(counts) // 2 - 1, len(counts) // 2, len(counts) // 2 + 1)
+    assert T.TransitionPrior.from_dict(prior.to_dict()) == prior
+    assert prior.costs().min() == 0.0
