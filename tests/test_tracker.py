@@ -3,6 +3,9 @@ training labels, the validation choice, and the C tracker bit-exact with Python.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -97,3 +100,80 @@ def test_prior_is_fitted_on_consecutive_training_windows(tiny_dataset) -> None:
     assert counts.argmax() in (len(counts) // 2 - 1, len(counts) // 2, len(counts) // 2 + 1)
     assert T.TransitionPrior.from_dict(prior.to_dict()) == prior
     assert prior.costs().min() == 0.0
+
+
+def spectral_logits(ppg: np.ndarray, rate_hz: float) -> np.ndarray:
+    """int8 'logits' from real windows: the log periodogram at each class's BPM (a model whose
+    logits follow the PPG spectrum), so the sequences move as the heart rate does."""
+    x = (ppg - ppg.mean(1, keepdims=True)) * np.hanning(ppg.shape[1])[None, :]
+    power = np.abs(np.fft.rfft(x, n=2048, axis=1)) ** 2
+    bpm = np.fft.rfftfreq(2048, 1.0 / rate_hz) * 60.0
+    lp = np.log(np.stack([np.interp(np.arange(30, 210), bpm, p) for p in power]) + 1e-12)
+    return np.clip(np.rint(12.0 * (lp - lp.max(1, keepdims=True))) + 127, -128, 127).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def real_sequences(tiny_dataset):
+    """int8 logits of every synthetic window in (recording, start) order, the tracker's reset
+    flags, and a prior fitted on the first three subjects' labels."""
+    d = tiny_dataset
+    order = T.sequence_order(d.recording[:], d.start_s[:])
+    ppg = np.asarray(d.x[order][:, d.channel_index(["ppg"])[0]], np.float64)
+    q = spectral_logits(ppg, d.fmt.sample_rate_hz)
+    starts = ~T.consecutive(d.recording[order], d.start_s[order], d.fmt.hop_s)
+    train = np.flatnonzero(d.subject[:] < 3)
+    prior = T.fit_prior(d.y[train], d.recording[train], d.start_s[train], d.fmt.hop_s)
+    return q, starts, prior.with_params(5, 0.25), 0.1
+
+
+def test_c_tracker_is_bit_exact_with_python_on_real_sequences(real_sequences) -> None:
+    from ppgedge.firmware.tracker_run import run_host
+
+    q, starts, prior, scale = real_sequences
+    starts = starts.copy()
+    starts[len(q) // 2] = True  # and a gap in the middle of a recording
+    idx, margin = T.filter_sequence(q, prior.int_costs(scale), starts)
+    c = run_host(prior, scale, q, starts)
+    assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin)
+    assert c.state_bytes <= 1024
+    assert len(np.unique(idx)) > 5  # the sequences really move
+
+
+@pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+    reason="no Arm toolchain or QEMU",
+)
+def test_c_tracker_on_cortex_m4_in_qemu_is_bit_exact(real_sequences) -> None:
+    from ppgedge.firmware.tracker_run import run_qemu
+
+    q, starts, prior, scale = real_sequences
+    q, starts = q[:120], starts[:120]
+    idx, margin = T.filter_sequence(q, prior.int_costs(scale), starts)
+    c = run_qemu(prior, scale, q, starts)
+    assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin)
+    assert c.instructions is not None and (c.instructions > 0).all()
+
+
+def test_c_tracker_resets_on_a_shape_mismatch(tmp_path) -> None:
+    """Fed logits of another model, the C tracker returns BAD_INPUT and forgets its state."""
+    from ppgedge.export.tracker_c import render_tracker
+
+    prior = T.TransitionPrior((1, 3, 1), half_width=1)
+    for name, text in render_tracker("m", prior, 0.1, "m").items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "t.c").write_text(
+        '#include "m_tracker.h"\n#include <string.h>\n'
+        "int main(void) { m_tracker_t t; int8_t x[180]; int32_t g;\n"
+        "  memset(x, 0, sizeof x); x[50] = 100; m_tracker_reset(&t);\n"
+        "  if (m_tracker_update(&t, x, 180, &g) != 80) return 1;\n"
+        "  if (m_tracker_update(&t, x, 179, &g) != M_TRACKER_BAD_INPUT) return 2;\n"
+        "  if (t.started) return 3;\n"
+        "  x[50] = 0; x[150] = 100;\n"
+        "  return m_tracker_update(&t, x, 180, &g) == 180 ? 0 : 4; }\n"
+    )
+    exe = tmp_path / "t"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+    srcs = [str(tmp_path / "m_tracker.c"), str(tmp_path / "t.c")]
+    subprocess.run([cc, *flags, f"-I{tmp_path}", *srcs, "-o", str(exe)], check=True)
+    assert subprocess.run([str(exe)]).returncode == 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ppgedge.errors import PpgedgeError
+from ppgedge.firmware.boards import Board
 from ppgedge.firmware.build import BuildError, Image, Runtime, link
 from ppgedge.firmware.qemu import csrc
 
@@ -52,7 +53,11 @@ class Images:
 
 
 def _linker_script(rt: Runtime, out: Path) -> Path:
-    b = rt.board
+    return linker_script(rt.board, out)
+
+
+def linker_script(b: Board, out: Path) -> Path:
+    """The board's memory map with the harness's heap and stack, written to ``out``."""
     text = string.Template(csrc("link.ld.in")).substitute(
         code_name="the board's code SSRAM",
         ram_name="its data SSRAM",
