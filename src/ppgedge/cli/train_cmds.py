@@ -416,6 +416,14 @@ def _render_eval(result: dict, per_subject: bool) -> None:
     console.print(f"evaluated on {result['n_windows']} windows: {safe_text(result['windows'])}")
     overall = {n: {"all": r["overall"]} for n, r in models.items()}
     console.print(metrics_table("overall", overall, "set"))
+    tr = result.get("tracking")
+    if tr:
+        console.print(
+            f"tracked: skipped ({safe_text(tr['skipped'])})"
+            if "skipped" in tr
+            else f"tracked: {tr['sequences']} sequences, {tr['gap_resets']} resets at gaps, "
+            f"+/-{tr['half_width']} BPM per hop, weight {tr['weight']:g}, {tr['arithmetic']}"
+        )
     console.print(
         metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()}, "activity")
     )

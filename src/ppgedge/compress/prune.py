@@ -652,6 +652,8 @@ def prune(
         model,
         fmt,
         decode=decoder,
+        # fine-tuned: the tracker fitted on the pruned model; else the parent's, as it was
+        tracker=final_run.tracker if final_run is not None else dict(parent.tracker),
         metrics=metrics,
         training=training,
         parent=parent_record,

@@ -72,6 +72,7 @@ class Evaluation:
     pred: np.ndarray
     true: np.ndarray
     report: dict[str, Any]
+    logits: torch.Tensor | None = None  # (N, 180) in the order of the windows, for tracking
 
 
 def evaluate_checkpoint(
@@ -88,7 +89,9 @@ def evaluate_checkpoint(
     )
     logits = predict_logits(ckpt.build(), source, device)
     pred = decode(logits, ckpt.decode).numpy()
-    return evaluation(name, pred, dataset, indices)
+    ev = evaluation(name, pred, dataset, indices)
+    ev.logits = logits
+    return ev
 
 
 def evaluate_spectral(dataset: Dataset, indices: np.ndarray) -> Evaluation:

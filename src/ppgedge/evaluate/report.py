@@ -12,6 +12,7 @@ from ppgedge.evaluate.predict import (
     evaluate_checkpoint,
     evaluate_spectral,
 )
+from ppgedge.evaluate.tracking import tracked_evaluation
 from ppgedge.models.checkpoint import load_checkpoint
 from ppgedge.train.trainer import pick_device
 
@@ -33,12 +34,18 @@ def evaluate_model(
     ckpt = load_checkpoint(checkpoint) if checkpoint else None
     idx, described = eval_indices(dataset, ckpt, part)
     evals: list[Evaluation] = []
+    tracking: dict[str, Any] | None = None
     if baseline:
         evals.append(evaluate_spectral(dataset, idx))
     if ckpt is not None:
         name = f"{ckpt.arch}"
         dev = str(pick_device(device))
-        evals.append(evaluate_checkpoint(ckpt, dataset, idx, name=name, device=dev))
+        ev = evaluate_checkpoint(ckpt, dataset, idx, name=name, device=dev)
+        evals.append(ev)
+        assert ev.logits is not None
+        tracked, tracking = tracked_evaluation(name, ev.logits, dataset, idx, ckpt.tracker)
+        if tracked is not None:
+            evals.append(tracked)
     return {
         "dataset": str(dataset.path),
         "windows": described,
@@ -46,4 +53,5 @@ def evaluate_model(
         "checkpoint": str(checkpoint) if checkpoint else None,
         "decode": ckpt.decode if ckpt else None,
         "models": {e.name: e.report for e in evals},
+        "tracking": tracking,
     }

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from ppgedge.data.format import Dataset
+from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
+from ppgedge.evaluate.predict import Evaluation, evaluation
 from ppgedge.models.bpm import DECODERS, decode
 from ppgedge.models.tracker import Tracked, TransitionPrior, fit_prior, track
 
@@ -96,9 +98,11 @@ def fit_tracker(
 ) -> dict[str, Any]:
     """Prior from training labels, width and weight from validation: the ``tracker`` record
     a checkpoint or artifact stores (``prior`` feeds :meth:`TransitionPrior.from_dict`)."""
-    prior, choice = choose_tracker(
-        prior_from_training(dataset, train_idx), val_logits, dataset, val_idx, scale
-    )
+    try:
+        fitted = prior_from_training(dataset, train_idx)
+    except PpgedgeError as exc:  # no window sequences: the model still works window by window
+        return {"unavailable": str(exc)}
+    prior, choice = choose_tracker(fitted, val_logits, dataset, val_idx, scale)
     maes = mae_by_decoder_tracked(val_logits, dataset, val_idx, prior, scale)
     best = min(maes, key=maes.get)
     return {
@@ -110,3 +114,34 @@ def fit_tracker(
         "decoder": best,  # 'tracked' when the tracker beats every per-window decoder
         "logits": "int8" if scale is not None else "float",
     }
+
+
+def tracked_evaluation(
+    name: str,
+    logits: np.ndarray | torch.Tensor,
+    dataset: Dataset,
+    idx: np.ndarray,
+    record: dict[str, Any],
+    scale: float | None = None,
+) -> tuple[Evaluation | None, dict[str, Any]]:
+    """The tracker's evaluation beside a per-window one (``name (tracked)``), and what it did:
+    sequences, resets at gaps, the prior's width and weight, int8 or float arithmetic.
+    ``(None, {"skipped": why})`` for a model that carries no tracker."""
+    if "prior" not in record:
+        why = record.get("unavailable") or (
+            "the model carries no tracker (made before ppgedge fitted one): re-train it"
+        )
+        return None, {"skipped": why}
+    prior = TransitionPrior.from_dict(record["prior"])
+    tr = track_windows(logits, dataset, idx, prior, scale)
+    ev = evaluation(f"{name} (tracked)", tr.bpm, dataset, np.asarray(idx))
+    info = {
+        "sequences": tr.sequences,
+        "gap_resets": tr.gaps,
+        "half_width": prior.half_width,
+        "weight": prior.weight,
+        "arithmetic": "int8 (bit-exact with the bundle's C tracker)" if scale else "float",
+        "val_decoder": record.get("decoder"),
+        "confidence_median": float(np.median(tr.confidence)) if len(tr.confidence) else None,
+    }
+    return ev, info

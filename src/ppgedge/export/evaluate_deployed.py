@@ -25,6 +25,7 @@ from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral, evaluation
 from ppgedge.evaluate.report import evaluate_model
+from ppgedge.evaluate.tracking import tracked_evaluation
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode
 
@@ -63,17 +64,27 @@ def evaluate_any(
     if len(idx) == 0:
         raise PpgedgeError(f"no windows to evaluate in {described} of {dataset.path}")
     x = WindowSource(dataset, idx, channels, preprocessing=pre).windows(np.arange(len(idx)))
+    track_in, scale = None, None
     if tfl is not None:
         raw = run_raw(tfl, x, "tflm")
         qp = output_qparams(tfl)
         logits = torch.from_numpy(dequantize(raw, *qp) if qp else raw.astype(np.float32))
         name = f"{model.name} (TFLite Micro int8)"
+        if qp and raw.dtype == np.int8:  # the int8 outputs, as the bundle's C tracker sees them
+            track_in, scale = raw.reshape(len(idx), -1), float(qp[0])
     else:
         with torch.no_grad():
             logits = Windows4D(art.reference())(torch.from_numpy(np.asarray(x, np.float32)))
         name = f"{model.name} (fake-quant int8)"
     evals = [evaluate_spectral(dataset, idx)] if baseline else []
     evals.append(evaluation(name, decode(logits, decoder).numpy(), dataset, idx))
+    tracking: dict[str, Any] | None = None
+    if art is not None:
+        track_in = logits.numpy() if track_in is None else track_in
+        tracker = art.base.tracker
+        tracked, tracking = tracked_evaluation(name, track_in, dataset, idx, tracker, scale)
+        if tracked is not None:
+            evals.append(tracked)
     return {
         "dataset": str(dataset.path),
         "windows": described,
@@ -81,4 +92,5 @@ def evaluate_any(
         "checkpoint": str(model),
         "decode": decoder,
         "models": {e.name: e.report for e in evals},
+        "tracking": tracking,
     }

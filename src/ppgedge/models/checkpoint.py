@@ -35,6 +35,7 @@ from ppgedge.models.registry import (
     create_model,
 )
 from ppgedge.models.reshape import apply_layer_shapes, shape_differences
+from ppgedge.models.tracker import TransitionPrior
 from ppgedge.ownership import CHECKPOINT
 
 SCHEMA = "ppgedge.checkpoint/1"
@@ -47,6 +48,9 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     data_format: DataFormat
     decode: str = "argmax"
+    # The temporal tracker fitted for this model (evaluate.tracking.fit_tracker): transition
+    # prior from the training labels, width and weight chosen on validation; {} when none.
+    tracker: dict[str, Any] = field(default_factory=dict)
     layer_shapes: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +119,7 @@ class Checkpoint:
             "state_dict": self.state_dict,
             "data_format": self.data_format.to_dict(),
             "decode": self.decode,
+            "tracker": self.tracker,
             "layer_shapes": self.layer_shapes,
             "metrics": self.metrics,
             "training": self.training,
@@ -136,6 +141,7 @@ class Checkpoint:
                 state_dict=dict(raw["state_dict"]),
                 data_format=DataFormat.from_dict(raw["data_format"]),
                 decode=str(raw.get("decode", "argmax")),
+                tracker=dict(raw.get("tracker") or {}),
                 layer_shapes=dict(raw.get("layer_shapes") or {}),
                 metrics=dict(raw.get("metrics") or {}),
                 training=dict(raw.get("training") or {}),
@@ -152,6 +158,8 @@ class Checkpoint:
                 f"{path}: unknown decoder '{ckpt.decode[:40]}' in the checkpoint (ppgedge decodes "
                 f"with {', '.join(DECODERS)}): re-create it"
             )
+        if ckpt.tracker:
+            TransitionPrior.from_dict(dict(ckpt.tracker.get("prior") or {}))
         check_arch_kwargs(ckpt.arch, ckpt.arch_kwargs, f"{path or 'checkpoint'}")
         ckpt._check_weights_fit()  # callers such as ensembles build from arch_kwargs directly
         return ckpt

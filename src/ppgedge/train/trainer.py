@@ -26,7 +26,8 @@ from ppgedge.data.format import BPM_MIN, Dataset, resolve_channels
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
-from ppgedge.evaluate.predict import check_compatible, mae_by_decoder
+from ppgedge.evaluate.predict import check_compatible, mae_by_decoder, predict_logits
+from ppgedge.evaluate.tracking import fit_tracker
 from ppgedge.models.checkpoint import (
     Checkpoint,
     checkpoint_from_model,
@@ -369,6 +370,9 @@ def train(
     model.load_state_dict(state["best_state"])
     val = mae_by_decoder(model, val_src, dev)
     decoder = min(val, key=val.get)
+    tracker = fit_tracker(
+        dataset, train_src.indices, val_src.indices, predict_logits(model, val_src, dev)
+    )
     metrics = {
         "val_mae": val[decoder],
         "val_mae_by_decoder": val,
@@ -404,6 +408,7 @@ def train(
         model.cpu(),
         fmt,
         decode=decoder,
+        tracker=tracker,
         metrics=metrics,
         training=training,
         parent=parent,
