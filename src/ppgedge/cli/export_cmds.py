@@ -25,7 +25,9 @@ from ppgedge.ownership import EXPORT, claims
 @app.command("export")
 def export_cmd(
     model: Path = typer.Argument(..., help="Int8 artifact (qat/quantize) or float checkpoint."),
-    fmt: str = typer.Option("all", "--format", help="tflite, tflm, onnx (comma list) or all."),
+    fmt: str = typer.Option(
+        "all", "--format", help="tflite, tflm, onnx, aot (C99 + CMSIS-NN; comma list) or all."
+    ),
     out: Path = typer.Option(
         Path("export"), "-o", "--out", help="Output directory.", callback=claims(EXPORT)
     ),

@@ -40,6 +40,14 @@ TARGETS_DIR = typer.Option(
 )
 
 
+RUNTIME = typer.Option(
+    "tflm",
+    "--runtime",
+    help="tflm (interpreter, estimated code) or aot (the generated C + CMSIS-NN, counted on "
+    "its linked image; needs the Arm toolchain and --tflm-src).",
+)
+
+
 def _resolve_target(
     target: str | None, config: Path | None, targets_dir: list[Path] | None, json_out: bool
 ):
@@ -232,8 +240,10 @@ def _render_profile(d: dict) -> None:
         ratio(fl["ratio"]),
         f"{b['flash_kb']:g} KB",
     )
-    totals.add_row("  model file", _kb(fl["model_bytes"]), "", "", "")
-    totals.add_row("  runtime code (est.)", _kb(fl["runtime_bytes"]), "", "", "")
+    aot = fl.get("runtime") == "aot"
+    totals.add_row("  generated C" if aot else "  model file", _kb(fl["model_bytes"]), "", "", "")
+    code = "  CMSIS-NN, app, libc (linked)" if aot else "  runtime code (est.)"
+    totals.add_row(code, _kb(fl["runtime_bytes"]), "", "", "")
     totals.add_row(
         "SRAM",
         _kb(sr["total_bytes"]),
@@ -241,9 +251,8 @@ def _render_profile(d: dict) -> None:
         ratio(sr["ratio"]),
         f"{b['sram_kb']:g} KB",
     )
-    totals.add_row(
-        "  activations (TFLM plan)", _kb(sr["activations_bytes"]), "", ratio(sr["arena_ratio"]), ""
-    )
+    plan = "  arena (AOT plan, scratch incl.)" if aot else "  activations (TFLM plan)"
+    totals.add_row(plan, _kb(sr["activations_bytes"]), "", ratio(sr["arena_ratio"]), "")
     requested = f"[dim]{fmt_int(sr['scratch_requested_bytes'])} B requested[/dim]"
     totals.add_row("  + kernel scratch (arena growth)", _kb(sr["scratch_bytes"]), "", "", requested)
     totals.add_row("  persistent (est., 32-bit)", _kb(sr["persistent_bytes"]), "", "", "")
@@ -305,15 +314,19 @@ def profile_cmd(
     ),
     windows: int = typer.Option(8, "--windows", help="Inputs to run in the emulator."),
     timeout: float = typer.Option(300.0, "--timeout", help="Emulator time limit in seconds."),
+    runtime: str = RUNTIME,
 ) -> None:
     """Per-layer cost and totals of a model on a Cortex-M target (flash, SRAM, ESTIMATED
     latency and energy), each beside its physical floor; with --measure, beside what the real
     firmware build showed."""
     from ppgedge.profile.report import profile
+    from ppgedge.profile.runtime import with_runtime
 
     resolved, config_line = _resolve_target(target, config, targets_dir, json_out)
-    if not measure and (tflm_src or data):
-        raise PpgedgeError("--tflm-src and --data go with --measure")
+    if not measure and data:
+        raise PpgedgeError("--data goes with --measure")
+    if not measure and runtime != "aot" and tflm_src:
+        raise PpgedgeError("--tflm-src goes with --measure or --runtime aot")
     measured = None
     if measure:
         from ppgedge.firmware.measure import measure as run_measure
@@ -322,7 +335,7 @@ def profile_cmd(
             model, resolved, windows, data=data, tflm_src=tflm_src, timeout_s=timeout
         )
         model = model / f"{measured.model['file']}" if model.is_dir() else model
-    report = profile(model, resolved)
+    report = with_runtime(profile(model, resolved), model, runtime, tflm_src)
     doc = report.to_dict()
     cmp = None
     if measured is not None:
@@ -372,11 +385,16 @@ def check_cmd(
         "--verify",
         help="The model's verify report (default: verify.json beside it, or the run's).",
     ),
+    runtime: str = RUNTIME,
+    tflm_src: Path | None = typer.Option(
+        None, "--tflm-src", help="TFLite Micro + CMSIS-NN sources for --runtime aot."
+    ),
 ) -> None:
     """Gate a model on its target's budget: exit 0 all hold, 1 exceeded or regressed, 2 bad
     input. Latency and energy are ESTIMATES checked at the budget's bound of their band."""
     from ppgedge.profile.check import github_annotations, run_check, to_junit, to_markdown
     from ppgedge.profile.report import profile
+    from ppgedge.profile.runtime import with_runtime
 
     # every output is checked before the model is profiled: a report that cannot be written is
     # one line and exit 2 before anything is printed, not a traceback after the table
@@ -386,7 +404,7 @@ def check_cmd(
     if summary:
         _append(summary, "")  # opened (created if absent) now, before any work or output
     resolved, config_line = _resolve_target(target, config, targets_dir, json_out)
-    report = profile(model, resolved)
+    report = with_runtime(profile(model, resolved), model, runtime, tflm_src)
     result = run_check(report, resolved.budget, baseline, max_regression, verify)
     doc = result.to_dict()
     if junit is not None:

@@ -532,8 +532,8 @@ def _reference_scratch(graph: Graph, op: _Op) -> tuple[int, ...]:
     return tuple(reqs)
 
 
-def greedy_plan_size(buffers: list[tuple[int, int, int]]) -> int:
-    """Arena size ``GreedyMemoryPlanner`` reaches for (size, first_used, last_used) buffers.
+def greedy_offsets(buffers: list[tuple[int, int, int]]) -> list[int]:
+    """Offsets ``GreedyMemoryPlanner`` gives (size, first_used, last_used) buffers.
 
     The same algorithm as ``greedy_memory_planner.cc``: buffers sorted by size, largest first
     (a stable bubble sort over the buffers in reverse order of addition, so ties keep that
@@ -541,7 +541,7 @@ def greedy_plan_size(buffers: list[tuple[int, int, int]]) -> int:
     are live at an overlapping time.
     """
     if not buffers:
-        return 0
+        return []
     order = list(range(len(buffers)))[::-1]
     sizes = [buffers[i][0] for i in order]
     swapped = True
@@ -565,7 +565,16 @@ def greedy_plan_size(buffers: list[tuple[int, int, int]]) -> int:
             candidate = max(candidate, offset + buffers[other][0])
         placed.append((candidate, bid))
         placed.sort(key=lambda e: e[0])
-    return max(offset + buffers[bid][0] for offset, bid in placed)
+    offsets = [0] * len(buffers)
+    for offset, bid in placed:
+        offsets[bid] = offset
+    return offsets
+
+
+def greedy_plan_size(buffers: list[tuple[int, int, int]]) -> int:
+    """Arena size ``GreedyMemoryPlanner`` reaches for (size, first_used, last_used) buffers."""
+    offsets = greedy_offsets(buffers)
+    return max((o + b[0] for o, b in zip(offsets, buffers, strict=True)), default=0)
 
 
 def planned_buffers(

@@ -58,17 +58,26 @@ class ExportResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+# Formats only written when asked for by name ("all" stays tflite, tflm, onnx).
+OPTIONAL_FORMATS = ("aot",)
+
+
 def parse_formats(text: str) -> tuple[str, ...]:
-    """``all`` or a comma list of tflite, tflm, onnx (tflm implies tflite)."""
+    """``all`` or a comma list of tflite, tflm, onnx, aot (tflm implies tflite; aot, the
+    ahead-of-time C backend, implies tflm: it reuses the bundle's preprocessing)."""
     items = [t.strip().lower() for t in text.split(",") if t.strip()]
     if items == ["all"]:
         return FORMATS
-    bad = [t for t in items if t not in FORMATS]
+    if "c" in items:  # the issue's spelling of the AOT format
+        items[items.index("c")] = "aot"
+    bad = [t for t in items if t not in (*FORMATS, *OPTIONAL_FORMATS)]
     if bad or not items:
-        raise PpgedgeError(f"unknown format {bad or text!r}: use tflite, tflm, onnx or all")
+        raise PpgedgeError(f"unknown format {bad or text!r}: use tflite, tflm, onnx, aot or all")
+    if "aot" in items and "tflm" not in items:
+        items.insert(0, "tflm")
     if "tflm" in items and "tflite" not in items:
         items.insert(0, "tflite")
-    return tuple(f for f in FORMATS if f in items)
+    return tuple(f for f in (*FORMATS, *OPTIONAL_FORMATS) if f in items)
 
 
 def safe_name(text: str) -> str:
@@ -204,6 +213,15 @@ def export(
             seconds["tflm"] = time.perf_counter() - t0
             files["tflm"] = tmp / "tflm"
             report("tflm", f"bundle tflm/ (arena {bundle.arena.total:,} B)", seconds["tflm"])
+        if "aot" in formats:
+            from ppgedge.aot.bundle import write_aot_bundle
+
+            t0 = time.perf_counter()
+            gen = write_aot_bundle(tmp / "tflm", tmp / "aot")
+            seconds["aot"] = time.perf_counter() - t0
+            files["aot"] = tmp / "aot"
+            report("aot", f"C99 + CMSIS-NN aot/ (arena {gen.plan.arena_bytes:,} B, no "
+                   "interpreter)", seconds["aot"])  # fmt: skip
         onnx = None
         if "onnx" in formats:
             t0 = time.perf_counter()

@@ -1,0 +1,163 @@
+"""Build the generated C for the host and for a Cortex-M core, and run it.
+
+Cortex-M: the generated file is compiled with the strict flags (``STRICT``, CMSIS-NN headers
+through ``-isystem``) and the board's flags, CMSIS-NN's objects come from the TFLite Micro
+runtime cache (``firmware.build.Runtime``: the same objects, flags and ``-O2`` the TFLM image
+links), and two images are linked like the TFLM ones: the firmware (``csrc/main.c``, its size
+is the AOT flash/RAM figure) and the semihosting harness (``csrc/harness.c``) run in QEMU.
+Host: the same generated file and CMSIS-NN's portable C paths (no ARM_MATH_DSP) with the host
+compiler, objects cached beside the runtime cache.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import shutil
+import string
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ppgedge.errors import PpgedgeError
+from ppgedge.firmware.build import CODEGEN, BuildError, Image, Runtime, link
+from ppgedge.firmware.images import _linker_script, _symbol
+from ppgedge.firmware.sources import TflmSources
+
+STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+CMSIS_DEFINES = ("-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0")
+OPT = "-O2"  # the generated file holds kernels (MEAN) as well as data: TFLM's kernel level
+
+
+def csrc(name: str) -> str:
+    return resources.files("ppgedge.aot.csrc").joinpath(name).read_text()
+
+
+def _run(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise BuildError(what, done.stderr or done.stdout)
+
+
+def _isystem(src: TflmSources) -> list[str]:
+    return [f"-isystem{src.cmsis_nn / 'Include'}", f"-isystem{src.cmsis_nn}"]
+
+
+def templated(name: str, ident: str, out: Path) -> Path:
+    out.write_text(string.Template(csrc(name)).substitute(id=ident, ID=ident.upper()))
+    return out
+
+
+@dataclass(frozen=True)
+class DeviceImages:
+    firmware: Image
+    harness: Image
+    mark_address: int
+    aot_object: Path
+
+
+def cmsis_library(rt: Runtime) -> Path:
+    """CMSIS-NN as an archive of the runtime cache's objects (compiled once, shared with TFLM)."""
+    objs, _ = rt.objects(rt.sources.cmsis_nn_sources)
+    name = hashlib.sha256("\n".join(map(str, objs)).encode()).hexdigest()[:12]
+    lib = rt.dir / f"libtflm-cmsisnn-{name}.a"  # "libtflm-" so flash.part_of says kernels
+    if not lib.is_file():
+        fd, tmp = tempfile.mkstemp(suffix=".a", dir=rt.dir)
+        os.close(fd)
+        Path(tmp).unlink()
+        _run(["arm-none-eabi-ar", "rcs", tmp, *map(str, objs)], "archiving CMSIS-NN")
+        os.replace(tmp, lib)
+    return lib
+
+
+def device_compile(rt: Runtime, src: Path, obj: Path, extra: list[str], strict: bool) -> Path:
+    flags = list(STRICT) if strict else ["-std=c99"]
+    cmd = ["arm-none-eabi-gcc", *flags, *rt.board.flags, *CMSIS_DEFINES, *CODEGEN,
+           *_isystem(rt.sources), *extra, OPT if strict else "-Os", "-c", str(src), "-o",
+           str(obj)]  # fmt: skip
+    _run(cmd, f"compiling {src.name} for {rt.board.core}")
+    return obj
+
+
+def build_device(rt: Runtime, model_dir: Path, ident: str, c_sources: list[Path], raw: bool,
+                 item_bytes: int, work: Path) -> DeviceImages:  # fmt: skip
+    """Compile ``model_dir``'s AOT file (strict) and ``c_sources`` (the bundle's preprocessing)
+    and link the firmware and harness images for ``rt``'s board."""
+    work.mkdir(parents=True, exist_ok=True)
+    inc = [f"-I{model_dir}", f"-DPPGEDGE_RAW={int(raw)}"]
+    aot_obj = device_compile(rt, model_dir / f"{ident}_aot.c", work / f"{ident}_aot.o", inc, True)
+    startup = work / "startup.c"
+    startup.write_text(resources.files("ppgedge.firmware.csrc").joinpath("startup.c").read_text())
+    units = [(c, work / f"{c.name}.o", inc, False) for c in c_sources] + [
+        (templated("main.c", ident, work / "main.c"), work / "main.o", inc, False),
+        (startup, work / "startup.o", [], False),
+        (templated("harness.c", ident, work / "harness.c"), work / "harness.o",
+         [*inc, f"-DPPGEDGE_ITEM_BYTES={item_bytes}", '-DPPGEDGE_IN="in.bin"',
+          '-DPPGEDGE_OUT="out.bin"', "-DPPGEDGE_SEMIHOSTING"], False),
+        (startup, work / "startup_semihosting.o", ["-DPPGEDGE_SEMIHOSTING"], False),
+    ]  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(rt.jobs or os.cpu_count() or 2) as pool:
+        objs = list(pool.map(lambda u: device_compile(rt, *u), units))
+    app, (main, start, harness, h_start) = objs[:-4], objs[-4:]
+    lib = cmsis_library(rt)
+    script = _linker_script(rt, work / "link.ld")
+    fw = link(rt, [aot_obj, *app, main, start], lib, script, work / f"{ident}_aot.elf",
+              semihosting=False)  # fmt: skip
+    h = link(rt, [aot_obj, *app, harness, h_start], lib, script,
+             work / f"{ident}_aot_harness.elf", semihosting=True)  # fmt: skip
+    return DeviceImages(fw, h, _symbol(h.elf, "ppgedge_mark"), aot_obj)
+
+
+def _host_cc() -> str:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise PpgedgeError("no host C compiler (cc/gcc) to build the AOT code for the host")
+    return cc
+
+
+def host_cmsis_objects(src: TflmSources, cache: Path, jobs: int = 0) -> list[Path]:
+    """CMSIS-NN's portable C (no DSP, no MVE) compiled with the host compiler, cached."""
+    cc = _host_cc()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256((version + src.digest + OPT).encode()).hexdigest()[:16]
+    out = cache / "aot-host" / f"cmsis-nn-{key}"
+    out.mkdir(parents=True, exist_ok=True)
+    srcs = [s.path for s in src.cmsis_nn_sources]
+
+    def one(path: Path) -> Path:
+        obj = out / (path.relative_to(src.cmsis_nn).as_posix().replace("/", "__") + ".o")
+        if not obj.is_file():
+            fd, tmp = tempfile.mkstemp(suffix=".o", dir=out)
+            os.close(fd)
+            try:
+                _run([cc, "-std=gnu11", OPT, *CMSIS_DEFINES, *_isystem(src), "-c", str(path),
+                      "-o", tmp], f"compiling {path.name} for the host")  # fmt: skip
+                os.replace(tmp, obj)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        return obj
+
+    with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 2) as pool:
+        return list(pool.map(one, srcs))
+
+
+def build_host(src: TflmSources, cache: Path, model_dir: Path, ident: str,
+               c_sources: list[Path], raw: bool, item_bytes: int, work: Path) -> Path:  # fmt: skip
+    """A host executable of the harness with the generated file compiled strictly."""
+    cc = _host_cc()
+    work.mkdir(parents=True, exist_ok=True)
+    inc = [f"-I{model_dir}", f"-DPPGEDGE_RAW={int(raw)}"]
+    aot_obj = work / f"{ident}_aot.host.o"
+    _run([cc, *STRICT, OPT, *CMSIS_DEFINES, *_isystem(src), *inc, "-c",
+          str(model_dir / f"{ident}_aot.c"), "-o", str(aot_obj)],
+         f"compiling {ident}_aot.c for the host")  # fmt: skip
+    harness = templated("harness.c", ident, work / "harness.c")
+    exe = work / f"{ident}_aot_host"
+    _run([cc, "-std=c99", "-O1", *inc, f"-DPPGEDGE_ITEM_BYTES={item_bytes}",
+          '-DPPGEDGE_IN="in.bin"', '-DPPGEDGE_OUT="out.bin"', str(harness),
+          *map(str, c_sources), str(aot_obj), *map(str, host_cmsis_objects(src, cache)),
+          "-lm", "-o", str(exe)], "linking the host AOT harness")  # fmt: skip
+    return exe

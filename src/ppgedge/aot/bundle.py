@@ -1,0 +1,53 @@
+"""The AOT firmware bundle: generated C beside the TFLM bundle's preprocessing and decoder.
+
+``export --format aot`` writes ``aot/`` next to ``tflm/``: ``NAME_aot.c/.h`` (the model, no
+interpreter), the TFLM bundle's ``NAME_config.h`` and ``NAME_preprocess.c/.h`` copied unchanged
+(the same preprocessing and decoder), a ``main.c`` like the TFLM bundle's ``main.cc``, and a
+manifest recording ``"runtime": "aot"`` with the arena and the kernel each layer calls.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ppgedge.aot.build import STRICT, templated
+from ppgedge.aot.generate import Generated, generate, write
+from ppgedge.atomic import file_sha256
+from ppgedge.errors import PpgedgeError
+
+SCHEMA = "ppgedge.aot-bundle/1"
+
+
+def write_aot_bundle(tflm_dir: Path, out_dir: Path) -> Generated:
+    """Generate the AOT bundle of the TFLM bundle in ``tflm_dir`` into ``out_dir`` (refuses
+    with one line naming the layer before writing anything)."""
+    try:
+        man = json.loads((tflm_dir / "manifest.json").read_text())
+        ident = str(man["identifier"])
+    except (OSError, ValueError, KeyError):
+        raise PpgedgeError(f"{tflm_dir}: not a ppgedge TFLM bundle (no manifest)") from None
+    gen = generate(tflm_dir / f"{ident}.tflite", ident)
+    write(gen, out_dir)
+    for name in (f"{ident}_config.h", f"{ident}_preprocess.h", f"{ident}_preprocess.c"):
+        shutil.copy2(tflm_dir / name, out_dir / name)
+    main = templated("main.c", ident, out_dir / "main.c")
+    main.write_text(main.read_text().replace("#if PPGEDGE_RAW", "#if 1"))
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "runtime": "aot",
+        "identifier": ident,
+        "model": f"{ident}.tflite",
+        "model_sha256": file_sha256(tflm_dir / f"{ident}.tflite"),
+        "data_format": man.get("data_format"),
+        "decode": man.get("decode"),
+        "compile": {
+            "generated": f"{' '.join(STRICT)}, CMSIS-NN headers with -isystem",
+            "link": "CMSIS-NN (cmsis-nn/Source, int8) and the C library; no TFLite Micro",
+        },
+        **gen.summary(),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return gen

@@ -1,0 +1,1 @@
+"""C sources of the AOT measurement harness and firmware main (templates, ``$id``)."""

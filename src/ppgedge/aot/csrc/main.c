@@ -1,0 +1,44 @@
+/* main.c: the AOT firmware of model "${id}" as shipped (ppgedge): one window through the
+ * bundle's C preprocessing, ${id}_invoke and the decoder, no interpreter. The linked image's
+ * size is the AOT flash and RAM figure. Generated from ppgedge/aot/csrc/main.c. */
+#include <stdint.h>
+
+#include "${id}_aot.h"
+#if PPGEDGE_RAW
+#include "${id}_config.h"
+#include "${id}_preprocess.h"
+#endif
+
+#if defined(__GNUC__)
+#define PPGEDGE_ALIGNED __attribute__((aligned(16)))
+#else
+#define PPGEDGE_ALIGNED
+#endif
+
+static uint8_t g_arena[${ID}_AOT_ARENA_SIZE] PPGEDGE_ALIGNED;
+#if PPGEDGE_RAW
+static float g_window[${ID}_INPUT_CHANNELS * ${ID}_WINDOW_SAMPLES];
+#endif
+volatile float ppgedge_result;
+
+int main(void)
+{
+    /* the input and output tensors in their arena slots, as TFLite Micro keeps them */
+    int8_t *const g_input = (int8_t *)(g_arena + ${ID}_AOT_INPUT_OFFSET);
+    int8_t *const g_output = (int8_t *)(g_arena + ${ID}_AOT_OUTPUT_OFFSET);
+#if PPGEDGE_RAW
+    if (${id}_preprocess(g_window, ${ID}_WINDOW_SAMPLES, ${ID}_INPUT_CHANNELS, g_input) !=
+        ${ID}_PREPROCESS_OK) {
+        return 1;
+    }
+#endif
+    if (${id}_invoke(g_input, g_output, g_arena) != 0) {
+        return 1;
+    }
+#if PPGEDGE_RAW
+    ppgedge_result = ${id}_postprocess(g_output);
+#else
+    ppgedge_result = (float)g_output[0];
+#endif
+    return 0;
+}
