@@ -43,10 +43,19 @@ import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi, sosfiltfilt
 
 from ppgedge.data.format import DataFormat, WindowedData
+from ppgedge.data.synth_motion import (
+    MOTION_ACTIVITIES,
+    NEXT_WITH_MOTION,
+    MotionSubject,
+    draw_motion_subject,
+    segment_targets,
+    wrist_motion,
+)
 from ppgedge.data.windowing import Recording, window_recordings
 from ppgedge.errors import PpgedgeError
 
 ACTIVITIES = ("rest", "walk", "run", "recovery")
+ALL_ACTIVITIES = ACTIVITIES + MOTION_ACTIVITIES  # with ``motion=True``
 VERSION = "synth/2"
 DEFAULT_RATE_HZ = 64.0
 HR_MIN_BPM, HR_MAX_BPM = 40.0, 200.0
@@ -221,28 +230,43 @@ class _Segment:
 
     @property
     def code(self) -> float:
-        return float(ACTIVITIES.index(self.name))
+        return float(ALL_ACTIVITIES.index(self.name))
 
 
-def _draw_session(rng: np.random.Generator, s: _Subject, duration_s: float) -> list[_Segment]:
-    """Activity segments: one full rest-walk-run-recovery cycle first, then random repeats."""
+def _draw_session(
+    rng: np.random.Generator,
+    s: _Subject,
+    duration_s: float,
+    mrng: np.random.Generator | None = None,
+) -> list[_Segment]:
+    """Activity segments: one full rest-walk-run-recovery cycle first, then random repeats.
+
+    With a motion stream ``mrng`` the cycle is shorter and followed by one motion activity
+    (chosen from the motion stream), and the repeats may be motion activities too."""
     names: list[str] = list(ACTIVITIES)
+    table = _NEXT
     durs = rng.uniform(_SEG_MIN_S, _SEG_MAX_S, size=4)
     budget = 0.8 * duration_s  # all four activities always occur
+    if mrng is not None:
+        names.append(str(MOTION_ACTIVITIES[int(mrng.integers(len(MOTION_ACTIVITIES)))]))
+        durs = np.append(durs, rng.uniform(_SEG_MIN_S, _SEG_MAX_S))
+        budget = 0.9 * duration_s  # the motion activity always occurs as well
+        table = NEXT_WITH_MOTION
+    first = len(names)
     if durs.sum() > budget:
         durs *= budget / durs.sum()
     segs: list[_Segment] = []
     t = 0.0
     k = 0
     while t < duration_s - 1e-9:
-        if k < 4:
+        if k < first:
             name, dur = names[k], float(durs[k])
         else:
-            options, probs = _NEXT[segs[-1].name]
+            options, probs = table[segs[-1].name]
             name = str(options[rng.choice(len(options), p=probs)])
             dur = float(rng.uniform(_SEG_MIN_S, _SEG_MAX_S))
         end = min(t + dur, duration_s)
-        if k >= 4 and duration_s - end < 30.0:
+        if k >= first and duration_s - end < 30.0:
             end = duration_s  # no stub segment at the end
         segs.append(_segment(rng, s, t, end, name))
         t = end
@@ -255,7 +279,9 @@ def _segment(rng: np.random.Generator, s: _Subject, t0: float, t1: float, name: 
     u = rng.uniform
     walk_w = run_w = 0.0
     cadence = s.walk_cadence
-    if name == "rest":
+    if name in MOTION_ACTIVITIES:
+        target, cadence, walk_w, pitch, roll = segment_targets(rng, name, s.hr_rest, s.hr_max)
+    elif name == "rest":
         target = s.hr_rest + u(-2.0, 4.0)
         pitch, roll = u(-25.0, 25.0), u(-45.0, 45.0)
     elif name == "walk":
@@ -419,9 +445,15 @@ class _Motion:
 
 
 def _accelerometer(
-    rng: np.random.Generator, s: _Subject, segs: list[_Segment], t: np.ndarray, rate: float
+    rng: np.random.Generator,
+    s: _Subject,
+    segs: list[_Segment],
+    t: np.ndarray,
+    rate: float,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> _Motion:
-    """Gravity at a slowly changing orientation, arm swing, footstrikes, gestures, noise."""
+    """Gravity at a slowly changing orientation, arm swing, footstrikes, gestures, noise;
+    ``extra`` adds the motion activities' (acceleration, rotation, impacts)."""
     n = t.size
     w_walk = _lowpass(_per_segment(t, segs, "walk_weight"), rate, 1.5)
     w_run = _lowpass(_per_segment(t, segs, "run_weight"), rate, 1.5)
@@ -466,6 +498,9 @@ def _accelerometer(
         wave = np.hanning(i1 - i0) * np.sin(phase) * rng.uniform(0.5, 1.0)
         tendon[i0:i1] += wave
         dyn[:, i0:i1] += rng.normal(0.0, s.fidget_g, size=(3, 1)) * wave
+    if extra is not None:
+        dyn += extra[0]
+        turn += extra[1]
 
     pitch = _lowpass(_per_segment(t, segs, "pitch_deg"), rate, 2.0)
     roll = _lowpass(_per_segment(t, segs, "roll_deg"), rate, 2.0)
@@ -482,6 +517,8 @@ def _accelerometer(
     strength = strength * (1.0 + 0.2 * rng.standard_normal(steps.size))
     train = np.zeros(n)
     np.add.at(train, steps, np.maximum(strength, 0.0))
+    if extra is not None:
+        train += extra[2]
     tk = np.arange(int(0.15 * rate) + 1) / rate
     kernel = np.exp(-tk / 0.025) * np.cos(2 * np.pi * 9.0 * tk)
     impact = np.convolve(train, kernel)[:n]
@@ -529,10 +566,17 @@ class _Simulated:
     clipped: np.ndarray  # bool per PPG sample
 
 
-def _subject_signals(rng: np.random.Generator, duration_s: float, rate: float) -> _Simulated:
-    """Everything about one subject: parameters, session, HR, beats and the four channels."""
+def _subject_signals(
+    rng: np.random.Generator,
+    duration_s: float,
+    rate: float,
+    mrng: np.random.Generator | None = None,
+) -> _Simulated:
+    """Everything about one subject: parameters, session, HR, beats and the four channels.
+    A motion stream ``mrng`` adds the motion activities (see :mod:`synth_motion`)."""
     s = _draw_subject(rng)
-    segs = _draw_session(rng, s, duration_s)
+    ms: MotionSubject | None = draw_motion_subject(mrng) if mrng is not None else None
+    segs = _draw_session(rng, s, duration_s, mrng)
     n = int(round(duration_s * rate))
     t = np.arange(n) / rate
 
@@ -544,7 +588,13 @@ def _subject_signals(rng: np.random.Generator, duration_s: float, rate: float) -
     resp_phase = 2 * np.pi * np.cumsum(resp_rate / 60.0) / rate + rng.uniform(0, 2 * np.pi)
     beats = _beats(rng, s, t, hr, exercise, resp_phase, rate)
 
-    m = _accelerometer(rng, s, segs, t, rate)
+    extra = None
+    w_motion = np.zeros(n)
+    if mrng is not None and ms is not None:
+        names = np.array(ALL_ACTIVITIES)[_per_segment(t, segs, "code").astype(int)]
+        extra = wrist_motion(mrng, ms, names, t, rate)
+        w_motion = _lowpass(np.isin(names, MOTION_ACTIVITIES).astype(float), rate, 1.5)
+    m = _accelerometer(rng, s, segs, t, rate, extra)
     # The artifact follows the true motion; the sensor's own noise does not reach the PPG.
     hp = sosfiltfilt(butter(2, 0.4, btype="highpass", fs=rate, output="sos"), m.motion, axis=1)
 
@@ -552,6 +602,8 @@ def _subject_signals(rng: np.random.Generator, duration_s: float, rate: float) -
     w_run = _lowpass(_per_segment(t, segs, "run_weight"), rate, 1.5)
     w_walk = _lowpass(_per_segment(t, segs, "walk_weight"), rate, 1.5)
     perfusion = (1.0 - 0.3 * w_run - 0.1 * w_walk) * (1.0 + s.resp_am * np.sin(resp_phase + 0.5))
+    if extra is not None:
+        perfusion = perfusion * (1.0 - 0.25 * w_motion)
     motion_am = np.clip(1.0 + s.am_gain * (s.am_dir @ hp), 0.2, 1.8)
     proj = s.coup_dir @ hp
     # Contact pressure follows the wrist's orientation (strap loading), with a mechanical lag.
@@ -569,11 +621,12 @@ def _subject_signals(rng: np.random.Generator, duration_s: float, rate: float) -
         0.8 * _smooth_noise(rng, n, rate, 25.0) + 0.4 * _smooth_noise(rng, n, rate, 5.0)
     )
     riiv = s.resp_bw * np.sin(resp_phase)
-    bursts = _noise_bursts(rng, s, t, np.clip(w_walk + w_run, 0, 1), rate)
+    busy = w_walk + w_run if extra is None else w_walk + w_run + w_motion
+    bursts = _noise_bursts(rng, s, t, np.clip(busy, 0, 1), rate)
     ppg_u = pulse * perfusion * motion_am + art + wander + riiv + bursts
     ppg_u = ppg_u + s.ppg_noise * rng.standard_normal(n)
     # Drawn after everything above, so the rest of the signal is as in synth/1.
-    moving = np.clip(w_walk + w_run, 0.0, 1.0)
+    moving = np.clip(busy, 0.0, 1.0)
     ppg_u = pulse * perfusion * motion_am * (_low_perfusion(rng, t, moving, rate) - 1.0) + ppg_u
     ppg_u = ppg_u + _unobserved_artifact(rng, m.cadence, moving, rate)
     ppg = s.dc + s.amp_counts * ppg_u
@@ -624,9 +677,11 @@ def _low_perfusion(
     return factor
 
 
-def _subject_rng(seed: int, k: int) -> np.random.Generator:
-    """Subject ``k``'s own stream: independent of how many subjects are generated."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+def _subject_rng(seed: int, k: int, stream: int | None = None) -> np.random.Generator:
+    """Subject ``k``'s own stream: independent of how many subjects are generated. Stream 1
+    is the subject's motion stream (``motion=True``)."""
+    key = (k,) if stream is None else (k, stream)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def _check(n_subjects: int, minutes_per_subject: float, seed: int, rate_hz: float) -> None:
@@ -647,12 +702,15 @@ def generate_recordings(
     minutes_per_subject: float = 10.0,
     seed: int = 0,
     rate_hz: float = DEFAULT_RATE_HZ,
+    motion: bool = False,
 ) -> list[Recording]:
-    """One continuous recording per subject ("syn00", "syn01", ...) at ``rate_hz``."""
+    """One continuous recording per subject ("syn00", "syn01", ...) at ``rate_hz``; with
+    ``motion`` the sessions include arm exercise, boxing and stairs (see :mod:`synth_motion`)."""
     _check(n_subjects, minutes_per_subject, seed, rate_hz)
     recs = []
     for k in range(n_subjects):
-        sim = _subject_signals(_subject_rng(seed, k), minutes_per_subject * 60.0, rate_hz)
+        mrng = _subject_rng(seed, k, 1) if motion else None
+        sim = _subject_signals(_subject_rng(seed, k), minutes_per_subject * 60.0, rate_hz, mrng)
         name = f"syn{k:02d}"
         recs.append(
             Recording(
@@ -676,9 +734,10 @@ def synthesize(
     minutes_per_subject: float = 10.0,
     seed: int = 0,
     fmt: DataFormat | None = None,
+    motion: bool = False,
 ) -> WindowedData:
     """Generate recordings and cut them into labelled windows in ``fmt`` (default format)."""
-    recs = generate_recordings(n_subjects, minutes_per_subject, seed, DEFAULT_RATE_HZ)
+    recs = generate_recordings(n_subjects, minutes_per_subject, seed, DEFAULT_RATE_HZ, motion)
     provenance = {
         "generator": "ppgedge.data.synth",
         "version": VERSION,
@@ -687,4 +746,6 @@ def synthesize(
         "minutes_per_subject": minutes_per_subject,
         "rate_hz": DEFAULT_RATE_HZ,
     }
+    if motion:  # absent for the default, so default datasets keep their provenance
+        provenance["motion"] = True
     return window_recordings(recs, fmt or DataFormat(), source="synthetic", provenance=provenance)

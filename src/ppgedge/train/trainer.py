@@ -36,6 +36,7 @@ from ppgedge.models.checkpoint import (
     save_checkpoint,
 )
 from ppgedge.models.registry import count_macs, count_parameters, create_model
+from ppgedge.train.motion_augment import motion_augment
 from ppgedge.train.objective import Objective, Supervised
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     augment: bool = True
     stretch_p: float = 0.5
     max_stretch: float = 1.25
+    motion_aug_p: float = 0.0  # share of windows given accelerometer-driven augmentation
     seed: int = 0
 
     def digest(self, extra: dict[str, Any]) -> str:
@@ -121,13 +123,15 @@ def augment_batch(
     cfg: TrainConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Wrist orientation varies between wearers: flip accelerometer axes' signs at random; add a
-    little noise; optionally stretch time (see :func:`time_stretch`). The PPG keeps its polarity
-    (it is physiological)."""
+    little noise; optionally stretch time (see :func:`time_stretch`) and inject motion (see
+    :mod:`ppgedge.train.motion_augment`). The PPG keeps its polarity (it is physiological)."""
     acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
     if acc:
         signs = rng.choice([-1.0, 1.0], size=(x.shape[0], len(acc))).astype(np.float32)
         x = x.clone()
         x[:, acc] = x[:, acc] * torch.from_numpy(signs)[:, :, None]
+    if cfg.motion_aug_p > 0:
+        x = motion_augment(x, rng, channels, cfg.motion_aug_p)
     if cfg.stretch_p > 0 and cfg.max_stretch > 1:
         x, y = time_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p)
         y = y.clamp(min=BPM_MIN)
