@@ -28,6 +28,7 @@ TINY = """
 [run]
 out = "run"
 device = "cpu"
+reference_windows = 0
 [data]
 subjects = 4
 minutes = 2.0
@@ -36,6 +37,7 @@ arch = "resnet_micro"
 epochs = 1
 [distill]
 student = "resnet_micro"
+keep_better = false
 epochs = 2
 [prune]
 to = "70%"

@@ -7,6 +7,8 @@ test; every split here is by subject, and :func:`check_disjoint` enforces it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
+from math import comb
 
 import numpy as np
 
@@ -55,6 +57,43 @@ def _take_val(pool: list[str], n_val: int) -> tuple[tuple[str, ...], tuple[str, 
     return tuple(pool[n_val:]), tuple(pool[:n_val])
 
 
+N_QUANTILES = 21  # label quantiles compared by representative_val (5 % steps)
+MAX_COMBINATIONS = 5000  # above this many candidate sets, representative_val is greedy
+
+
+def _distance(labels: np.ndarray, reference: np.ndarray) -> float:
+    """Mean absolute difference of the two label distributions' quantiles (a 1-Wasserstein
+    estimate, in BPM)."""
+    q = np.linspace(0.0, 1.0, N_QUANTILES)
+    return float(np.mean(np.abs(np.quantile(labels, q) - np.quantile(reference, q))))
+
+
+def representative_val(
+    pool: list[str], labels: dict[str, np.ndarray], n_val: int
+) -> tuple[str, ...]:
+    """The ``n_val`` subjects of ``pool`` whose heart rates, pooled, are distributed most like
+    the whole pool's (every set when there are at most :data:`MAX_COMBINATIONS`, else greedily).
+
+    With two validation subjects out of nine, a random draw can pick the two with the highest
+    heart rates; early stopping and every stage's choice then optimise for them, and validation
+    MAE says little about the test subjects. ``pool`` order breaks ties (callers shuffle it)."""
+    n_val = min(n_val, max(len(pool) - 1, 0))
+    if n_val == 0:
+        return ()
+    reference = np.concatenate([np.asarray(labels[s], np.float64) for s in pool])
+
+    def score(chosen: tuple[str, ...]) -> float:
+        return _distance(np.concatenate([np.asarray(labels[s]) for s in chosen]), reference)
+
+    if comb(len(pool), n_val) <= MAX_COMBINATIONS:
+        return min(combinations(pool, n_val), key=score)
+    chosen: tuple[str, ...] = ()
+    for _ in range(n_val):
+        rest = [s for s in pool if s not in chosen]
+        chosen = min(((*chosen, s) for s in rest), key=score)
+    return chosen
+
+
 def holdout(
     subjects: list[str],
     *,
@@ -63,8 +102,11 @@ def holdout(
     test_fraction: float = 0.2,
     val_fraction: float = 0.15,
     seed: int = 0,
+    labels: dict[str, np.ndarray] | None = None,
 ) -> Split:
-    """Fixed held-out subjects: named ones, or a seeded draw of the given fractions."""
+    """Fixed held-out subjects: named ones, or a seeded draw of the given fractions. Given
+    each subject's ``labels``, unnamed validation subjects are the representative ones
+    (:func:`representative_val`) instead of a random draw."""
     subjects = sorted(subjects)
     unknown = [s for s in (test or []) + (val or []) if s not in subjects]
     if unknown:
@@ -78,7 +120,10 @@ def holdout(
         n_test = max(1, round(test_fraction * len(subjects)))
         test = [s for s in pool if s not in (val or [])][:n_test]
     rest = [s for s in pool if s not in test]
-    if val is None:
+    if val is None and labels is not None:
+        val_t = representative_val(rest, labels, max(1, round(val_fraction * len(subjects))))
+        train_t = tuple(s for s in rest if s not in val_t)
+    elif val is None:
         n_val = max(1, round(val_fraction * len(subjects)))
         train_t, val_t = _take_val(rest, n_val)
     else:

@@ -32,6 +32,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "seed": (int, 0),
         "device": (("auto", "cpu", "cuda"), "auto"),
         "threads": (int, 0),
+        "reference_windows": (int, 3000),
     },
     "data": {
         "source": (DATA_SOURCES, "synthetic"),
@@ -44,6 +45,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "hop_s": (float, 2.0),
         "test_subjects": (list, []),
         "val_subjects": (list, []),
+        "val_choice": (("representative", "random"), "representative"),
     },
     "teacher": {
         "path": (str, ""),
@@ -56,6 +58,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "method": (("hard", "soft", "dkd", "feature", "progressive"), "dkd"),
         "epochs": (int, 20),
         "patience": (int, 6),
+        "keep_better": (bool, True),
     },
     "prune": {
         "to": (str, "target"),
@@ -88,6 +91,8 @@ out = "runs/default"      # one folder per stage, manifest.json, report.md
 seed = 0
 device = "auto"           # auto (CUDA when present), cpu, cuda
 threads = 0               # CPU threads for PyTorch/BLAS; 0 = one per core (cap on shared cores)
+reference_windows = 3000  # every epoch count and patience below is x max(1, this / training
+                          # windows): small data gets as many steps as the default; 0 = off
 
 [data]
 source = "synthetic"      # synthetic | dataset (ppgedge dataset) | spc2015 | dalia | bami | generic
@@ -99,7 +104,8 @@ rate_hz = 32.0            # common sample rate, window and hop of the model inpu
 window_s = 8.0
 hop_s = 2.0
 test_subjects = []        # held-out subjects (default: a seeded 20 %)
-val_subjects = []         # early-stopping subjects (default: a seeded 15 %)
+val_subjects = []         # early-stopping subjects (default: 15 %, chosen as val_choice says)
+val_choice = "representative"  # representative (heart rates like the pool's) | random
 
 [teacher]
 path = ""                 # a trained teacher (checkpoint, TorchScript or ONNX); empty = train one
@@ -112,6 +118,7 @@ student = "resnet_small"
 method = "dkd"            # hard | soft | dkd | feature | progressive
 epochs = 20
 patience = 6
+keep_better = true        # also train the student from scratch; keep the better on validation
 
 [prune]
 to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"

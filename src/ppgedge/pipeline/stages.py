@@ -26,6 +26,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.models.bpm import decode
 from ppgedge.pipeline.config import RunConfig
+from ppgedge.train.schedule import epoch_scale, scaled
 from ppgedge.train.trainer import TrainConfig, TrainingObserver
 
 
@@ -39,6 +40,7 @@ class Context:
     training_observer: Callable[[str], TrainingObserver] = lambda label: TrainingObserver()
     restart: set[str] = field(default_factory=set)  # stages forced by --from (no resume)
     _dataset: Dataset | None = None
+    _split: Split | None = None
 
     # fixed output locations
     @property
@@ -73,13 +75,29 @@ class Context:
 
     @property
     def split(self) -> Split:
-        d = self.cfg["data"]
-        return holdout(
-            self.dataset.subjects,
-            test=d["test_subjects"] or None,
-            val=d["val_subjects"] or None,
-            seed=self.cfg["run"]["seed"],
-        )
+        if self._split is None:
+            d = self.cfg["data"]
+            labels = None
+            if d["val_choice"] == "representative" and not d["val_subjects"]:
+                names, y = self.dataset.subject_names(), np.asarray(self.dataset.y)
+                labels = {s: y[names == s] for s in self.dataset.subjects}
+            self._split = holdout(
+                self.dataset.subjects,
+                test=d["test_subjects"] or None,
+                val=d["val_subjects"] or None,
+                seed=self.cfg["run"]["seed"],
+                labels=labels,
+            )
+        return self._split
+
+    @property
+    def epoch_scale(self) -> float:
+        """What every stage multiplies its epochs and patience by (see train/schedule.py)."""
+        n_train = len(self.split.indices(self.dataset.subject_names())["train"])
+        return round(epoch_scale(n_train, self.cfg["run"]["reference_windows"]), 3)
+
+    def epochs(self, n: int) -> int:
+        return scaled(n, self.epoch_scale)
 
     def data_format(self) -> DataFormat:
         d = self.cfg["data"]
@@ -138,8 +156,8 @@ def _train_cfg(ctx: Context, section: str, arch: str, augment: bool) -> TrainCon
     s = ctx.cfg[section]
     return TrainConfig(
         arch=arch,
-        epochs=s["epochs"],
-        patience=s["patience"],
+        epochs=ctx.epochs(s["epochs"]),
+        patience=ctx.epochs(s["patience"]),
         channels=ctx.cfg["data"]["channels"],
         seed=ctx.cfg["run"]["seed"],
         augment=augment,
@@ -184,7 +202,7 @@ def _data_run(ctx: Context) -> StageResult:
 
         data = import_dataset(d["source"], ctx.cfg.resolve_path(d["path"]), ctx.data_format())
     write_dataset(data, ctx.data_dir)  # replaces only a dataset this run wrote
-    ctx._dataset = None
+    ctx._dataset, ctx._split = None, None
     ds = ctx.dataset
     return StageResult(
         [ctx.data_dir],
@@ -195,7 +213,10 @@ def _data_run(ctx: Context) -> StageResult:
 
 def _split_params(ctx: Context) -> dict[str, Any]:
     s = ctx.split
-    return {"split": {"train": list(s.train), "val": list(s.val), "test": list(s.test)}}
+    return {
+        "split": {"train": list(s.train), "val": list(s.val), "test": list(s.test)},
+        "epoch_scale": ctx.epoch_scale,
+    }
 
 
 def _dataset_input(ctx: Context) -> list[Path]:
@@ -272,34 +293,55 @@ def _distill_inputs(ctx: Context) -> list[Path]:
 
 
 def _distill_run(ctx: Context) -> StageResult:
+    from ppgedge.distill.choose import keep_better, scratch_path
     from ppgedge.distill.run import distill
 
     d = ctx.cfg["distill"]
     cfg = _train_cfg(ctx, "distill", d["student"], augment=False)
+    common = {
+        "method": d["method"],
+        "cache_dir": ctx.out / "cache",
+        "device": ctx.device,
+        "restart": "distill" in ctx.restart,
+    }
+    args = (ctx.teacher_path, ctx.dataset, ctx.split, d["student"], ctx.student_path, cfg)
+    outputs = [ctx.student_path]
     ckpt = _with_observer(
-        ctx,
-        f"{d['method']} student",
-        lambda o: distill(
-            ctx.teacher_path,
-            ctx.dataset,
-            ctx.split,
-            d["student"],
-            ctx.student_path,
-            cfg,
-            method=d["method"],
-            cache_dir=ctx.out / "cache",
-            device=ctx.device,
-            observer=o,
-            restart="distill" in ctx.restart,
-        ),
+        ctx, f"{d['method']} student", lambda o: distill(*args, observer=o, **common)
     )
+    if d["keep_better"]:
+        outputs.append(scratch_path(ctx.student_path))
+        ckpt = _with_observer(
+            ctx,
+            "scratch student",
+            lambda o: keep_better(
+                ckpt,
+                ctx.dataset,
+                ctx.split,
+                ctx.student_path,
+                cfg,
+                method=d["method"],
+                device=ctx.device,
+                observer=o,
+                restart=common["restart"],
+            ),
+        )
     mae = _test_mae(ctx, ctx.student_path)
     n = ckpt.metrics["parameters"]
+    choice = ckpt.metrics.get("choice") or {}
+    how = d["method"]
+    if choice:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
+        how = f"{choice['kept']}; val MAE {scores}"
     return StageResult(
-        [ctx.student_path],
-        {"test_mae": mae, "parameters": n, "arch": ckpt.arch},
-        f"{ctx.rel(ctx.student_path)}: {ckpt.arch} ({d['method']}), {n:,} params, "
-        f"test MAE {mae:.2f} BPM",
+        outputs,
+        {
+            "test_mae": mae,
+            "parameters": n,
+            "arch": ckpt.arch,
+            **({"kept": choice["kept"], "val_mae": choice["val_mae"]} if choice else {}),
+        },
+        f"{ctx.rel(ctx.student_path)}: {ckpt.arch} ({how}), {n:,} params, test MAE {mae:.2f} BPM",
     )
 
 
@@ -345,8 +387,8 @@ def _prune_run(ctx: Context) -> StageResult:
             budget,
             criterion=p["criterion"],
             steps=p["steps"],
-            finetune_epochs=p["finetune_epochs"],
-            final_epochs=p["final_epochs"],
+            finetune_epochs=ctx.epochs(p["finetune_epochs"]),
+            final_epochs=ctx.epochs(p["final_epochs"]),
             round_to=p["round_to"],
             teacher=ctx.teacher_path,
             method="dkd",
@@ -404,7 +446,7 @@ def _qat_run(ctx: Context) -> StageResult:
             ctx.dataset,
             ctx.split,
             ctx.qat_path,
-            epochs=q["epochs"],
+            epochs=ctx.epochs(q["epochs"]),
             teacher=ctx.teacher_path if q["distill"] else None,
             cache_dir=ctx.out / "cache",
             seed=ctx.cfg["run"]["seed"],
