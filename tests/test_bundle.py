@@ -73,6 +73,7 @@ class Model:
     tflite: Path
     fmt: DataFormat
     decode: str
+    tracker: dict | None = None  # the checkpoint's temporal tracker, if it has one
 
 
 def _zoo(arch: str, fmt: DataFormat, dataset: Dataset, out: Path, **kwargs: object) -> Model:
@@ -94,6 +95,7 @@ def models(tmp_path_factory, tiny_checkpoint: Path, tiny_dataset: Dataset) -> di
         Q.to_tflite(result.path, out / "resnet_micro.tflite"),
         result.artifact.data_format,
         result.artifact.decode,
+        result.artifact.base.tracker,
     )
     ds25 = out / "d25.ppgds"
     write_dataset(synthesize(n_subjects=2, minutes_per_subject=1.0, seed=3, fmt=FMT25), ds25)
@@ -113,7 +115,13 @@ def bundles(models: dict[str, Model], tmp_path_factory) -> dict[str, B.BundleRes
         name = HOSTILE if key == "resnet_micro" else key
         prov = {"parent": {"arch": key, "sha256": "ab" * 32}, "metrics": {"tflm_val_mae": 4.2}}
         made[key] = B.write_bundle(
-            m.tflite, out / key, name=name, data_format=m.fmt, decode=m.decode, provenance=prov
+            m.tflite,
+            out / key,
+            name=name,
+            data_format=m.fmt,
+            decode=m.decode,
+            provenance=prov,
+            tracker=m.tracker,
         )
     return made
 
@@ -155,6 +163,8 @@ def test_bundle_files_manifest_and_resolver(bundles, models) -> None:
         f"{ident}_config.h",
         f"{ident}_preprocess.h",
         f"{ident}_preprocess.c",
+        f"{ident}_tracker.h",  # its checkpoint carries a tracker
+        f"{ident}_tracker.c",
         f"{ident}.tflite",
         "main.cc",
         "README.md",
@@ -238,7 +248,8 @@ def _compile_all(bundle: B.BundleResult, cc: str, cxx: str, arch: list[str], out
     """Every file of the bundle; returns the model-data object."""
     out.mkdir(parents=True, exist_ok=True)
     ident, src = bundle.identifier, bundle.path
-    for c_file in (f"{ident}_model_data.c", f"{ident}_preprocess.c"):
+    tracker = [f"{ident}_tracker.c"] if (src / f"{ident}_tracker.c").exists() else []
+    for c_file in (f"{ident}_model_data.c", f"{ident}_preprocess.c", *tracker):
         _run(
             [cc, *arch, "-std=c99", *WARN, "-c", str(src / c_file), "-o", str(out / f"{c_file}.o")]
         )
@@ -304,6 +315,19 @@ def _symbol_alignment(obj: Path, symbol: str) -> tuple[int, int]:
         if data[start : data.index(b"\0", start)].decode() == symbol:
             return value, sections[shndx][8]
     raise AssertionError(f"{symbol} not in {obj}")
+
+
+def test_a_model_with_a_tracker_gets_the_c_tracker(bundles) -> None:
+    """The resnet's checkpoint carries a fitted tracker: its bundle has the C tracker (compiled
+    with the strict flags by the tests below), the manifest its prior, costs and state size."""
+    b = bundles["resnet_micro"]
+    man = json.loads((b.path / "manifest.json").read_text())
+    tr = man["tracker"]
+    assert tr is not None and tr["state_bytes"] <= 1024
+    assert len(tr["int_costs"]) == 2 * tr["prior"]["half_width"] + 1
+    listed = {f["path"] for f in man["files"]}
+    assert {f"{b.identifier}_tracker.c", f"{b.identifier}_tracker.h"} <= listed
+    assert json.loads((bundles["mlp_micro"].path / "manifest.json").read_text())["tracker"] is None
 
 
 def test_compiles_with_host_gcc_and_array_is_aligned(bundles, models, tmp_path: Path) -> None:

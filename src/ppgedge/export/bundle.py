@@ -584,6 +584,7 @@ def write_bundle(
     decode: str,
     provenance: dict[str, Any] | None = None,
     tflm_src: str | Path | None = None,
+    tracker: dict[str, Any] | None = None,
 ) -> BundleResult:
     """Write the TFLite Micro bundle of an int8 ``.tflite`` into ``out_dir`` (atomically).
 
@@ -591,7 +592,8 @@ def write_bundle(
     ``decode`` are the artifact's (they must fit the model's input and output); ``provenance``
     (parent checkpoint, metrics...) goes into the README and the manifest as given. With TFLM
     sources (``tflm_src`` or ``$PPGEDGE_TFLM_SRC``) the arena is declared from a measurement on
-    a 32-bit Cortex-M4 in QEMU, else from the host estimate; the header says which.
+    a 32-bit Cortex-M4 in QEMU, else from the host estimate; the header says which. A
+    ``tracker`` record (a checkpoint's) adds ``<id>_tracker.c/.h``, the C temporal tracker.
     """
     tflite_path = Path(tflite_path)
     out_dir = Path(out_dir)
@@ -617,6 +619,28 @@ def write_bundle(
         calls=calls,
         est=est,
     )
+    tracker_man = None
+    if tracker and "prior" in tracker:  # the temporal tracker, quantised to the output scale
+        from ppgedge.export.tracker_c import STATE_BYTES, render_tracker
+        from ppgedge.models.tracker import TransitionPrior
+
+        prior = TransitionPrior.from_dict(tracker["prior"])
+        texts.update(render_tracker(name, prior, io["output"]["scale"], ident))
+        texts["README.md"] += (
+            f"\n## Temporal tracker\n\n`{ident}_tracker.h` / `{ident}_tracker.c` (C99, integer "
+            f"only, {STATE_BYTES} B of state): call `{ident}_tracker_reset()` at start-up, at a "
+            f"new recording and after any missed window, then `{ident}_tracker_update(&state, "
+            f"output->data.int8, {N_CLASSES}, &margin)` per window for the tracked BPM (the "
+            f"BPM change per hop is limited to +/-{prior.half_width}; a small `margin` flags an "
+            "unreliable window). Bit-exact with ppgedge's Python tracker; see docs/tracker.md.\n"
+        )
+        tracker_man = {
+            "prior": prior.to_dict(),
+            "int_costs": prior.int_costs(io["output"]["scale"]).tolist(),
+            "state_bytes": STATE_BYTES,
+            "val_decoder": tracker.get("decoder"),
+            "val_mae_by_decoder": tracker.get("val_mae_by_decoder"),
+        }
     with atomic_path(out_dir, directory=True, kind=BUNDLE) as tmp:
         for filename, text in texts.items():
             (tmp / filename).write_text(text, encoding="utf-8")
@@ -639,6 +663,7 @@ def write_bundle(
             },
             "data_format": data_format.to_dict(),
             "decode": decode,
+            "tracker": tracker_man,
             "arena": est.to_dict(),
             "provenance": prov,
             "files": [

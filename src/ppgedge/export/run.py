@@ -209,6 +209,7 @@ def export(
                 data_format=fmt,
                 decode=art.decode,
                 provenance=_provenance(art, artifact_path),
+                tracker=art.base.tracker,
             )
             seconds["tflm"] = time.perf_counter() - t0
             files["tflm"] = tmp / "tflm"
