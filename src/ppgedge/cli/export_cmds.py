@@ -119,6 +119,9 @@ def _render_verify(r) -> None:
         table.add_column(col, justify="left" if col == "model" else "right")
     table.add_row("TFLite Micro (device arithmetic)", f"{r.mae_tflm:.3f}", "-")
     table.add_row("LiteRT", f"{r.mae_litert:.3f}", f"{r.argmax_agreement_litert:.1%} (argmax)")
+    if r.mae_tflm_tracked is not None:
+        table.add_row("TFLite Micro, tracked", f"{r.mae_tflm_tracked:.3f}", "")
+        table.add_row("LiteRT, tracked", f"{r.mae_litert_tracked:.3f}", "")
     if r.mae_pytorch is not None:
         table.add_row(
             "PyTorch graph, integer arithmetic",

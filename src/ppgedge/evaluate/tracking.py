@@ -21,9 +21,9 @@ from ppgedge.models.tracker import Tracked, TransitionPrior, fit_prior, track
 
 TRACKED = "tracked"
 # Half widths (classes per hop) and weights (logit units per nat of -log p) the validation
-# subjects choose between: 4 x 6 = 24 configurations.
-GRID_HALF_WIDTH = (3, 5, 8, 12)
-GRID_WEIGHT = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0)
+# subjects choose between: 5 x 7 = 35 configurations.
+GRID_HALF_WIDTH = (3, 5, 8, 12, 20)
+GRID_WEIGHT = (0.015625, 0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0)
 
 
 def prior_from_training(dataset: Dataset, train_idx: np.ndarray) -> TransitionPrior:

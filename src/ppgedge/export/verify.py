@@ -41,6 +41,7 @@ from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral
+from ppgedge.evaluate.tracking import tracked_evaluation
 from ppgedge.export.run import MANIFEST
 from ppgedge.models.bpm import decode as decode_logits
 
@@ -73,6 +74,11 @@ class VerifyReport:
     # what the budget gate needs: which model, and the baseline on the same windows
     tflite_sha256: str = ""
     mae_spectral: float | None = None
+    # the temporal tracker on the same int8 outputs (windows in recording order), when the
+    # model carries one: TFLite Micro's and LiteRT's MAE, and what the tracker did
+    mae_tflm_tracked: float | None = None
+    mae_litert_tracked: float | None = None
+    tracking: dict[str, Any] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     # per window (not in the JSON): which dataset rows, and the deployed int8 model's BPM
@@ -210,8 +216,34 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
         report.raw_argmax_agreement_fake_quant = float(
             (ref.argmax(1).numpy() == logits_tflm.argmax(1).numpy()).mean()
         )
+    if art is not None and qp is not None:
+        _tracked(report, art.base.tracker, dataset, np.asarray(idx), raw_tflm, raw_litert, qp[0])
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _tracked(
+    report: VerifyReport,
+    record: dict[str, Any],
+    dataset: Dataset,
+    idx: np.ndarray,
+    raw_tflm: np.ndarray,
+    raw_litert: np.ndarray,
+    scale: float,
+) -> None:
+    """Tracked MAE beside the per-window one, on each runtime's int8 outputs (the int8 path
+    is the bundle's C tracker, bit for bit)."""
+    ev, info = tracked_evaluation(
+        "tflm", raw_tflm.reshape(len(idx), -1), dataset, idx, record, scale
+    )
+    report.tracking = info
+    if ev is None:
+        return
+    report.mae_tflm_tracked = float(ev.report["overall"]["mae"])
+    lit, _ = tracked_evaluation(
+        "litert", raw_litert.reshape(len(idx), -1), dataset, idx, record, scale
+    )
+    report.mae_litert_tracked = float(lit.report["overall"]["mae"]) if lit else None
 
 
 def _agreement(pred_ref: np.ndarray, pred_dev: np.ndarray, decoder: str) -> float:
