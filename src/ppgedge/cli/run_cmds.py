@@ -126,6 +126,12 @@ def _render_run(result) -> None:
             safe_text(r.get("verdict", "")),
         )
     console.print(table)
+    tracked = result.summary[-1].get("test_mae_tracked") if result.summary else None
+    if tracked is not None:
+        console.print(
+            f"int8 model tracked over time: test MAE {tracked:.2f} "
+            f"(window by window {result.summary[-1]['test_mae']:.2f})"
+        )
     console.print(f"report: {safe_text(result.report)}")
     console.print("next:")
     for cmd in result.next_commands:

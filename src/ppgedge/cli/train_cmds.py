@@ -332,9 +332,12 @@ def sweep_cmd(
 
     def on_run(row: dict, skipped: bool) -> None:
         what = "done before" if skipped else f"{row['seconds']:.0f}s"
+        tracked = row.get("test_mae_tracked")
         console.print(
             f"  {safe_text(format(row['key'], '<36'))} {row['parameters']:>9,} params  "
-            f"test MAE {row['test_mae']:6.2f}  [dim]{what}[/dim]"
+            f"test MAE {row['test_mae']:6.2f}"
+            + (f" (tracked {tracked:.2f})" if tracked is not None else "")
+            + f"  [dim]{what}[/dim]"
         )
 
     def on_fail(rec: dict) -> None:

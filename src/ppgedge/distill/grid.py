@@ -127,6 +127,7 @@ def run_cell(cell: Cell, ctx: SweepContext, out: Path) -> dict[str, Any]:
 def _run_cell(cell: Cell, ctx: SweepContext, out: Path) -> dict[str, Any]:
     from ppgedge.distill.run import distill
     from ppgedge.evaluate.predict import evaluate_checkpoint
+    from ppgedge.evaluate.tracking import tracked_evaluation
     from ppgedge.train.trainer import train
 
     dataset = Dataset(ctx.dataset)
@@ -150,7 +151,9 @@ def _run_cell(cell: Cell, ctx: SweepContext, out: Path) -> dict[str, Any]:
         )
     seconds = time.perf_counter() - t0
     test_idx = split.indices(dataset.subject_names())["test"]
-    ev = evaluate_checkpoint(ckpt, dataset, test_idx).report["overall"]
+    full = evaluate_checkpoint(ckpt, dataset, test_idx)
+    ev = full.report["overall"]
+    tracked, _ = tracked_evaluation("cell", full.logits, dataset, test_idx, ckpt.tracker)
     return {
         "key": cell.key,
         "method": cell.method,
@@ -164,7 +167,10 @@ def _run_cell(cell: Cell, ctx: SweepContext, out: Path) -> dict[str, Any]:
         "test_mae": ev["mae"],
         "test_rmse": ev["rmse"],
         "within5": ev["within5"],
+        # the temporal tracker on the same logits (None: no window sequences to fit it on)
+        "test_mae_tracked": tracked.report["overall"]["mae"] if tracked else None,
         "val_mae": ckpt.metrics["val_mae"],
+        "val_mae_tracked": (ckpt.tracker.get("val_mae_by_decoder") or {}).get("tracked"),
         "epochs_run": ckpt.metrics["epochs_run"],
         "seconds": round(seconds, 1),
     }
