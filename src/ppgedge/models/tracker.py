@@ -187,17 +187,15 @@ def filter_sequence(
     alpha = np.zeros(N_CLASSES, dt)
     pad = np.full(N_CLASSES + 2 * k, _SENTINEL if integer else -np.inf, dt)
     classes = np.arange(N_CLASSES)
+    windows = np.lib.stride_tricks.sliding_window_view(pad, 2 * k + 1)  # a view: (180, 2K+1)
+    rcost = cost[::-1]
     for t in range(n):
         if t == 0 or starts[t]:
             a = x[t].copy()
         else:
             pad[k : k + N_CLASSES] = alpha
-            # prior(j) = max_d alpha(j - d) - cost(d), d = -K..K: window pad[j+k-d]
-            best = pad[2 * k : 2 * k + N_CLASSES] - cost[0]
-            for i in range(1, 2 * k + 1):
-                d = i - k
-                best = np.maximum(best, pad[k - d : k - d + N_CLASSES] - cost[i])
-            a = x[t] + best
+            # prior(j) = max_d alpha(j - d) - cost(d), d = -K..K: pad[j + i] with d = K - i
+            a = x[t] + (windows - rcost).max(axis=1)
         a = a - a.max()
         if integer:
             a = np.maximum(a, FLOOR)
