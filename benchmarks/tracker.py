@@ -98,8 +98,8 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
     first = m4.instructions[starts[:n]]
     return {
         "name": name,
-        "export": str(export),
-        "dataset": str(data),
+        "export": _rel(export),
+        "dataset": _rel(data),
         "windows": {p: int(len(v)) for p, v in idx.items()},
         "output_scale": scale,
         "prior": {"n_pairs": prior0.n_pairs, "counts": list(prior0.counts)},
@@ -129,6 +129,11 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
     }
 
 
+def _rel(path: Path) -> str:
+    p = path.resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| data | test windows | argmax | smoothed | expectation | tracked | chosen on val "
@@ -154,10 +159,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", default=DEFAULT, help="NAME=EXPORT:DATASET")
     ap.add_argument("--qemu-windows", type=int, default=200)
+    ap.add_argument("--md-only", action="store_true", help="re-render tracker.md from the JSON")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for spec in args.runs:
+    if args.md_only:  # re-render the table from the last results
+        rows = json.loads((RESULTS / "tracker.json").read_text())["runs"]
+    for spec in [] if args.md_only else args.runs:
         name, _, rest = spec.partition("=")
         export, _, data = rest.rpartition(":")
         rows.append(one(name, Path(export), Path(data), args.qemu_windows))
@@ -186,6 +194,19 @@ def main() -> int:
         "cycles are not modelled), state bytes = sizeof the C state.",
         "",
         table(rows),
+        "",
+        "Runs (model = the `ppgedge run` export, data = the dataset it was trained on; its own "
+        "split):",
+        "",
+        *(
+            f"- {r['name']}: `{r['export']}`"
+            f" on `{Path(r['dataset']).name}`; {r['windows']['train']}/{r['windows']['val']}/"
+            f"{r['windows']['test']} train/val/test windows; {r['test_sequences']} test "
+            f"sequences, {r['test_gap_resets']} resets at gaps; validation MAE "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["val_mae"].items())
+            + f"; prior from {r['prior']['n_pairs']} training window pairs"
+            for r in rows
+        ),
         "",
     ]
     (RESULTS / "tracker.md").write_text("\n".join(md))

@@ -177,3 +177,23 @@ def test_c_tracker_resets_on_a_shape_mismatch(tmp_path) -> None:
     srcs = [str(tmp_path / "m_tracker.c"), str(tmp_path / "t.c")]
     subprocess.run([cc, *flags, f"-I{tmp_path}", *srcs, "-o", str(exe)], check=True)
     assert subprocess.run([str(exe)]).returncode == 0
+
+
+def test_training_fits_the_tracker_and_eval_scores_it_beside_the_decoder(
+    tiny_checkpoint, tiny_dataset_path
+) -> None:
+    """The trainer stores a tracker chosen on validation; eval scores it on the test subjects
+    next to the per-window decoder and says how many sequences it tracked."""
+    from ppgedge.evaluate.report import evaluate_model
+    from ppgedge.evaluate.tracking import GRID_HALF_WIDTH, GRID_WEIGHT
+    from ppgedge.models.checkpoint import load_checkpoint
+
+    tr = load_checkpoint(tiny_checkpoint).tracker
+    prior = T.TransitionPrior.from_dict(tr["prior"])
+    assert prior.half_width in GRID_HALF_WIDTH and prior.weight in GRID_WEIGHT
+    assert tr["configurations"] == len(GRID_HALF_WIDTH) * len(GRID_WEIGHT)
+    assert set(tr["val_mae_by_decoder"]) == {"argmax", "smoothed", "expectation", "tracked"}
+    assert tr["decoder"] == min(tr["val_mae_by_decoder"], key=tr["val_mae_by_decoder"].get)
+    result = evaluate_model(tiny_checkpoint, tiny_dataset_path, baseline=False, device="cpu")
+    assert list(result["models"]) == ["resnet_micro", "resnet_micro (tracked)"]
+    assert result["tracking"]["sequences"] >= 1 and result["tracking"]["arithmetic"] == "float"
