@@ -1,11 +1,12 @@
 """Export benchmark: every zoo architecture, trained, pruned and QAT'd, exported and verified.
 
-Per architecture, on the synthetic benchmark dataset (benchmarks/foundation.py's, held-out
-subjects): train briefly (or reuse a student trained by benchmarks/sweep.py for that
-architecture), prune to 50 % of the parameters, QAT, then ``ppgedge export`` (all formats) and
-``ppgedge verify`` on the test subjects. Reported: the deployment rules, LiteRT vs TFLite Micro
-int8 steps, the deployed (TFLite Micro) MAE beside the QAT model's PyTorch MAE, decoded and raw
-argmax agreement, and export time.
+Per distinct architecture, on the synthetic benchmark dataset (benchmarks/foundation.py's,
+held-out subjects): train briefly, prune to 50 % of the parameters, QAT, then ``ppgedge export``
+(all formats) and ``ppgedge verify`` on the test subjects. Zoo names that build the same network
+(``resnet1d`` with its default knobs is ``resnet_base``) are one row. Every model is trained in
+this run, in a fresh folder named after the run id: nothing is reused from an earlier run.
+Reported: the deployment rules, LiteRT vs TFLite Micro int8 steps, the deployed (TFLite Micro)
+MAE beside the QAT model's PyTorch MAE, decoded and raw argmax agreement, and export time.
 
 Writes ``benchmarks/results/export.json`` and ``export.md``.
 Run: ``.venv/bin/python benchmarks/export.py`` (about 30 min on 2 CPU cores).
@@ -14,10 +15,13 @@ Run: ``.venv/bin/python benchmarks/export.py`` (about 30 min on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from ppgedge import __version__
 from ppgedge.compress.prune import prune
@@ -28,7 +32,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.export.rules import check_int8_rules
 from ppgedge.export.run import export
 from ppgedge.export.verify import verify
-from ppgedge.models.registry import list_models
+from ppgedge.models.registry import create_model, list_models
 from ppgedge.train.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +40,26 @@ FOUNDATION = ROOT / "benchmarks" / "out" / "foundation"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def distinct(archs: list[str]) -> dict[str, list[str]]:
+    """Zoo names grouped by the network they build (its module tree, every knob resolved):
+    the first name of each group -> the other names that build the same network."""
+    groups: dict[str, list[str]] = {}
+    for arch in archs:
+        key = hashlib.sha256(repr(create_model(arch)).encode()).hexdigest()
+        groups.setdefault(key, []).append(arch)
+    return {names[0]: names[1:] for names in groups.values()}
+
+
 def one(arch: str, ds: Dataset, split, work: Path, epochs: int) -> dict:
     row: dict = {"arch": arch}
     ckpt = work / f"{arch}.pt"
+    if ckpt.exists():
+        raise SystemExit(f"{ckpt} exists: every run trains its models in a fresh folder")
     t0 = time.perf_counter()
-    if not ckpt.exists():
-        cfg = TrainConfig(arch=arch, epochs=epochs, patience=epochs, seed=0)
-        train(ds, split, ckpt, cfg, device="cpu")
+    cfg = TrainConfig(arch=arch, epochs=epochs, patience=epochs, seed=0)
+    trained = train(ds, split, ckpt, cfg, device="cpu")
     row["train_s"] = round(time.perf_counter() - t0, 1)
+    row["epochs_trained"] = trained.metrics["epochs_run"]
     pruned = work / f"{arch}.pruned.pt"
     t0 = time.perf_counter()
     try:
@@ -107,16 +123,22 @@ def markdown(res: dict) -> str:
     ]
     for r in res["rows"]:
         params = f"{r.get('params') or '-'} → {r.get('pruned_params') or 'not pruned'}"
+        name = " = ".join([r["arch"], *r.get("same_network_as", [])])
         lines.append(
-            f"| {r['arch']} | {params} | {'pass' if r['rules_ok'] else 'FAIL'} "
+            f"| {name} | {params} | {'pass' if r['rules_ok'] else 'FAIL'} "
             f"| {r['litert_steps']} | {r['mae_tflm']:.2f} | {r['mae_pytorch']:.2f} "
             f"| {r['mae_gap']:+.2f} | {r['integer_steps']} | {r['agreement']:.1%} "
             f"| {r['fake_quant_agreement']:.1%} | {r['raw_fake_quant_agreement']:.1%} "
             f"| {r['within_1bpm']:.1%} | {r['decoder']} | {r['export_s']:.1f} |"
         )
     n = len(res["rows"])
+    worst = max(res["rows"], key=lambda r: abs(r["mae_gap"]))
     lines += [
         "",
+        f"- {n} distinct architectures (names that build the same network share a row), all "
+        f"trained in run {res['run_id']}: train {min(r['train_s'] for r in res['rows']):.1f}-"
+        f"{max(r['train_s'] for r in res['rows']):.1f} s per model; zoo names not run: "
+        f"{', '.join(res['zoo_not_run']) or 'none'}",
         f"- rules pass: {sum(r['rules_ok'] for r in res['rows'])}/{n}; LiteRT within 1 step: "
         f"{sum(r['litert_steps'] <= 1 for r in res['rows'])}/{n}",
         f"- deployed MAE within 0.1 BPM of PyTorch: "
@@ -125,6 +147,7 @@ def markdown(res: dict) -> str:
         f"(bit-exact: {sum(r['integer_steps'] == 0 for r in res['rows'])}/{n}); with the "
         f"fake-quant simulation: {sum(r['fake_quant_agreement'] >= 0.99 for r in res['rows'])}"
         f"/{n}",
+        f"- largest |TFLM MAE - PyTorch MAE|: {abs(worst['mae_gap']):.3f} BPM ({worst['arch']})",
         f"- slowest export: {max(r['export_s'] for r in res['rows']):.1f} s",
     ]
     return "\n".join(lines) + "\n"
@@ -135,14 +158,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--archs", default="", help="comma list (default: the whole zoo)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "export")
-    parser.add_argument(
-        "--resume-log",
-        type=Path,
-        action="append",
-        default=[],
-        help="reuse the `row {json}` lines an interrupted run printed",
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     ds_path = FOUNDATION / "synthetic.ppgds"
     if not ds_path.exists():
         print("run benchmarks/foundation.py first", file=sys.stderr)
@@ -150,18 +168,21 @@ def main() -> int:
     ds = Dataset(ds_path)
     split = holdout(ds.subjects, seed=0)
     archs = args.archs.split(",") if args.archs else [e.name for e in list_models()]
-    args.work.mkdir(parents=True, exist_ok=True)
-    done = {}
-    for log in args.resume_log:
-        for line in log.read_text().splitlines():
-            if line.startswith("row {"):
-                row = json.loads(line[4:])
-                done[row["arch"]] = row
-    rows = [done.get(a) or one(a, ds, split, args.work, args.epochs) for a in archs]
+    groups = distinct(archs)
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    work = args.work / run_id
+    work.mkdir(parents=True, exist_ok=False)
+    rows = []
+    for arch, same in groups.items():
+        rows.append(one(arch, ds, split, work, args.epochs) | {"same_network_as": same})
     res = {
         "version": __version__,
         "date": time.strftime("%Y-%m-%d"),
+        "run_id": run_id,
         "epochs": args.epochs,
+        "threads": args.threads,
+        "distinct_architectures": len(rows),
+        "zoo_not_run": [e.name for e in list_models() if e.name not in archs],
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""The benchmark protocols behind reported figures: what is chosen on validation, what is a row.
+
+benchmarks/foundation.py picks each fold's SPC teacher on validation subjects only, and
+benchmarks/export.py reports one row per distinct network; both are scripts, loaded by path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from ppgedge.data.format import Dataset
+from ppgedge.data.splits import holdout
+from ppgedge.models.registry import list_models
+from ppgedge.train.trainer import TrainConfig, train
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_rows_are_distinct_networks() -> None:
+    groups = _script("export").distinct([e.name for e in list_models()])
+    assert groups["resnet1d"] == ["resnet_base"]  # default knobs = the preset: one row
+    assert "resnet_base" not in groups
+    assert sum(1 + len(v) for v in groups.values()) == len(list_models())
+    assert all(not v for k, v in groups.items() if k != "resnet1d")
+
+
+@pytest.fixture(scope="module")
+def members(tiny_dataset: Dataset, tiny_checkpoint: Path, tmp_path_factory) -> dict[str, Path]:
+    split = holdout(tiny_dataset.subjects, seed=0)  # tiny_checkpoint's split
+    out = {"a": tiny_checkpoint}
+    for seed in (1, 2):
+        path = tmp_path_factory.mktemp("members") / f"m{seed}.pt"
+        train(tiny_dataset, split, path, TrainConfig(arch="resnet_micro", epochs=1, seed=seed))
+        out[f"seed{seed}"] = path
+    return out
+
+
+def test_spc_teacher_is_the_best_subset_on_validation(
+    members: dict[str, Path], tiny_dataset: Dataset
+) -> None:
+    foundation = _script("foundation")
+    teacher, chosen = foundation.select_teacher(members, tiny_dataset)
+    val = chosen["val_mae_by_candidate"]
+    assert chosen["candidates_on_validation"] == len(val) == 7
+    assert val[" + ".join(chosen["members"])] == min(val.values()) == chosen["val_mae"]
+    assert teacher.decode == chosen["decode"]
+    n = len(chosen["members"])
+    assert (teacher.arch == "ensemble") == (n > 1)
+    assert all(len(k.split(" + ")) >= n for k, v in val.items() if v == chosen["val_mae"])
