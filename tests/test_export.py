@@ -145,9 +145,12 @@ def test_eval_scores_the_artifact_and_the_tflite_as_deployed(exported, tiny_data
     tfl = evaluate_any(exported.files["tflite"], tiny_dataset.path)
     art = evaluate_any(exported.artifact_path, tiny_dataset.path)
     assert tfl["n_windows"] == art["n_windows"] == report.windows
-    (tfl_name,) = [n for n in tfl["models"] if "TFLite Micro" in n]
-    (art_name,) = [n for n in art["models"] if "fake-quant" in n]
+    (tfl_name,) = [n for n in tfl["models"] if "TFLite Micro" in n and "tracked" not in n]
+    (art_name,) = [n for n in art["models"] if "fake-quant" in n and "tracked" not in n]
     assert tfl["models"][tfl_name]["overall"]["mae"] == pytest.approx(report.mae_tflm)
+    # the tracker on the same int8 outputs, as verify tracks them (the model carries one)
+    tracked = tfl["models"][f"{tfl_name} (tracked)"]["overall"]["mae"]
+    assert report.mae_tflm_tracked is not None and tracked == pytest.approx(report.mae_tflm_tracked)
     assert art["models"][art_name]["overall"]["mae"] == pytest.approx(report.mae_pytorch)
     assert tfl["models"]["spectral baseline"]["overall"]["mae"] == pytest.approx(
         report.mae_spectral
