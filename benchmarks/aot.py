@@ -6,10 +6,10 @@ Cortex-M4 (mps2-an386) against the TFLM + CMSIS-NN harness on the same input ten
 AOT host build, CMSIS-NN's portable C, against the same); linked flash and RAM of both firmware
 images; executed instructions per inference. The zoo students are the ones
 ``benchmarks/measure.py`` builds (untrained, int8 by PTQ on synthetic data; the integer
-arithmetic does not depend on training) fed real windows of its synthetic dataset through their
-bundle's C preprocessing; the default student is the main job's exported bundle
-(``benchmarks/out/main_job/export/tflm``) fed its own dataset's windows; the MLPerf models get
-seeded random int8 inputs.
+arithmetic does not depend on training) fed windows of a synthetic dataset (4 subjects x
+2.5 min generated here, seed 12) through their bundle's C preprocessing; the default student is
+the main job's exported bundle (``benchmarks/out/main_job/export/tflm``) fed its own dataset's
+windows; the MLPerf models get seeded random int8 inputs.
 
 Writes ``benchmarks/results/aot.json`` and ``aot.md``; raw comparisons are kept in
 ``benchmarks/out/aot/raw.json`` and reused on a rerun.
@@ -36,13 +36,26 @@ ZOO = ROOT / "benchmarks" / "out" / "measure" / "models"
 MAIN = ROOT / "benchmarks" / "out" / "main_job"
 
 
+def zoo_data() -> Path:
+    """Synthetic windows for the zoo students: benchmarks/measure.py's generator and format,
+    4 subjects x 2.5 min (> 200 windows; its own 3 x 2 min set has 171)."""
+    from ppgedge.data.format import DataFormat, write_dataset
+    from ppgedge.data.synth import synthesize
+
+    path = OUT / "synth.ppgds"
+    if not path.is_dir():
+        data = synthesize(n_subjects=4, minutes_per_subject=2.5, seed=12, fmt=DataFormat())
+        write_dataset(data, path)
+    return path
+
+
 def models() -> dict[str, tuple[Path, Path | None]]:
     """name -> (bundle dir or .tflite, dataset or None)."""
     out: dict[str, tuple[Path, Path | None]] = {
         "default (main job)": (MAIN / "export" / "tflm", MAIN / "data" / "dataset.ppgds")
     }
     for d in sorted(p for p in ZOO.iterdir() if (p / "tflm" / "manifest.json").is_file()):
-        out[d.name] = (d / "tflm", ZOO / "synth.ppgds")
+        out[d.name] = (d / "tflm", zoo_data())
     for name in ("kws_ref_model", "ad01_int8"):
         out[name] = (MLPERF / f"{name}.tflite", None)
     return out

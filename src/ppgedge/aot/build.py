@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
+import re
 import shutil
 import string
 import subprocess
@@ -118,14 +119,27 @@ def _host_cc() -> str:
     return cc
 
 
-def host_cmsis_objects(src: TflmSources, cache: Path, jobs: int = 0) -> list[Path]:
-    """CMSIS-NN's portable C (no DSP, no MVE) compiled with the host compiler, cached."""
+_DEFINITION = re.compile(r"^[A-Za-z_][\w \*]*?\b(arm_\w+)\s*\(", re.M)
+_CALL = re.compile(r"\b(arm_\w+)\s*\(")
+
+
+def _definitions(src: TflmSources) -> dict[str, Path]:
+    """CMSIS-NN function -> the source file defining it (definitions start at column 0)."""
+    out: dict[str, Path] = {}
+    for s in src.cmsis_nn_sources:
+        for name in _DEFINITION.findall(s.path.read_text(errors="replace")):
+            out.setdefault(name, s.path)
+    return out
+
+
+def host_cmsis_objects(src: TflmSources, cache: Path, generated: Path, jobs: int = 0) -> list[Path]:
+    """The CMSIS-NN sources ``generated`` needs (the functions it calls and, transitively, what
+    their objects leave undefined), portable C (no DSP, no MVE), host compiler, cached."""
     cc = _host_cc()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256((version + src.digest + OPT).encode()).hexdigest()[:16]
     out = cache / "aot-host" / f"cmsis-nn-{key}"
     out.mkdir(parents=True, exist_ok=True)
-    srcs = [s.path for s in src.cmsis_nn_sources]
 
     def one(path: Path) -> Path:
         obj = out / (path.relative_to(src.cmsis_nn).as_posix().replace("/", "__") + ".o")
@@ -140,8 +154,19 @@ def host_cmsis_objects(src: TflmSources, cache: Path, jobs: int = 0) -> list[Pat
                 Path(tmp).unlink(missing_ok=True)
         return obj
 
-    with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 2) as pool:
-        return list(pool.map(one, srcs))
+    defs = _definitions(src)
+    wanted = set(_CALL.findall(generated.read_text()))
+    files: dict[Path, Path] = {}
+    nm = shutil.which("nm") or "nm"
+    while True:
+        todo = sorted({defs[w] for w in wanted if w in defs} - set(files))
+        if not todo:
+            return sorted(files.values())
+        with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 2) as pool:
+            files.update(zip(todo, pool.map(one, todo), strict=True))
+        undefined = subprocess.run([nm, "-u", *map(str, files.values())], capture_output=True,
+                                   text=True).stdout  # fmt: skip
+        wanted |= {w for w in re.findall(r"\b(arm_\w+)", undefined)}
 
 
 def build_host(src: TflmSources, cache: Path, model_dir: Path, ident: str,
@@ -158,6 +183,7 @@ def build_host(src: TflmSources, cache: Path, model_dir: Path, ident: str,
     exe = work / f"{ident}_aot_host"
     _run([cc, "-std=c99", "-O1", *inc, f"-DPPGEDGE_ITEM_BYTES={item_bytes}",
           '-DPPGEDGE_IN="in.bin"', '-DPPGEDGE_OUT="out.bin"', str(harness),
-          *map(str, c_sources), str(aot_obj), *map(str, host_cmsis_objects(src, cache)),
+          *map(str, c_sources), str(aot_obj),
+          *map(str, host_cmsis_objects(src, cache, model_dir / f"{ident}_aot.c")),
           "-lm", "-o", str(exe)], "linking the host AOT harness")  # fmt: skip
     return exe

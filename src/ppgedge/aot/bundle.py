@@ -2,7 +2,8 @@
 
 ``export --format aot`` writes ``aot/`` next to ``tflm/``: ``NAME_aot.c/.h`` (the model, no
 interpreter), the TFLM bundle's ``NAME_config.h`` and ``NAME_preprocess.c/.h`` copied unchanged
-(the same preprocessing and decoder), a ``main.c`` like the TFLM bundle's ``main.cc``, and a
+(the same preprocessing and decoder; the temporal tracker's ``NAME_tracker.c/.h`` too when
+the bundle has one), a ``main.c`` like the TFLM bundle's ``main.cc``, and a
 manifest recording ``"runtime": "aot"`` with the arena and the kernel each layer calls.
 """
 
@@ -33,6 +34,11 @@ def write_aot_bundle(tflm_dir: Path, out_dir: Path) -> Generated:
     write(gen, out_dir)
     for name in (f"{ident}_config.h", f"{ident}_preprocess.h", f"{ident}_preprocess.c"):
         shutil.copy2(tflm_dir / name, out_dir / name)
+    reused = [f"{ident}_config.h", f"{ident}_preprocess.h", f"{ident}_preprocess.c"]
+    for name in (f"{ident}_tracker.h", f"{ident}_tracker.c"):  # the temporal tracker, if any
+        if (tflm_dir / name).is_file():
+            shutil.copy2(tflm_dir / name, out_dir / name)
+            reused.append(name)
     main = templated("main.c", ident, out_dir / "main.c")
     main.write_text(main.read_text().replace("#if PPGEDGE_RAW", "#if 1"))
     manifest: dict[str, Any] = {
@@ -43,6 +49,8 @@ def write_aot_bundle(tflm_dir: Path, out_dir: Path) -> Generated:
         "model_sha256": file_sha256(tflm_dir / f"{ident}.tflite"),
         "data_format": man.get("data_format"),
         "decode": man.get("decode"),
+        "tracker": man.get("tracker"),
+        "reused_from_tflm_bundle": reused,
         "compile": {
             "generated": f"{' '.join(STRICT)}, CMSIS-NN headers with -isystem",
             "link": "CMSIS-NN (cmsis-nn/Source, int8) and the C library; no TFLite Micro",

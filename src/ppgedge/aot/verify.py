@@ -80,9 +80,12 @@ def _aot_split(image) -> dict[str, Any]:
 def compare(model: str | Path, core: str = "cortex-m4", windows: int = 200, *,
             data: str | Path | None = None, tflm_src: str | Path | None = None,
             cache: str | Path | None = None, host: bool = True, seed: int = 0,
-            timeout_s: float = 600.0, keep: str | Path | None = None) -> AotComparison:  # fmt: skip
+            timeout_s: float = 600.0, keep: str | Path | None = None,
+            reference: tuple[Any, Path] | None = None) -> AotComparison:  # fmt: skip
     """Compare the AOT build of ``model`` (a .tflite or a bundle directory) with its TFLM
-    build on ``core`` (see the module docstring)."""
+    build on ``core`` (see the module docstring). ``reference``: a ``firmware.measure`` report
+    of the same model, core, windows, data and seed with the folder it kept, reused instead of
+    measuring again."""
     import time
 
     started = time.perf_counter()
@@ -95,12 +98,18 @@ def compare(model: str | Path, core: str = "cortex-m4", windows: int = 200, *,
     with tempfile.TemporaryDirectory(prefix="ppgedge-aot-") as tmp:
         work = Path(keep) if keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        ref = measure(model, core, windows, data=data, tflm_src=src.root, cache=cache_dir,
-                      timeout_s=timeout_s, bisect=False, seed=seed, keep=work / "tflm")  # fmt: skip
-        files = _files_for(Path(model), work / "tflm")
+        if reference is None:
+            tflm_dir = work / "tflm"
+            ref = measure(model, core, windows, data=data, tflm_src=src.root, cache=cache_dir,
+                          timeout_s=timeout_s, bisect=False, seed=seed, keep=tflm_dir)  # fmt: skip
+        else:
+            ref, tflm_dir = reference
+        files = _files_for(Path(model), tflm_dir)
         feed = _inputs_for(files, Path(data) if data else None, windows, seed)
         n = len(feed.items)
-        _, t_x, t_y, t_bpm = _read_out(work / "tflm" / "run" / "out.bin", n)
+        if ref.exact["windows"] != n:
+            raise PpgedgeError(f"the reference measured {ref.exact['windows']} windows, not {n}")
+        _, t_x, t_y, _ = _read_out(tflm_dir / "run" / "out.bin", n)
         gen = generate(files.tflite, files.ident)
         model_dir = work / "aot" / "model"
         write(gen, model_dir)
@@ -174,3 +183,14 @@ def compare(model: str | Path, core: str = "cortex-m4", windows: int = 200, *,
         layers=gen.summary()["layers"],
         seconds=round(time.perf_counter() - started, 2),
     )  # fmt: skip
+
+
+def verify_aot(model: str | Path, dataset: str | Path, windows: int = 200, *,
+               tflm_src: str | Path | None = None) -> AotComparison:  # fmt: skip
+    """``verify --runtime aot``: ``model`` is an export folder (its ``tflm/`` bundle), a
+    bundle, or a .tflite with its bundle beside it; the dataset's first windows feed both."""
+    m = Path(model)
+    if m.is_file() and m.suffix != ".tflite":
+        raise PpgedgeError(f"{m}: --runtime aot verifies an export folder, a bundle or a .tflite")
+    bundle = m / "tflm" if (m / "tflm" / "manifest.json").is_file() else m
+    return compare(bundle, "cortex-m4", windows, data=dataset, tflm_src=tflm_src)

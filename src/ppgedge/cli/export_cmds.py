@@ -18,6 +18,7 @@ from ppgedge.cli.render import (
     safe_text,
     status,
 )
+from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import EXPORT, claims
 
 
@@ -93,17 +94,40 @@ def verify_cmd(
     dataset: Path = typer.Argument(..., help="Dataset directory."),
     part: EvalPart = typer.Option("auto", help="auto: the model's test subjects."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    runtime: str = typer.Option(
+        "tflm",
+        "--runtime",
+        help="aot: also compare the AOT C build with TFLM + CMSIS-NN, both on a Cortex-M4 in "
+        "QEMU and on the host (needs the Arm toolchain, QEMU and --tflm-src).",
+    ),
+    tflm_src: Path | None = typer.Option(None, "--tflm-src", help="Sources for --runtime aot."),
+    windows: int = typer.Option(200, "--windows", min=1, help="Windows for --runtime aot."),
 ) -> None:
     """Run the int8 model in TFLite Micro and LiteRT; compare with PyTorch. Exit 1 on a miss."""
     from ppgedge.data.format import Dataset
     from ppgedge.export.verify import verify
 
+    if runtime not in ("tflm", "aot"):
+        raise PpgedgeError(f"unknown runtime {runtime!r}: use tflm or aot")
     report = verify(model, Dataset(dataset), part=part)
+    aot = None
+    if runtime == "aot":
+        from ppgedge.aot.verify import verify_aot
+
+        aot = verify_aot(model, dataset, windows, tflm_src=tflm_src)
+    aot_ok = aot is None or (aot.bit_exact_device and bool(aot.bit_exact_host))
     if json_out:
-        print_json("verify", report.to_dict())
+        print_json("verify", report.to_dict() | ({"aot": aot.to_dict()} if aot else {}))
     else:
         _render_verify(report)
-    if not report.ok:
+        if aot is not None:
+            mark = "[green]pass[/green]" if aot_ok else "[red]FAIL[/red]"
+            console.print(
+                f"  {mark} AOT C == TFLite Micro + CMSIS-NN on {aot.windows} windows "
+                f"({aot.core} in QEMU and host); instructions {aot.instructions['ratio']:.2f}x, "
+                f"flash {aot.flash['ratio']:.2f}x, RAM {aot.ram['ratio']:.2f}x"
+            )
+    if not report.ok or not aot_ok:
         raise typer.Exit(1)
 
 
