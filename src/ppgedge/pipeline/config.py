@@ -261,6 +261,8 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(f"{source}: [run] seed must be between 0 and 2**32 - 1")
     if not 0 <= s["run"]["threads"] <= 1024:
         raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
+    if s["run"]["reference_windows"] < 0:
+        raise PpgedgeError(f"{source}: [run] reference_windows must be 0 (no scaling) or more")
     d = s["data"]
     if d["rate_hz"] * d["window_s"] < 8 or d["rate_hz"] * d["hop_s"] < 1 or d["rate_hz"] > 10_000:
         raise PpgedgeError(

@@ -1,0 +1,397 @@
+"""Motion benchmark (issue #16): the default chain on IEEE SPC 2015 across activities and on
+small real data, scored as deployed (int8 in TFLite Micro) with each decoder, beside the
+spectral baseline and a classical spectral tracker.
+
+Scenarios (every one a full ``ppgedge run``, each in its own folder under benchmarks/out/motion):
+
+* ``xact``: train on the 12 treadmill subjects ``spc_tr01..12`` (validation subjects drawn from
+  them), test on the 8 arm-exercise / boxing subjects ``spc_te01..08``;
+* ``fold1..4``: the 12 treadmill subjects only, test tr01-03 / tr04-06 / tr07-09 / tr10-12,
+  validation subjects from the rest;
+* ``synthetic``: the built-in default (synthetic data), the main job's configuration.
+
+Variants: ``base`` is the chain as it was (``reference_windows = 0``, ``val_choice =
+"random"``, ``keep_better = false``), ``new`` the current defaults. For every run and
+stage (teacher, student, pruned float; int8 as TFLite Micro computes it) the test MAE with
+the model's own per-window decoder and with the decoder its validation subjects choose (the
+tracker of ppgedge.evaluate.tracking fitted on training labels, its width and weight and the
+per-window-or-tracked choice made on the validation subjects' logits); beside them the
+spectral baseline and the spectral tracker (ppgedge.evaluate.spectral_tracker, its settings
+chosen on the run's non-test subjects). The personalisation curve is read from
+benchmarks/results/personalize.json when it exists.
+
+Writes ``benchmarks/results/motion.json`` and ``motion.md``.
+Run: ``.venv/bin/python benchmarks/motion.py`` (about 40 min on 2 shared CPU cores; a run
+folder whose stages are all current is only re-scored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppgedge import __version__
+from ppgedge.compress.runtimes import output_qparams, run_raw
+from ppgedge.data.format import Dataset
+from ppgedge.data.loader import WindowSource
+from ppgedge.data.splits import Split
+from ppgedge.evaluate.metrics import error_summary
+from ppgedge.evaluate.spectral import spectral_bpm
+from ppgedge.evaluate.spectral_tracker import choose_params, spectral_track
+from ppgedge.evaluate.tracking import TRACKED, fit_tracker, mae_by_decoder_tracked
+from ppgedge.export.verify import resolve_export
+from ppgedge.models.bpm import decode
+from ppgedge.models.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out" / "motion"
+RESULTS = ROOT / "benchmarks" / "results"
+SPC = ROOT.parent / "shared" / "data" / "ieee-spc2015"
+PPGEDGE = str(Path(sys.executable).with_name("ppgedge"))
+TE = [f"spc_te{i:02d}" for i in range(1, 9)]
+FOLDS = {f"fold{i + 1}": [f"spc_tr{3 * i + k + 1:02d}" for k in range(3)] for i in range(4)}
+SCENARIOS = ("xact", *FOLDS, "synthetic")
+VARIANTS = ("base", "new")
+BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
+BEFORE_DISTILL = {"keep_better": False}
+TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
+# How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
+CONFIGS_ON_TEST = {
+    "chain (each row above)": "1 configuration per row; no setting was changed after a "
+    "test score was seen (the defaults were fixed on validation MAEs and by argument)",
+    "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
+    "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
+    "optimistic",
+    "decoders": "the per-window and tracked decoders of every row are scored once each",
+}
+ISSUE_BEFORE = {
+    "xact (tr01-12 -> te01-08)": "teacher 15.2, student 17.0, pruned 16.5, int8 16.5",
+    "4 folds teacher": "5.09 / 2.62 / 0.74 / 19.81 (mean 7.07)",
+    "4 folds int8": "12.08 / 3.95 / 2.24 / 25.29 (mean 10.89)",
+    "synthetic default int8 (main_job_seeds.md)": "2.31 / 5.89 / 5.95 for seeds 0 / 1 / 2",
+}
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def _datasets() -> dict[str, Path]:
+    """The SPC imports the scenarios share (made once, cached under benchmarks/out/motion)."""
+    paths = {"all": OUT / "spc.ppgds", "train": OUT / "spctr.ppgds"}
+    for subset, path in paths.items():
+        if not (path / "meta.json").is_file():
+            cmd = [PPGEDGE, "data", "import", "spc2015", str(SPC), "--out", str(path)]
+            subprocess.run([*cmd, "--subset", subset], check=True)
+    return paths
+
+
+def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """The run's ppgedge.toml sections: the defaults but for data, test subjects and variant."""
+    cfg: dict[str, dict[str, Any]] = {
+        "run": {"out": f"{scenario}_{variant}", "seed": 0, "threads": 1},
+        "data": {},
+    }
+    if scenario == "xact":
+        cfg["data"] = {"source": "dataset", "path": data["all"].name, "test_subjects": TE}
+    elif scenario in FOLDS:
+        test = FOLDS[scenario]
+        cfg["data"] = {"source": "dataset", "path": data["train"].name, "test_subjects": test}
+    if variant == "base":
+        for section, values in BEFORE.items():
+            cfg[section] = {**cfg[section], **values}
+        cfg["distill"] = dict(BEFORE_DISTILL)
+    return cfg
+
+
+def run_chain(scenario: str, variant: str, data: dict[str, Path]) -> tuple[Path, float]:
+    """``ppgedge run`` for one scenario and variant (stages already current are skipped)."""
+    cfg = config_for(scenario, variant, data)
+    path = OUT / f"{scenario}_{variant}.toml"
+    text = "".join(
+        f"[{s}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+        for s, table in cfg.items()
+    )
+    path.write_text(text)
+    t0 = time.perf_counter()
+    with open(OUT / f"{scenario}_{variant}.log", "a") as log:
+        rc = subprocess.run([PPGEDGE, "run", "--config", str(path)], stdout=log, stderr=log)
+    if rc.returncode not in (0, 1):  # 1 = over budget, still a finished run
+        raise SystemExit(
+            f"{scenario} {variant}: ppgedge run failed (see {path.with_suffix('.log')})"
+        )
+    return OUT / cfg["run"]["out"], round(time.perf_counter() - t0, 1)
+
+
+def _split(ckpt) -> Split:
+    s = ckpt.training["split"]
+    return Split("run", tuple(s["train"]), tuple(s["val"]), tuple(s["test"]))
+
+
+def _float_logits(ckpt, ds: Dataset, idx: np.ndarray) -> np.ndarray:
+    fmt = ckpt.data_format
+    src = WindowSource(ds, idx, fmt.channels, preprocessing=fmt.preprocessing)
+    model = ckpt.build().eval()
+    out = []
+    with torch.no_grad():
+        for _, x, _ in src.batches(256):
+            out.append(model(x).numpy())
+    return np.concatenate(out)
+
+
+def _int8_logits(tfl: Path, art, ds: Dataset, idx: np.ndarray) -> tuple[np.ndarray, float]:
+    """int8 output values as TFLite Micro computes them, and their scale."""
+    fmt = art.data_format
+    x = WindowSource(ds, idx, fmt.channels, preprocessing=fmt.preprocessing).windows(
+        np.arange(len(idx))
+    )
+    raw = run_raw(tfl, x, "tflm")
+    scale, _ = output_qparams(tfl)
+    return raw.astype(np.int64), float(scale)
+
+
+def score_model(
+    name: str, logits: dict[str, np.ndarray], own: str, ds: Dataset, parts, scale=None
+) -> dict[str, Any]:
+    """Test MAE with the model's own decoder and with the decoder validation chooses."""
+    real = {k: (v.astype(np.float32) * scale if scale else v) for k, v in logits.items()}
+    tracker = fit_tracker(ds, parts["train"], parts["val"], logits["val"], scale=scale)
+    from ppgedge.models.tracker import TransitionPrior
+
+    prior = TransitionPrior.from_dict(tracker["prior"])
+    test = mae_by_decoder_tracked(logits["test"], ds, parts["test"], prior, scale=scale)
+    y = np.asarray(ds.y[parts["test"]], np.float64)
+    own_mae = error_summary(decode(torch.from_numpy(real["test"]), own).numpy(), y)["mae"]
+    chosen = tracker["decoder"]
+    return {
+        "model": name,
+        "decoder": own,
+        "mae": float(own_mae),
+        "chosen_decoder": chosen,
+        "mae_chosen": float(test[chosen]),
+        "mae_tracked": float(test[TRACKED]),
+        "val_mae_by_decoder": tracker["val_mae_by_decoder"],
+        "tracker": {k: tracker["prior"].get(k) for k in ("half_width", "weight")},
+    }
+
+
+def score_run(run: Path) -> dict[str, Any]:
+    """Every stage of one run folder on its test subjects, plus both spectral rows."""
+    teacher = load_checkpoint(run / "teacher" / "teacher.pt")
+    split = _split(teacher)
+    manifest = json.loads((run / "manifest.json").read_text())
+    ds_path = Path(teacher.training["dataset"])
+    ds = Dataset(ds_path if (ds_path / "meta.json").is_file() else run / "data" / "dataset.ppgds")
+    parts = split.indices(ds.subject_names())
+    rows = []
+    for name, path in (
+        ("teacher", run / "teacher" / "teacher.pt"),
+        ("student", run / "distill" / "student.pt"),
+        ("pruned", run / "prune" / "pruned.pt"),
+    ):
+        ck = teacher if name == "teacher" else load_checkpoint(path)
+        logits = {p: _float_logits(ck, ds, parts[p]) for p in ("val", "test")}
+        row = score_model(name, logits, ck.decode, ds, parts)
+        row["parameters"] = int(sum(v.numel() for v in ck.state_dict.values()))
+        if name == "student":
+            row["choice"] = ck.metrics.get("choice")
+        rows.append(row)
+    tfl = next((run / "export").glob("*.tflite"))
+    _, art, _ = resolve_export(tfl)
+    q = {p: _int8_logits(tfl, art, ds, parts[p]) for p in ("val", "test")}
+    scale = q["test"][1]
+    int8 = score_model(
+        "int8 (TFLite Micro)", {p: v[0] for p, v in q.items()}, art.decode, ds, parts, scale
+    )
+    int8["tflite_bytes"] = tfl.stat().st_size
+    rows.append(int8)
+    y = np.asarray(ds.y[parts["test"]], np.float64)
+    ppg = ds.channel_index(["ppg"])[0]
+    spectral = spectral_bpm(np.asarray(ds.x[parts["test"], ppg]), ds.fmt.sample_rate_hz)
+    nontest = np.concatenate([parts["train"], parts["val"]])
+    params, choice = choose_params(ds, nontest)
+    tracked = spectral_track(ds, parts["test"], params)
+    stages = manifest.get("stages", {})
+    return {
+        "split": split.to_dict(),
+        "test_windows": int(len(parts["test"])),
+        "train_windows": int(len(parts["train"])),
+        "epoch_scale": (stages.get("teacher", {}).get("params") or {}).get("epoch_scale", 1.0),
+        "models": rows,
+        "spectral_mae": float(error_summary(spectral, y)["mae"]),
+        "spectral_tracker_mae": float(error_summary(tracked, y)["mae"]),
+        "spectral_tracker": {
+            "params": params.to_dict(),
+            "nontest_mae": choice["mae"],
+            "configurations": choice["configurations"],
+        },
+    }
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def verdicts(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's three targets on the ``new`` runs, with the deployed model's chosen
+    decoder (what a device running this chain reports)."""
+
+    def int8(key: str, field: str = "mae_chosen") -> float | None:
+        r = results.get(key)
+        return None if r is None else r["models"][3][field]
+
+    out: dict[str, Any] = {}
+    x = int8("xact_new")
+    if x is not None:
+        out["xact_int8"] = {"value": x, "target": TARGETS["xact_int8"], "met": x <= 10.0}
+    folds = [f"{f}_new" for f in FOLDS]
+    if all(f in results for f in folds):
+        vals = [int8(f) for f in folds]
+        gaps = [int8(f) - results[f]["models"][0]["mae_chosen"] for f in folds]
+        out["fold_mean_int8"] = {
+            "value": _mean(vals),
+            "target": TARGETS["fold_mean_int8"],
+            "met": _mean(vals) <= TARGETS["fold_mean_int8"],
+        }
+        out["fold_gap"] = {
+            "values": gaps,
+            "target": TARGETS["fold_gap"],
+            "met": all(g <= TARGETS["fold_gap"] for g in gaps),
+        }
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [
+        "# Motion benchmark (issue #16)",
+        "",
+        f"ppgedge {doc['ppgedge']}, {doc['date']}, 2 shared CPU cores, no GPU. Every row is one "
+        "`ppgedge run` (resnet_medium teacher, DKD resnet_small student, pruned to the "
+        "nRF52840 budget, QAT, int8 in TFLite Micro); `base` = the chain as it was "
+        '(`reference_windows = 0`, `val_choice = "random"`, `keep_better = false`), '
+        "`new` = the current defaults.",
+        "",
+        "MAE in BPM on the test subjects. `own` = the model's per-window decoder; `chosen` = "
+        "the decoder its validation subjects pick (per-window or `tracked`, the HMM filter of "
+        "ppgedge.evaluate.tracking, width and weight also chosen on validation). Spectral = "
+        "the per-window spectral baseline; tracker = ppgedge.evaluate.spectral_tracker, its "
+        "settings chosen on the run's non-test subjects.",
+        "",
+        "| run | test | teacher own / chosen | student own / chosen | pruned own / chosen "
+        "| int8 TFLM own / chosen | int8 - teacher (chosen) | student kept | spectral "
+        "| spectral tracker | epoch scale | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in doc["runs"].items():
+        m = r["models"]
+        choice = (m[1].get("choice") or {}).get("kept", "dkd (no choice)")
+        test = ",".join(s.replace("spc_", "") for s in r["split"]["test"])
+        if len(test) > 24:
+            test = f"{len(r['split']['test'])} subjects"
+        cells = [f"{x['mae']:.2f} / {x['mae_chosen']:.2f} ({x['chosen_decoder']})" for x in m]
+        gap = m[3]["mae_chosen"] - m[0]["mae_chosen"]
+        lines.append(
+            f"| {key} | {test} | {' | '.join(cells)} | {gap:+.2f} | {choice} | "
+            f"{r['spectral_mae']:.2f} | {r['spectral_tracker_mae']:.2f} | "
+            f"{r['epoch_scale']} | {r.get('seconds', '-')} |"
+        )
+    for variant in VARIANTS:
+        folds = [doc["runs"].get(f"{f}_{variant}") for f in FOLDS]
+        if all(folds):
+            means = [
+                _mean([f["models"][i]["mae_chosen"] for f in folds])  # type: ignore[index]
+                for i in range(4)
+            ]
+            sp = _mean([f["spectral_tracker_mae"] for f in folds])  # type: ignore[index]
+            lines.append(
+                f"| **4-fold mean, {variant}** | tr01-12 | "
+                + " | ".join(f"{v:.2f}" for v in means)
+                + f" | {means[3] - means[0]:+.2f} | | "
+                + f"{_mean([f['spectral_mae'] for f in folds]):.2f} | {sp:.2f} | | |"  # type: ignore[index]
+            )
+    lines += ["", "## Targets (new defaults, int8 in TFLite Micro, chosen decoder)", ""]
+    for name, v in doc["verdicts"].items():
+        shown = v.get("value", v.get("values"))
+        shown = ", ".join(f"{g:+.2f}" for g in shown) if isinstance(shown, list) else _fmt(shown)
+        lines.append(f"- {name}: {shown} (target {v['target']}): {'met' if v['met'] else 'MISSED'}")
+    lines += ["", "## Personalisation", "", doc["personalize"], ""]
+    lines += ["## Configurations evaluated on test subjects", ""]
+    lines += [f"- {k}: {v}" for k, v in doc["configurations_on_test"].items()]
+    if doc.get("issue_before"):
+        lines += ["", "## Before, as measured in the issue (not rerun here)", ""]
+        lines += [f"- {k}: {v}" for k, v in doc["issue_before"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def personalize_text() -> str:
+    path = RESULTS / "personalize.json"
+    if not path.is_file():
+        return "benchmarks/results/personalize.json is missing: no personalisation curve yet."
+    doc = json.loads(path.read_text())
+    curve = doc.get("curve") or doc.get("rows") or doc
+    return (
+        "From benchmarks/results/personalize.json:\n\n```\n"
+        + json.dumps(curve, indent=1)[:3000]
+        + "\n```"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--score-only", action="store_true", help="score existing run folders")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    data = _datasets()
+    old = RESULTS / "motion.json"
+    runs: dict[str, Any] = json.loads(old.read_text())["runs"] if old.is_file() else {}
+    for scenario in args.scenarios.split(","):
+        for variant in args.variants.split(","):
+            key = f"{scenario}_{variant}"
+            seconds = None
+            if not args.score_only:
+                _, seconds = run_chain(scenario, variant, data)
+            run = OUT / key
+            if not (run / "export").is_dir():
+                print(f"{key}: no finished run folder, skipped", flush=True)
+                continue
+            runs[key] = score_run(run) | {"seconds": seconds}
+            print(key, [round(m["mae_chosen"], 2) for m in runs[key]["models"]], flush=True)
+    doc = {
+        "schema": "ppgedge.benchmark.motion/1",
+        "ppgedge": __version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "verdicts": verdicts(runs),
+        "personalize": personalize_text(),
+        "configurations_on_test": CONFIGS_ON_TEST,
+        "issue_before": ISSUE_BEFORE,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "motion.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (RESULTS / "motion.md").write_text(markdown(doc))
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
