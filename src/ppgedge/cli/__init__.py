@@ -9,6 +9,7 @@ from ppgedge.cli import (  # noqa: F401  each module registers its commands on t
     compress_cmds,
     data_cmds,
     export_cmds,
+    personalize_cmds,
     profile_cmds,
     run_cmds,
     train_cmds,

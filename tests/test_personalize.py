@@ -1,0 +1,101 @@
+"""``ppgedge personalize``: the re-fit touches only the final layer's int32 bias bytes, undoes a
+clear bias offset, writes a bundle holding exactly the new model, and refuses bad input in one
+line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ppgedge.compress.bias_calibration import final_layer, with_bias
+from ppgedge.data.format import Dataset
+from ppgedge.data.loader import WindowSource
+from ppgedge.errors import PpgedgeError
+from ppgedge.export.personalize import _mae, personalize, subject_windows
+from ppgedge.export.run import export
+from ppgedge.models.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pers") / "export"
+    export(tiny_checkpoint, out, formats=("tflite",), data=tiny_dataset_path, calib_windows=64)
+    return out
+
+
+def _held_out(tiny_checkpoint: Path) -> str:
+    return load_checkpoint(tiny_checkpoint).training["split"]["test"][0]
+
+
+def test_refit_changes_only_bias_bytes_and_undoes_an_offset(
+    exported: Path, tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path: Path
+) -> None:
+    """Push the logits of 150-169 BPM up to saturation (a wrong prior); calibrating on one
+    minute must pull most of that bias back. (A bias fit on one resting minute of a 2-epoch
+    model need not help its later running minutes: the curve is benchmarks/personalize.py.)"""
+    doctored = tmp_path / "export"
+    doctored.mkdir()
+    tfl = doctored / "m.tflite"  # a bare .tflite: argmax decoding (the tiny model's own
+    shutil.copyfile(next(exported.glob("*.tflite")), tfl)  # decoder sees near-flat logits)
+    layer = final_layer(tfl)
+    offset = np.zeros_like(layer.bias)
+    offset[120:140] = np.round(255 * layer.output_scale / layer.bias_scale[120:140])  # 150-169 BPM
+    bad, changed = with_bias(tfl.read_bytes(), layer, layer.bias + offset)
+    assert changed and all(layer.bias_offset <= o < layer.bias_offset + 720 for o in changed)
+    tfl.write_bytes(bad)
+    subject = _held_out(tiny_checkpoint)
+    r = personalize(tfl, tiny_dataset_path, subject, 1.0, tmp_path / "bundle", l2=1e-3)
+    # the fit pulls the pushed-up classes back: most of the offset is gone
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    new_tfl = tmp_path / "bundle" / f"{manifest['identifier']}.tflite"
+    refit = final_layer(new_tfl).bias.astype(np.int64)
+    pushed = slice(120, 140)
+    removed = (layer.bias[pushed] + offset[pushed] - refit[pushed]) / offset[pushed]
+    assert removed.mean() > 0.5, removed
+    # on the calibration minute itself the personalised model is far better than the doctored
+    ds = Dataset(tiny_dataset_path)
+    cal, rest = subject_windows(ds, subject, 1.0, ds.fmt.window_s)
+    src = WindowSource(ds, cal, ds.fmt.channels)
+    x_cal = src.windows(np.arange(len(src)))
+    assert _mae(new_tfl, x_cal, src.y, "argmax") < 0.5 * _mae(tfl, x_cal, src.y, "argmax")
+    c = r.changed
+    assert c["outside_bias"] == 0 and c["bytes_changed"] > 0
+    assert c["bias_bytes"] == [layer.bias_offset, layer.bias_offset + 4 * layer.bias.size]
+    # the bundle carries the personalised model: the doctored bytes except inside the bias
+    new = new_tfl.read_bytes()
+    diff = np.flatnonzero(np.frombuffer(new, np.uint8) != np.frombuffer(bad, np.uint8))
+    assert len(new) == len(bad) and diff.size == c["bytes_changed"]
+    assert diff.min() >= layer.bias_offset and diff.max() < c["bias_bytes"][1]
+    assert manifest["provenance"]["personalized"]["subject"] == subject
+    # calibration windows come first in recording order, scoring windows after them
+    assert len(cal) == r.calibration_windows and len(rest) == r.evaluation_windows
+    assert ds.start_s[cal].max() + ds.fmt.window_s <= 60.0 <= ds.start_s[rest].min()
+
+
+def test_bad_input_is_one_line_exit_2(
+    exported: Path, tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path: Path
+) -> None:
+    subject = _held_out(tiny_checkpoint)
+    train_subject = load_checkpoint(tiny_checkpoint).training["split"]["train"][0]
+    with pytest.raises(PpgedgeError, match="trained this model"):
+        personalize(exported, tiny_dataset_path, train_subject, 1.0, tmp_path / "b0")
+    with pytest.raises(PpgedgeError, match="unknown --subject 'nobody'"):
+        personalize(exported, tiny_dataset_path, "nobody", 1.0, tmp_path / "b")
+    with pytest.raises(PpgedgeError, match="--minutes 60: subject"):
+        personalize(exported, tiny_dataset_path, subject, 60.0, tmp_path / "b")
+    # through the command line: a float checkpoint is one line, exit code 2, nothing written
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppgedge", "personalize", str(tiny_checkpoint),
+         str(tiny_dataset_path), "--subject", subject, "--minutes", "1", "-o", str(tmp_path / "b")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "float checkpoint" in lines[0], proc.stderr
+    assert not (tmp_path / "b").exists()
