@@ -63,6 +63,7 @@ def data_synth(
     subjects: int = typer.Option(16, help="Number of synthetic subjects."),
     minutes: float = typer.Option(10.0, help="Minutes of recording per subject."),
     seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
+    motion: bool = typer.Option(False, help="Add arm-exercise, boxing and stairs sessions."),
     rate: float = RATE,
     window: float = WINDOW,
     hop: float = HOP,
@@ -75,7 +76,8 @@ def data_synth(
     if subjects < 1 or minutes <= 0:
         raise PpgedgeError("--subjects must be >= 1 and --minutes > 0")
     t0 = time.perf_counter()
-    write_dataset(synthesize(subjects, minutes, seed, _format(rate, window, hop, channels)), out)
+    fmt = _format(rate, window, hop, channels)
+    write_dataset(synthesize(subjects, minutes, seed, fmt, motion=motion), out)
     _dataset_line(out, time.perf_counter() - t0)
 
 

@@ -26,13 +26,24 @@ def personalize_cmd(
     l2: float | None = typer.Option(
         None, "--l2", help="Pull towards the deployed bias (default: chosen on validation)."
     ),
+    basis: str | None = typer.Option(
+        None, "--basis", help="free, linear, quadratic or cubic bias change (default: chosen)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Re-fit the final layer's bias on one wearer's first minutes (TFLite Micro bundle)."""
-    from ppgedge.export.personalize import DEFAULT_L2, personalize
+    from ppgedge.export.personalize import DEFAULT_BASIS, DEFAULT_L2, personalize
 
     t0 = time.perf_counter()
-    r = personalize(model, data, subject, minutes, out, l2=DEFAULT_L2 if l2 is None else l2)
+    r = personalize(
+        model,
+        data,
+        subject,
+        minutes,
+        out,
+        l2=DEFAULT_L2 if l2 is None else l2,
+        basis=basis or DEFAULT_BASIS,
+    )
     if json_out:
         print_json("personalize", {k: v for k, v in r.to_dict().items() if k != "schema"})
         return

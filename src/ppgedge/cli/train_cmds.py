@@ -97,6 +97,9 @@ def train_cmd(
     patience: int = typer.Option(8, min=1, help="Early stopping patience, epochs."),
     seed: int = typer.Option(0),
     augment: bool = typer.Option(True, help="Accelerometer sign flips and light noise."),
+    motion_aug: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Share of windows given accelerometer-driven artifacts."
+    ),
     init: Path | None = typer.Option(
         None, help="Start from this checkpoint's weights (fine-tune)."
     ),
@@ -121,6 +124,7 @@ def train_cmd(
         weight_decay=weight_decay,
         patience=patience,
         augment=augment,
+        motion_aug_p=motion_aug,
         seed=seed,
     )
     t0 = time.perf_counter()

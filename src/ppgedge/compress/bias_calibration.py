@@ -10,8 +10,11 @@ image differs only there. The steps:
 2. compute the op's int8 input activations as TFLite Micro does, by running a copy of the
    model whose output is that input tensor (the FC op dropped): the device's arithmetic;
 3. fit the float bias with the weights fixed, minimising the cross-entropy against the
-   project's Gaussian targets plus an L2 pull towards the deployed bias (the only knob, chosen
-   on validation subjects), with full-batch L-BFGS (deterministic);
+   project's Gaussian targets plus an L2 pull towards the deployed bias, with full-batch L-BFGS
+   (deterministic). The change may be free (one value per class) or a low-order polynomial of
+   the class's BPM: a few minutes at one heart rate can then tilt the output (a wearer the
+   model reads too high or too low) but cannot teach a narrow prior around that rate. Both
+   knobs, basis and L2, are chosen on validation subjects (benchmarks/personalize.py);
 4. quantise it with the existing bias scale (input scale x per-channel weight scale, zero point
    0) and write it over the bias buffer's bytes in place.
 """
@@ -32,6 +35,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.models.bpm import gaussian_targets
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+BASES = ("free", "linear", "quadratic", "cubic")
 
 
 @dataclass
@@ -146,27 +150,41 @@ def fit_bias(
     *,
     sigma: float = 1.5,
     l2: float = 0.1,
+    basis: str = "free",
     max_iter: int = 200,
 ) -> np.ndarray:
     """Float bias minimising cross-entropy to Gaussian targets + ``l2`` x mean squared change
     from the deployed bias (in float logits, so ``l2`` means the same whatever the output
-    scale); weights fixed."""
+    scale); weights fixed. ``basis`` shapes the change (see the module doc)."""
     base = torch.from_numpy(layer.accumulate(features))
     b0 = torch.from_numpy(layer.bias.astype(np.float64) * layer.bias_scale)
     target = gaussian_targets(torch.from_numpy(np.asarray(bpm, np.float32)), sigma).double()
-    delta = torch.zeros_like(b0, requires_grad=True)
-    opt = torch.optim.LBFGS([delta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    shape = torch.from_numpy(_basis(basis, b0.numel()))
+    theta = torch.zeros(shape.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        logits = base + b0 + delta
-        ce = -(target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        delta = shape @ theta
+        ce = -(target * torch.log_softmax(base + b0 + delta, dim=1)).sum(dim=1).mean()
         loss = ce + l2 * (delta**2).mean()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return (b0 + delta.detach()).numpy()
+    return (b0 + shape @ theta.detach()).numpy()
+
+
+def _basis(name: str, n: int) -> np.ndarray:
+    """(n, k) columns spanning the allowed bias changes: identity, or Legendre polynomials of
+    degree 1.. in the class index mapped to [-1, 1] (a constant changes nothing)."""
+    if name == "free":
+        return np.eye(n)
+    if name not in BASES:
+        raise PpgedgeError(f"unknown bias basis '{name}': use one of {', '.join(BASES)}")
+    u = np.linspace(-1.0, 1.0, n)
+    degree = BASES.index(name)
+    return np.stack([np.polynomial.legendre.Legendre.basis(d)(u) for d in range(1, degree + 1)], 1)
 
 
 def quantize_bias(layer: FinalLayer, bias: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 
 from ppgedge.atomic import file_sha256
 from ppgedge.compress.bias_calibration import (
+    BASES,
     fc_inputs,
     final_layer,
     fit_bias,
@@ -43,7 +44,9 @@ from ppgedge.models.bpm import decode as decode_logits
 from ppgedge.ownership import BUNDLE, claim
 
 SCHEMA = "ppgedge.personalize/1"
-DEFAULT_L2 = 1.0  # chosen on validation subjects: benchmarks/results/personalize.md
+# chosen on validation subjects: benchmarks/results/personalize.md
+DEFAULT_BASIS = "linear"
+DEFAULT_L2 = 1.0
 
 
 @dataclass
@@ -141,6 +144,7 @@ class PersonalizeResult:
     mae_before: float
     mae_after: float
     l2: float
+    basis: str
     changed: dict[str, Any]
     bundle: str
     tflite_sha256_before: str
@@ -158,12 +162,15 @@ def personalize(
     out: str | Path,
     *,
     l2: float = DEFAULT_L2,
+    basis: str = DEFAULT_BASIS,
     tflm_src: str | Path | None = None,
 ) -> PersonalizeResult:
     """Fit the final bias on ``subject``'s first ``minutes``, score the rest before and after,
     and write the personalised TFLite Micro bundle to ``out``."""
     if not minutes > 0:
         raise PpgedgeError(f"--minutes must be more than 0, got {minutes:g}")
+    if basis not in BASES:
+        raise PpgedgeError(f"unknown --basis '{basis}': use one of {', '.join(BASES)}")
     claim(out, BUNDLE, "-o")  # before any work: a new, empty or earlier bundle folder
     dataset = Dataset(data)
     dep = load_deployed(model, dataset)
@@ -178,7 +185,8 @@ def personalize(
     x = src.windows(np.arange(len(src)))
     x_cal, x_rest = x[: len(calib)], x[len(calib) :]
     y_cal, y_rest = src.y[: len(calib)], src.y[len(calib) :]
-    bias = fit_bias(layer, fc_inputs(dep.tflite, layer, x_cal), y_cal, sigma=dep.sigma, l2=l2)
+    feats = fc_inputs(dep.tflite, layer, x_cal)
+    bias = fit_bias(layer, feats, y_cal, sigma=dep.sigma, l2=l2, basis=basis)
     bias_q = quantize_bias(layer, bias)
     old = dep.tflite.read_bytes()
     new, offsets = with_bias(old, layer, bias_q)
@@ -207,6 +215,7 @@ def personalize(
             mae_before=mae_before,
             mae_after=mae_after,
             l2=float(l2),
+            basis=basis,
             changed=changed,
             bundle=str(out),
             tflite_sha256_before=file_sha256(dep.tflite),
