@@ -5,14 +5,19 @@
 2. IEEE SPC 2015 (../shared/data/ieee-spc2015, 20 subjects): subject k-fold; in each fold three
    networks of the teacher's architecture are trained on the fold's training subjects: the
    synthetic teacher fine-tuned (synthetic pre-training then fine-tuning) and two from scratch
-   (seeds 0 and 1). The SPC teacher is their ensemble (``ppgedge.models.ensemble``: mean of the
-   probability vectors); the members are reported beside it. Skipped with a message when the
-   data is absent.
+   (seeds 0 and 1). Nested protocol: each fold's teacher is the subset of those members
+   (averaged with ``ppgedge.models.ensemble``: mean of the probability vectors) and the decoder
+   with the lowest MAE on the fold's validation subjects, which also stop training; the fold's
+   test subjects are scored once, after every choice. The members are reported beside it, and
+   ``configs_evaluated_on_test`` counts every configuration scored on test. Skipped with a
+   message when the data is absent.
 
 ``--reuse`` loads models a previous run left in ``--work`` instead of training them again.
 
-Writes ``benchmarks/results/foundation.json`` and ``foundation.md`` (the README's table).
-Run: ``.venv/bin/python benchmarks/foundation.py`` (about 30-40 min on 2 CPU cores).
+Writes ``benchmarks/results/<--name>.json`` and ``.md`` (default ``foundation``).
+Run: ``.venv/bin/python benchmarks/foundation.py`` (about 30-40 min on 2 quiet CPU cores);
+the nested figure in the docs: ``--teacher resnet_base --epochs 10 --patience 4 --threads 1
+--name foundation_nested --work benchmarks/out/foundation_nested`` (about 30 min).
 """
 
 from __future__ import annotations
