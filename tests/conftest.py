@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from firmware_helpers import need_tools
 
 from ppgedge.data.format import DataFormat, Dataset, write_dataset
 from ppgedge.data.splits import holdout
@@ -38,3 +39,57 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Data
         tiny_dataset, split, out, TrainConfig(arch="resnet_micro", epochs=2, seed=0), device="cpu"
     )
     return out
+
+
+# Firmware tests (test_measure.py, test_aot.py) share one compiled TFLite Micro + CMSIS-NN
+# runtime cache and one int8 model per session.
+@pytest.fixture(scope="session")
+def fw_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tools()
+    return tmp_path_factory.mktemp("tflm-cache")
+
+
+@pytest.fixture(scope="session")
+def resnet_bundle(tmp_path_factory, tiny_checkpoint: Path, tiny_dataset: Dataset) -> Path:
+    """The session's resnet_micro as int8 .tflite with its bundle in tflm/ beside it."""
+    from ppgedge.compress import quantize as Q
+    from ppgedge.export import bundle as B
+
+    out = tmp_path_factory.mktemp("measure-model")
+    result = Q.ptq(tiny_checkpoint, tiny_dataset, out / "resnet.ptq.int8.pt", n_windows=64)
+    tfl = Q.to_tflite(result.path, out / "resnet_micro.tflite")
+    B.write_bundle(
+        tfl,
+        out / "tflm",
+        name="resnet_micro",
+        data_format=result.artifact.data_format,
+        decode=result.artifact.decode,
+    )
+    return tfl
+
+
+@pytest.fixture(scope="session")
+def measured_kept(resnet_bundle: Path, tiny_dataset_path: Path, fw_cache: Path, tmp_path_factory):
+    """``firmware.measure`` of the session model on a Cortex-M4 (6 windows) and the folder it
+    kept (test_aot.py compares the AOT build against this very run)."""
+    from firmware_helpers import TFLM_SRC
+
+    from ppgedge.firmware import measure as M
+
+    keep = tmp_path_factory.mktemp("measure-work")
+    report = M.measure(
+        resnet_bundle,
+        "cortex-m4",
+        windows=6,
+        data=tiny_dataset_path,
+        tflm_src=TFLM_SRC,
+        cache=fw_cache,
+        jobs=2,
+        keep=keep,
+    )
+    return report, keep
+
+
+@pytest.fixture(scope="session")
+def measured(measured_kept):
+    return measured_kept[0]

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from firmware_helpers import TFLM_SRC
 
-from ppgedge.compress import quantize as Q  # noqa: E402
 from ppgedge.compress.tflite_file import read_model, schema  # noqa: E402
-from ppgedge.data.format import DataFormat, Dataset  # noqa: E402
+from ppgedge.data.format import DataFormat  # noqa: E402
 from ppgedge.errors import PpgedgeError  # noqa: E402
 from ppgedge.export import bundle as B  # noqa: E402
 from ppgedge.firmware import measure as M  # noqa: E402
@@ -32,55 +32,6 @@ from ppgedge.profile import codesize  # noqa: E402
 from ppgedge.profile.cycles import instruction_cpi  # noqa: E402
 from ppgedge.profile.report import profile  # noqa: E402
 from ppgedge.profile.targets import resolve  # noqa: E402
-
-TFLM_SRC = Path(__file__).resolve().parents[2] / "shared" / "vendor" / "tflm-src"
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm", "gcc")
-
-
-def _need_tools() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if not TFLM_SRC.is_dir():
-        missing.append(str(TFLM_SRC))
-    if missing:
-        why = f"not available: {', '.join(missing)} (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-
-
-@pytest.fixture(scope="session")
-def fw_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _need_tools()
-    return tmp_path_factory.mktemp("tflm-cache")
-
-
-@pytest.fixture(scope="session")
-def resnet_bundle(tmp_path_factory, tiny_checkpoint: Path, tiny_dataset: Dataset) -> Path:
-    """The session's resnet_micro as int8 .tflite with its bundle in tflm/ beside it."""
-    out = tmp_path_factory.mktemp("measure-model")
-    result = Q.ptq(tiny_checkpoint, tiny_dataset, out / "resnet.ptq.int8.pt", n_windows=64)
-    tfl = Q.to_tflite(result.path, out / "resnet_micro.tflite")
-    B.write_bundle(
-        tfl,
-        out / "tflm",
-        name="resnet_micro",
-        data_format=result.artifact.data_format,
-        decode=result.artifact.decode,
-    )
-    return tfl
-
-
-@pytest.fixture(scope="session")
-def measured(resnet_bundle: Path, tiny_dataset_path: Path, fw_cache: Path) -> M.MeasureReport:
-    return M.measure(
-        resnet_bundle,
-        "cortex-m4",
-        windows=6,
-        data=tiny_dataset_path,
-        tflm_src=TFLM_SRC,
-        cache=fw_cache,
-        jobs=2,
-    )
 
 
 def test_outputs_are_bit_exact_and_preprocessing_identical(measured) -> None:
