@@ -136,3 +136,29 @@ def test_unsupported_operator_is_refused_naming_the_layer(resnet_bundle, tmp_pat
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "SQUARED_DIFFERENCE" in proc.stderr and proc.stdout == ""
+
+
+def test_formats_and_plan(resnet_bundle: Path) -> None:
+    from ppgedge.aot.graph import read
+    from ppgedge.export.run import parse_formats
+
+    assert parse_formats("aot") == ("tflite", "tflm", "aot") == parse_formats("c")
+    assert "aot" not in parse_formats("all")
+    # every pair of buffers live at the same time occupies disjoint bytes of the arena
+    g, gen = read(resnet_bundle), generate(resnet_bundle, "m")
+    plan = gen.plan
+    spans = []
+    for t, off in plan.offsets.items():
+        users = [op.index for op in g.ops if t in op.inputs or t in op.outputs]
+        users += [k for k, r in plan.roots.items() if r == t for op in g.ops if k in op.inputs]
+        first = -1 if t in g.inputs else min(users)
+        last = len(g.ops) if t in g.outputs else max(users)
+        spans.append((off, off + g.tensors[t].bytes, first, last))
+    for op_index, off in plan.scratch.items():
+        size = next(la.scratch for la in gen.layers if la.op.index == op_index)
+        spans.append((off, off + size, op_index, op_index))
+    assert max(end for _, end, _, _ in spans) <= plan.arena_bytes
+    for i, (a0, a1, f0, l0) in enumerate(spans):
+        for b0, b1, f1, l1 in spans[i + 1 :]:
+            if f0 <= l1 and f1 <= l0:  # live together
+                assert a1 <= b0 or b1 <= a0
