@@ -64,7 +64,7 @@ def _models(resnet_bundle: Path) -> list[Path]:
 def test_generated_c_is_strict_c99_for_host_and_cortex_m4(resnet_bundle, tmp_path) -> None:
     if shutil.which("arm-none-eabi-gcc") is None or shutil.which("gcc") is None:
         pytest.skip("no arm-none-eabi-gcc / gcc")
-    inc = [f"-isystem{TFLM_SRC / 'cmsis-nn' / 'Include'}", f"-isystem{TFLM_SRC / 'cmsis-nn'}"]
+    inc = [f"-I{TFLM_SRC / 'cmsis-nn' / 'Include'}", f"-I{TFLM_SRC / 'cmsis-nn'}"]  # no -isystem
     for tfl in _models(resnet_bundle):
         out = tmp_path / tfl.stem
         gen = generate(tfl, "m")

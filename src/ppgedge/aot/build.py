@@ -1,10 +1,11 @@
 """Build the generated C for the host and for a Cortex-M core, and run it.
 
-Cortex-M: the generated file is compiled with the strict flags (``STRICT``, CMSIS-NN headers
-through ``-isystem``) and the board's flags, CMSIS-NN's objects come from the TFLite Micro
-runtime cache (``firmware.build.Runtime``: the same objects, flags and ``-O2`` the TFLM image
-links), and two images are linked like the TFLM ones: the firmware (``csrc/main.c``, its size
-is the AOT flash/RAM figure) and the semihosting harness (``csrc/harness.c``) run in QEMU.
+Cortex-M: the generated file is compiled with the strict flags (``STRICT``; CMSIS-NN headers
+on a plain ``-I``, they pass them too) and the board's flags, CMSIS-NN's objects come from the
+TFLite Micro runtime cache (``firmware.build.Runtime``: the same objects, flags and ``-O2``
+the TFLM image links), and two images are linked like the TFLM ones: the firmware
+(``csrc/main.c``, its size is the AOT flash/RAM figure) and the semihosting harness
+(``csrc/harness.c``) run in QEMU.
 Host: the same generated file and CMSIS-NN's portable C paths (no ARM_MATH_DSP) with the host
 compiler, objects cached beside the runtime cache.
 """
@@ -43,8 +44,9 @@ def _run(cmd: list[str], what: str) -> None:
         raise BuildError(what, done.stderr or done.stdout)
 
 
-def _isystem(src: TflmSources) -> list[str]:
-    return [f"-isystem{src.cmsis_nn / 'Include'}", f"-isystem{src.cmsis_nn}"]
+def _includes(src: TflmSources) -> list[str]:
+    """CMSIS-NN headers with -I: they are clean under the strict flags (checked), no -isystem."""
+    return [f"-I{src.cmsis_nn / 'Include'}", f"-I{src.cmsis_nn}"]
 
 
 def templated(name: str, ident: str, out: Path) -> Path:
@@ -77,7 +79,7 @@ def cmsis_library(rt: Runtime) -> Path:
 def device_compile(rt: Runtime, src: Path, obj: Path, extra: list[str], strict: bool) -> Path:
     flags = list(STRICT) if strict else ["-std=c99"]
     cmd = ["arm-none-eabi-gcc", *flags, *rt.board.flags, *CMSIS_DEFINES, *CODEGEN,
-           *_isystem(rt.sources), *extra, OPT if strict else "-Os", "-c", str(src), "-o",
+           *_includes(rt.sources), *extra, OPT if strict else "-Os", "-c", str(src), "-o",
            str(obj)]  # fmt: skip
     _run(cmd, f"compiling {src.name} for {rt.board.core}")
     return obj
@@ -147,7 +149,7 @@ def host_cmsis_objects(src: TflmSources, cache: Path, generated: Path, jobs: int
             fd, tmp = tempfile.mkstemp(suffix=".o", dir=out)
             os.close(fd)
             try:
-                _run([cc, "-std=gnu11", OPT, *CMSIS_DEFINES, *_isystem(src), "-c", str(path),
+                _run([cc, "-std=gnu11", OPT, *CMSIS_DEFINES, *_includes(src), "-c", str(path),
                       "-o", tmp], f"compiling {path.name} for the host")  # fmt: skip
                 os.replace(tmp, obj)
             finally:
@@ -176,7 +178,7 @@ def build_host(src: TflmSources, cache: Path, model_dir: Path, ident: str,
     work.mkdir(parents=True, exist_ok=True)
     inc = [f"-I{model_dir}", f"-DPPGEDGE_RAW={int(raw)}"]
     aot_obj = work / f"{ident}_aot.host.o"
-    _run([cc, *STRICT, OPT, *CMSIS_DEFINES, *_isystem(src), *inc, "-c",
+    _run([cc, *STRICT, OPT, *CMSIS_DEFINES, *_includes(src), *inc, "-c",
           str(model_dir / f"{ident}_aot.c"), "-o", str(aot_obj)],
          f"compiling {ident}_aot.c for the host")  # fmt: skip
     harness = templated("harness.c", ident, work / "harness.c")

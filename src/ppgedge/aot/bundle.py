@@ -52,7 +52,7 @@ def write_aot_bundle(tflm_dir: Path, out_dir: Path) -> Generated:
         "tracker": man.get("tracker"),
         "reused_from_tflm_bundle": reused,
         "compile": {
-            "generated": f"{' '.join(STRICT)}, CMSIS-NN headers with -isystem",
+            "generated": f"{' '.join(STRICT)}, CMSIS-NN headers with -I",
             "link": "CMSIS-NN (cmsis-nn/Source, int8) and the C library; no TFLite Micro",
         },
         **gen.summary(),
