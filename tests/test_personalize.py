@@ -50,7 +50,9 @@ def test_refit_changes_only_bias_bytes_and_undoes_an_offset(
     assert changed and all(layer.bias_offset <= o < layer.bias_offset + 720 for o in changed)
     tfl.write_bytes(bad)
     subject = _held_out(tiny_checkpoint)
-    r = personalize(tfl, tiny_dataset_path, subject, 1.0, tmp_path / "bundle", l2=1e-3, basis="free")
+    r = personalize(
+        tfl, tiny_dataset_path, subject, 1.0, tmp_path / "bundle", l2=1e-3, basis="free"
+    )
     # the fit pulls the pushed-up classes back: most of the offset is gone
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     new_tfl = tmp_path / "bundle" / f"{manifest['identifier']}.tflite"
