@@ -52,6 +52,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "arch": (str, "resnet_medium"),
         "epochs": (int, 20),
         "patience": (int, 6),
+        "motion_aug_p": (float, 0.0),
     },
     "distill": {
         "student": (str, "resnet_small"),
@@ -112,6 +113,7 @@ path = ""                 # a trained teacher (checkpoint, TorchScript or ONNX);
 arch = "resnet_medium"    # `ppgedge models` lists the zoo
 epochs = 20
 patience = 6
+motion_aug_p = 0.0        # share of windows given accelerometer-driven artifacts
 
 [distill]
 student = "resnet_small"
@@ -261,6 +263,8 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(f"{source}: [run] seed must be between 0 and 2**32 - 1")
     if not 0 <= s["run"]["threads"] <= 1024:
         raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
+    if not 0 <= s["teacher"]["motion_aug_p"] <= 1:
+        raise PpgedgeError(f"{source}: [teacher] motion_aug_p must be between 0 and 1")
     if s["run"]["reference_windows"] < 0:
         raise PpgedgeError(f"{source}: [run] reference_windows must be 0 (no scaling) or more")
     d = s["data"]

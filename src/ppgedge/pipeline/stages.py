@@ -227,6 +227,8 @@ def _dataset_input(ctx: Context) -> list[Path]:
 def _teacher_params(ctx: Context) -> dict[str, Any]:
     t = ctx.cfg["teacher"]
     base = {"path": t["path"]} if t["path"] else {k: t[k] for k in ("arch", "epochs", "patience")}
+    if not t["path"] and t["motion_aug_p"]:  # absent when off: earlier runs stay up to date
+        base["motion_aug_p"] = t["motion_aug_p"]
     return {**base, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
 
 
@@ -251,6 +253,7 @@ def _teacher_run(ctx: Context) -> StageResult:
 
     arch = ctx.cfg["teacher"]["arch"]
     cfg = _train_cfg(ctx, "teacher", arch, augment=True)
+    cfg.motion_aug_p = ctx.cfg["teacher"]["motion_aug_p"]
     ckpt = _with_observer(
         ctx,
         "teacher",
