@@ -4,12 +4,16 @@ accelerometer-driven augmentation are reproducible from the seed, and leave the 
 from __future__ import annotations
 
 import hashlib
+import tomllib
 
 import numpy as np
+import pytest
 import torch
 
 from ppgedge.data.synth import ACTIVITIES, generate_recordings, synthesize
 from ppgedge.data.synth_motion import MOTION_ACTIVITIES
+from ppgedge.errors import PpgedgeError
+from ppgedge.pipeline.config import TEMPLATE, validate
 from ppgedge.train.motion_augment import motion_augment
 from ppgedge.train.trainer import TrainConfig, augment_batch
 
@@ -85,3 +89,9 @@ def test_augmentation_is_reproducible_and_keeps_labels() -> None:
     # the motion augmentation itself never changes labels (time stretching does, on purpose)
     no_stretch = TrainConfig(motion_aug_p=0.5, stretch_p=0.0)
     assert torch.equal(augment_batch(x, y, np.random.default_rng(3), CHANNELS, no_stretch)[1], y)
+
+
+def test_run_config_knob_is_off_by_default_and_checked() -> None:
+    assert validate(tomllib.loads(TEMPLATE), "template")["teacher"]["motion_aug_p"] == 0.0
+    with pytest.raises(PpgedgeError, match="motion_aug_p must be between 0 and 1"):
+        validate({"teacher": {"motion_aug_p": 1.5}}, "cfg")
