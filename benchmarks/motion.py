@@ -231,6 +231,7 @@ def score_run(run: Path) -> dict[str, Any]:
         "test_windows": int(len(parts["test"])),
         "train_windows": int(len(parts["train"])),
         "epoch_scale": (stages.get("teacher", {}).get("params") or {}).get("epoch_scale", 1.0),
+        "seconds": round(sum(float(st.get("seconds") or 0) for st in stages.values()), 1),
         "models": rows,
         "spectral_mae": float(error_summary(spectral, y)["mae"]),
         "spectral_tracker_mae": float(error_summary(tracked, y)["mae"]),
@@ -297,7 +298,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "| run | test | teacher own / chosen | student own / chosen | pruned own / chosen "
         "| int8 TFLM own / chosen | int8 - teacher (chosen) | student kept | spectral "
-        "| spectral tracker | epoch scale | seconds |",
+        "| spectral tracker | epoch scale | stage seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in doc["runs"].items():
@@ -327,6 +328,24 @@ def markdown(doc: dict[str, Any]) -> str:
                 + f" | {means[3] - means[0]:+.2f} | | "
                 + f"{_mean([f['spectral_mae'] for f in folds]):.2f} | {sp:.2f} | | |"  # type: ignore[index]
             )
+    lines += [
+        "",
+        "Validation MAE (chosen decoder) of the same models, on the runs' validation subjects: "
+        "what every choice was made on; compare with the test MAE above.",
+        "",
+        "| run | val subjects | teacher | student | pruned | int8 TFLM | student: distilled / "
+        "scratch (val) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, r in doc["runs"].items():
+        m = r["models"]
+        vals = [x["val_mae_by_decoder"][x["chosen_decoder"]] for x in m]
+        choice = m[1].get("choice") or {}
+        both = " / ".join(f"{v:.2f}" for v in (choice.get("val_mae") or {}).values()) or "-"
+        subjects = ",".join(s.replace("spc_", "") for s in r["split"]["val"])
+        lines.append(
+            f"| {key} | {subjects} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {both} |"
+        )
     lines += ["", "## Targets (new defaults, int8 in TFLite Micro, chosen decoder)", ""]
     for name, v in doc["verdicts"].items():
         shown = v.get("value", v.get("values"))
@@ -342,16 +361,31 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def personalize_text() -> str:
+    """The personalisation curve (mean test MAE per calibration minutes) of
+    benchmarks/personalize.py, when its results exist."""
     path = RESULTS / "personalize.json"
     if not path.is_file():
         return "benchmarks/results/personalize.json is missing: no personalisation curve yet."
     doc = json.loads(path.read_text())
-    curve = doc.get("curve") or doc.get("rows") or doc
-    return (
-        "From benchmarks/results/personalize.json:\n\n```\n"
-        + json.dumps(curve, indent=1)[:3000]
-        + "\n```"
-    )
+    lines = [
+        "From benchmarks/results/personalize.json (benchmarks/personalize.py: final-layer bias "
+        "re-fit on the first N minutes of each test subject, int8 in TFLite Micro; its own "
+        "model and split, see personalize.md):",
+        "",
+        "| data | model | N = minutes: mean test MAE (subjects) |",
+        "|---|---|---|",
+    ]
+    for name, m in doc.get("models", {}).items():
+        curve: dict[str, list[float]] = {}
+        for subject in (m.get("test") or {}).values():
+            for n, mae in (subject.get("mae") or {}).items():
+                curve.setdefault(n, []).append(float(mae))
+        points = ", ".join(
+            f"N={n}: {_mean(v):.2f} ({len(v)})"
+            for n, v in sorted(curve.items(), key=lambda kv: float(kv[0]))
+        )
+        lines.append(f"| {name} | {m.get('model', '?')}, {m.get('decoder', '?')} | {points} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -375,7 +409,9 @@ def main() -> None:
             if not (run / "export").is_dir():
                 print(f"{key}: no finished run folder, skipped", flush=True)
                 continue
-            runs[key] = score_run(run) | {"seconds": seconds}
+            runs[key] = score_run(run)
+            if seconds is not None:
+                runs[key]["wall_seconds"] = seconds
             print(key, [round(m["mae_chosen"], 2) for m in runs[key]["models"]], flush=True)
     doc = {
         "schema": "ppgedge.benchmark.motion/1",
