@@ -181,7 +181,10 @@ def personalize(
         )
     layer = final_layer(dep.tflite)
     calib, rest = subject_windows(dataset, subject, minutes, dep.data_format.window_s)
-    src = WindowSource(dataset, np.concatenate([calib, rest]), dep.data_format.channels)
+    fmt = dep.data_format
+    src = WindowSource(
+        dataset, np.concatenate([calib, rest]), fmt.channels, preprocessing=fmt.preprocessing
+    )
     x = src.windows(np.arange(len(src)))
     x_cal, x_rest = x[: len(calib)], x[len(calib) :]
     y_cal, y_rest = src.y[: len(calib)], src.y[len(calib) :]
