@@ -49,7 +49,9 @@ def summary_rows(ctx: Context, stages: dict[str, dict[str, Any]]) -> list[dict[s
             "int8_weight_bytes": _int8_weight_bytes(ctx.teacher_path),
         },
         {
-            "model": f"student {m['distill'].get('arch', '')} ({ctx.cfg['distill']['method']})",
+            # the distill stage may keep the from-scratch student (keep_better): name the kept one
+            "model": f"student {m['distill'].get('arch', '')} "
+            f"({m['distill'].get('kept') or ctx.cfg['distill']['method']})",
             "parameters": m["distill"].get("parameters"),
             "test_mae": m["distill"].get("test_mae"),
             "int8_weight_bytes": _int8_weight_bytes(ctx.student_path),
