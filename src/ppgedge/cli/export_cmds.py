@@ -84,6 +84,13 @@ def _render_export(result, seconds: float) -> None:
             f"ppgedge verify {result.out_dir} DATASET",
             f"ppgedge profile {tfl} --target nrf52840",
             f"ppgedge check {tfl} --target nrf52840",
+        ) + (
+            (  # the AOT code is checked and counted on its linked image
+                f"ppgedge verify {result.out_dir} DATASET --runtime aot --tflm-src DIR",
+                f"ppgedge profile {tfl} --target nrf52840 --runtime aot --tflm-src DIR",
+            )
+            if "aot" in result.files
+            else ()
         ):
             console.print(f"  [cyan]{safe_text(cmd)}[/cyan]")
 
