@@ -24,7 +24,14 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.firmware import flash, qemu
 from ppgedge.firmware.boards import board_for
 from ppgedge.firmware.build import Runtime, cache_root, require_tools
-from ppgedge.firmware.measure import _files_for, _inputs_for, _read_out, _write_in, measure
+from ppgedge.firmware.measure import (
+    _files_for,
+    _inputs_for,
+    _read_out,
+    _write_in,
+    measure,
+    run_harness,
+)
 from ppgedge.firmware.sources import locate
 
 SCHEMA = "ppgedge.aot-verify/1"
@@ -122,19 +129,8 @@ def compare(model: str | Path, core: str = "cortex-m4", windows: int = 200, *,
         images = B.build_device(rt, model_dir, files.ident, c_sources, files.raw,
                                 feed.item_bytes, work / "aot" / "build")  # fmt: skip
         run_dir = work / "aot" / "run"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_in(run_dir, feed, n, 0)
-        res = qemu.run(
-            board,
-            images.harness.elf,
-            mark_address=images.mark_address,
-            plugin_so=qemu.plugin(cache_dir),
-            workdir=run_dir,
-            timeout_s=timeout_s,
-        )
-        if res.exit_code != 0:
-            raise PpgedgeError(f"{files.tflite.name}: the AOT harness on {board.machine}: "
-                               f"{qemu.explain(res.exit_code)}")  # fmt: skip
+        res = run_harness(board, images, feed, run_dir, cache_dir, timeout_s,
+                          f"{files.tflite.name}: the AOT harness")  # fmt: skip
         head, a_x, a_y, _ = _read_out(run_dir / "out.bin", n)
         host_exact = None
         if host:

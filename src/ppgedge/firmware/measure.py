@@ -140,6 +140,36 @@ def _write_in(run_dir: Path, feed: inputs.Inputs, n: int, arena_size: int) -> No
     (run_dir / "in.bin").write_bytes(head + feed.items[:n].tobytes())
 
 
+def run_harness(
+    board: Board,
+    images: Any,
+    feed: inputs.Inputs,
+    run_dir: Path,
+    cache_dir: Path,
+    timeout_s: float,
+    what: str,
+) -> qemu.Run:
+    """Every window of ``feed`` through a harness image in QEMU with the instruction-counting
+    plugin (the TFLM image here, the AOT image in ppgedge.aot.verify); a fault is one line."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_in(run_dir, feed, len(feed.items), 0)
+    result = qemu.run(
+        board,
+        images.harness.elf,
+        mark_address=images.mark_address,
+        plugin_so=qemu.plugin(cache_dir),
+        workdir=run_dir,
+        timeout_s=timeout_s,
+    )
+    if result.exit_code != 0:
+        err = result.stderr.strip()
+        raise PpgedgeError(
+            f"{what} on {board.machine}: {qemu.explain(result.exit_code)}"
+            + (f" ({err.splitlines()[-1][:200]})" if err else "")
+        )
+    return result
+
+
 def _smallest_arena(
     board: Board,
     elf: Path,
@@ -277,26 +307,8 @@ def measure(
         )
         built = time.perf_counter()
         run_dir = work / "run"
-        run_dir.mkdir(exist_ok=True)
         n = len(feed.items)
-        _write_in(run_dir, feed, n, 0)
-        result = qemu.run(
-            board,
-            images.harness.elf,
-            mark_address=images.mark_address,
-            plugin_so=qemu.plugin(cache_dir),
-            workdir=run_dir,
-            timeout_s=timeout_s,
-        )
-        if result.exit_code != 0:
-            raise PpgedgeError(
-                f"{files.tflite.name} on {board.machine}: {qemu.explain(result.exit_code)}"
-                + (
-                    f" ({result.stderr.strip().splitlines()[-1][:200]})"
-                    if result.stderr.strip()
-                    else ""
-                )
-            )
+        result = run_harness(board, images, feed, run_dir, cache_dir, timeout_s, files.tflite.name)
         out, dev_x, dev_y, bpm = _read_out(run_dir / "out.bin", n)
         smallest, faulted = None, []
         if bisect:
