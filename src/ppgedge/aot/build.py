@@ -65,15 +65,7 @@ class DeviceImages:
 def cmsis_library(rt: Runtime) -> Path:
     """CMSIS-NN as an archive of the runtime cache's objects (compiled once, shared with TFLM)."""
     objs, _ = rt.objects(rt.sources.cmsis_nn_sources)
-    name = hashlib.sha256("\n".join(map(str, objs)).encode()).hexdigest()[:12]
-    lib = rt.dir / f"libtflm-cmsisnn-{name}.a"  # "libtflm-" so flash.part_of says kernels
-    if not lib.is_file():
-        fd, tmp = tempfile.mkstemp(suffix=".a", dir=rt.dir)
-        os.close(fd)
-        Path(tmp).unlink()
-        _run(["arm-none-eabi-ar", "rcs", tmp, *map(str, objs)], "archiving CMSIS-NN")
-        os.replace(tmp, lib)
-    return lib
+    return rt.archive(objs, "libtflm-cmsisnn", "CMSIS-NN")  # "libtflm-": flash.part_of = kernels
 
 
 def device_compile(rt: Runtime, src: Path, obj: Path, extra: list[str], strict: bool) -> Path:

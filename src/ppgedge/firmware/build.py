@@ -165,15 +165,20 @@ class Runtime:
         kernels = self.sources.all_kernels() if every_kernel else self.sources.kernels_for(ops)
         srcs = [*self.sources.framework, *kernels]
         objs, compiled = self.objects(srcs)
+        return self.archive(objs, "libtflm", "the runtime"), compiled
+
+    def archive(self, objs: list[Path], prefix: str, what: str) -> Path:
+        """``objs`` as one static library in the cache, named by the objects it holds (so
+        each set is archived once); written to a temporary name and renamed into place."""
         name = hashlib.sha256("\n".join(map(str, objs)).encode()).hexdigest()[:12]
-        lib = self.dir / f"libtflm-{name}.a"
+        lib = self.dir / f"{prefix}-{name}.a"
         if not lib.is_file():
             fd, tmp = tempfile.mkstemp(suffix=".a", dir=self.dir)
             os.close(fd)
             Path(tmp).unlink()
-            _run(["arm-none-eabi-ar", "rcs", tmp, *map(str, objs)], "archiving the runtime")
+            _run(["arm-none-eabi-ar", "rcs", tmp, *map(str, objs)], f"archiving {what}")
             os.replace(tmp, lib)
-        return lib, compiled
+        return lib
 
 
 @dataclass(frozen=True)
