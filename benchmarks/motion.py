@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -59,14 +60,26 @@ PPGEDGE = str(Path(sys.executable).with_name("ppgedge"))
 TE = [f"spc_te{i:02d}" for i in range(1, 9)]
 FOLDS = {f"fold{i + 1}": [f"spc_tr{3 * i + k + 1:02d}" for k in range(3)] for i in range(4)}
 SCENARIOS = ("xact", *FOLDS, "synthetic")
-VARIANTS = ("base", "new")
+VARIANTS = ("base", "new", "consistent")
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
-BEFORE_DISTILL = {"keep_better": False}
+BEFORE_DISTILL = {"keep_better": False, "augment": False}
+# "new": the small-data defaults with distillation on the cached, unaugmented windows (the
+# default until consistent distillation won on validation in all 6 scenarios);
+# "consistent" = the current defaults, ``[distill] augment = true`` (the teacher labels the same
+# augmented windows the student sees). It starts from a copy of the ``new`` run folder, so the
+# teacher (the same settings) is reused and the chain reruns from the distill stage.
+NEW_DISTILL = {"augment": False}
+CONSISTENT_DISTILL = {"augment": True}
+VERDICT_VARIANT = "consistent"  # the variant whose settings are ppgedge's defaults
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
 CONFIGS_ON_TEST = {
-    "chain (each row above)": "1 configuration per row; no setting was changed after a "
-    "test score was seen (the defaults were fixed on validation MAEs and by argument)",
+    "chain (each row above)": "1 configuration per row, 3 per scenario (base, new, "
+    "consistent); no setting was changed after a test score was seen. `consistent` became "
+    "the default by a rule fixed before its test scores were read: switch if the "
+    "augmented DKD student's validation MAE beats the unaugmented one's in most scenarios "
+    "(it did in 6 of 6: xact 1.50 vs 3.44, folds 1.23/4.05/0.87/0.96 vs "
+    "1.93/6.01/2.79/1.91, synthetic 0.69 vs 0.98)",
     "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
     "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
     "optimistic",
@@ -115,6 +128,10 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         for section, values in BEFORE.items():
             cfg[section] = {**cfg[section], **values}
         cfg["distill"] = dict(BEFORE_DISTILL)
+    if variant == "new":
+        cfg["distill"] = dict(NEW_DISTILL)
+    if variant == "consistent":
+        cfg["distill"] = dict(CONSISTENT_DISTILL)
     return cfg
 
 
@@ -127,6 +144,10 @@ def run_chain(scenario: str, variant: str, data: dict[str, Path]) -> tuple[Path,
         for s, table in cfg.items()
     )
     path.write_text(text)
+    run = OUT / cfg["run"]["out"]
+    new = OUT / f"{scenario}_new"
+    if variant == "consistent" and not run.exists() and (new / "manifest.json").is_file():
+        shutil.copytree(new, run, symlinks=True)  # the same teacher: rerun from distill on
     t0 = time.perf_counter()
     with open(OUT / f"{scenario}_{variant}.log", "a") as log:
         rc = subprocess.run([PPGEDGE, "run", "--config", str(path)], stdout=log, stderr=log)
@@ -252,18 +273,18 @@ def _mean(values: list[float]) -> float:
 
 
 def verdicts(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's three targets on the ``new`` runs, with the deployed model's chosen
-    decoder (what a device running this chain reports)."""
+    """The issue's three targets on the runs of the defaults (:data:`VERDICT_VARIANT`), with
+    the deployed model's chosen decoder (what a device running this chain reports)."""
 
     def int8(key: str, field: str = "mae_chosen") -> float | None:
         r = results.get(key)
         return None if r is None else r["models"][3][field]
 
     out: dict[str, Any] = {}
-    x = int8("xact_new")
+    x = int8(f"xact_{VERDICT_VARIANT}")
     if x is not None:
         out["xact_int8"] = {"value": x, "target": TARGETS["xact_int8"], "met": x <= 10.0}
-    folds = [f"{f}_new" for f in FOLDS]
+    folds = [f"{f}_{VERDICT_VARIANT}" for f in FOLDS]
     if all(f in results for f in folds):
         vals = [int8(f) for f in folds]
         gaps = [int8(f) - results[f]["models"][0]["mae_chosen"] for f in folds]
@@ -288,7 +309,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "`ppgedge run` (resnet_medium teacher, DKD resnet_small student, pruned to the "
         "nRF52840 budget, QAT, int8 in TFLite Micro); `base` = the chain as it was "
         '(`reference_windows = 0`, `val_choice = "random"`, `keep_better = false`), '
-        "`new` = the current defaults.",
+        "`new` = the small-data defaults with `[distill] augment = false`, `consistent` = "
+        "the current defaults: `new` with `[distill] augment = true` (the student distilled "
+        "on augmented windows, the teacher labelling the same ones; the same teacher as "
+        "`new`, the chain rerun from the distill stage).",
         "",
         "MAE in BPM on the test subjects. `own` = the model's per-window decoder; `chosen` = "
         "the decoder its validation subjects pick (per-window or `tracked`, the HMM filter of "
@@ -346,7 +370,12 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {key} | {subjects} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {both} |"
         )
-    lines += ["", "## Targets (new defaults, int8 in TFLite Micro, chosen decoder)", ""]
+    lines += [
+        "",
+        f"## Targets (the defaults: `{VERDICT_VARIANT}` rows, int8 in TFLite Micro, chosen "
+        "decoder)",
+        "",
+    ]
     for name, v in doc["verdicts"].items():
         shown = v.get("value", v.get("values"))
         shown = ", ".join(f"{g:+.2f}" for g in shown) if isinstance(shown, list) else _fmt(shown)
@@ -393,7 +422,16 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--score-only", action="store_true", help="score existing run folders")
+    ap.add_argument(
+        "--render-only", action="store_true", help="rewrite motion.md from motion.json (no scoring)"
+    )
     args = ap.parse_args()
+    if args.render_only:
+        doc = json.loads((RESULTS / "motion.json").read_text())
+        doc.update(verdicts=verdicts(doc["runs"]), configurations_on_test=CONFIGS_ON_TEST)
+        (RESULTS / "motion.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (RESULTS / "motion.md").write_text(markdown(doc))
+        return
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     data = _datasets()

@@ -60,6 +60,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "epochs": (int, 20),
         "patience": (int, 6),
         "keep_better": (bool, True),
+        "augment": (bool, True),
     },
     "prune": {
         "to": (str, "target"),
@@ -121,6 +122,7 @@ method = "dkd"            # hard | soft | dkd | feature | progressive
 epochs = 20
 patience = 6
 keep_better = true        # also train the student from scratch; keep the better on validation
+augment = true            # distil on augmented windows, the teacher labelling the same ones
 
 [prune]
 to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"

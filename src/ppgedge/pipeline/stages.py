@@ -300,7 +300,9 @@ def _distill_run(ctx: Context) -> StageResult:
     from ppgedge.distill.run import distill
 
     d = ctx.cfg["distill"]
-    cfg = _train_cfg(ctx, "distill", d["student"], augment=False)
+    # augment: "consistent teaching" (the teacher labels the very augmented window the student
+    # sees, so the cached logits are bypassed and the teacher runs online)
+    cfg = _train_cfg(ctx, "distill", d["student"], augment=d["augment"])
     common = {
         "method": d["method"],
         "cache_dir": ctx.out / "cache",
