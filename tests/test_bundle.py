@@ -328,6 +328,13 @@ def test_a_model_with_a_tracker_gets_the_c_tracker(bundles) -> None:
     listed = {f["path"] for f in man["files"]}
     assert {f"{b.identifier}_tracker.c", f"{b.identifier}_tracker.h"} <= listed
     assert json.loads((bundles["mlp_micro"].path / "manifest.json").read_text())["tracker"] is None
+    # the example firmware runs it after every window (so the measured image includes it);
+    # a bundle without a tracker has no trace of one
+    main = (b.path / "main.cc").read_text()
+    ident = b.identifier
+    assert f'#include "{ident}_tracker.h"' in main and f"{ident}_tracker_reset(&g_tracker)" in main
+    assert main.index(f"{ident}_tracker_update(") > main.index("interpreter.Invoke()")
+    assert "tracker" not in (bundles["mlp_micro"].path / "main.cc").read_text()
 
 
 def test_compiles_with_host_gcc_and_array_is_aligned(bundles, models, tmp_path: Path) -> None:

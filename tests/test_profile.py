@@ -251,3 +251,31 @@ def test_ops_tflm_lacks_are_listed(our_tflite: Path, tmp_path: Path) -> None:
         profile(bad, resolve("nrf52840"))
     with pytest.raises(PpgedgeError, match="no such .tflite file"):
         profile(tmp_path / "missing.tflite", resolve("nrf52840"))
+
+
+def test_sram_counts_the_tracker_state_of_the_bundle_beside_the_model(
+    our_tflite: Path, tmp_path: Path
+) -> None:
+    """The bundle's main runs the temporal tracker: its static state is firmware RAM, so the
+    profile of the .tflite with that bundle beside it counts it; a bundle of another model
+    (another sha256) or none at all adds nothing."""
+    import json
+    import shutil
+
+    from ppgedge.atomic import file_sha256
+    from ppgedge.profile.report import profile
+    from ppgedge.profile.targets import resolve
+
+    model = tmp_path / "m.tflite"
+    shutil.copyfile(our_tflite, model)
+    target = resolve("nrf52840")
+    alone = profile(model, target).sram
+    (tmp_path / "tflm").mkdir()
+    manifest = {"model": {"sha256": file_sha256(model)}, "tracker": {"state_bytes": 724}}
+    (tmp_path / "tflm" / "manifest.json").write_text(json.dumps(manifest))
+    beside = profile(model, target).sram
+    assert alone["application_bytes"] == 0 and beside["application_bytes"] == 724
+    assert beside["total_bytes"] == alone["total_bytes"] + 724
+    manifest["model"]["sha256"] = "0" * 64  # the bundle of another model
+    (tmp_path / "tflm" / "manifest.json").write_text(json.dumps(manifest))
+    assert profile(model, target).sram["total_bytes"] == alone["total_bytes"]

@@ -77,12 +77,31 @@ def device_compile(rt: Runtime, src: Path, obj: Path, extra: list[str], strict: 
     return obj
 
 
+def stage_app_sources(bundle_dir: Path, ident: str, raw: bool, model_dir: Path) -> list[Path]:
+    """Copy a TFLM bundle's application files (config, preprocessing and, when it has one,
+    the temporal tracker) beside the generated model; their C sources, to compile with it."""
+    if not raw:
+        return []
+    names = [f"{ident}_{n}" for n in ("config.h", "preprocess.h", "preprocess.c")]
+    if (bundle_dir / f"{ident}_tracker.c").is_file():
+        names += [f"{ident}_tracker.h", f"{ident}_tracker.c"]
+    for name in names:
+        shutil.copy2(bundle_dir / name, model_dir / name)
+    return [model_dir / n for n in names if n.endswith(".c")]
+
+
+def _app_defines(model_dir: Path, ident: str, raw: bool) -> list[str]:
+    tracker = raw and (model_dir / f"{ident}_tracker.c").is_file()
+    return [f"-I{model_dir}", f"-DPPGEDGE_RAW={int(raw)}", f"-DPPGEDGE_TRACKER={int(tracker)}"]
+
+
 def build_device(rt: Runtime, model_dir: Path, ident: str, c_sources: list[Path], raw: bool,
                  item_bytes: int, work: Path) -> DeviceImages:  # fmt: skip
-    """Compile ``model_dir``'s AOT file (strict) and ``c_sources`` (the bundle's preprocessing)
-    and link the firmware and harness images for ``rt``'s board."""
+    """Compile ``model_dir``'s AOT file (strict) and ``c_sources`` (the bundle's preprocessing
+    and tracker, :func:`stage_app_sources`) and link the firmware and harness images for
+    ``rt``'s board."""
     work.mkdir(parents=True, exist_ok=True)
-    inc = [f"-I{model_dir}", f"-DPPGEDGE_RAW={int(raw)}"]
+    inc = _app_defines(model_dir, ident, raw)
     aot_obj = device_compile(rt, model_dir / f"{ident}_aot.c", work / f"{ident}_aot.o", inc, True)
     startup = work / "startup.c"
     startup.write_text(resources.files("ppgedge.firmware.csrc").joinpath("startup.c").read_text())
@@ -168,7 +187,7 @@ def build_host(src: TflmSources, cache: Path, model_dir: Path, ident: str,
     """A host executable of the harness with the generated file compiled strictly."""
     cc = _host_cc()
     work.mkdir(parents=True, exist_ok=True)
-    inc = [f"-I{model_dir}", f"-DPPGEDGE_RAW={int(raw)}"]
+    inc = _app_defines(model_dir, ident, raw)
     aot_obj = work / f"{ident}_aot.host.o"
     _run([cc, *STRICT, OPT, *CMSIS_DEFINES, *_includes(src), *inc, "-c",
           str(model_dir / f"{ident}_aot.c"), "-o", str(aot_obj)],

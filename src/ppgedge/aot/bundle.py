@@ -40,7 +40,9 @@ def write_aot_bundle(tflm_dir: Path, out_dir: Path) -> Generated:
             shutil.copy2(tflm_dir / name, out_dir / name)
             reused.append(name)
     main = templated("main.c", ident, out_dir / "main.c")
-    main.write_text(main.read_text().replace("#if PPGEDGE_RAW", "#if 1"))
+    tracker = int(f"{ident}_tracker.c" in reused)
+    text = main.read_text().replace("#if PPGEDGE_RAW", "#if 1")
+    main.write_text(text.replace("#if PPGEDGE_TRACKER", f"#if {tracker}"))
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "runtime": "aot",

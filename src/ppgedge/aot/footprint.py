@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ppgedge.aot.build import build_device
+from ppgedge.aot.build import build_device, stage_app_sources
 from ppgedge.aot.generate import generate, write
 from ppgedge.aot.verify import _aot_split
 from ppgedge.firmware.boards import board_for
@@ -26,7 +26,6 @@ def linked_footprint(tflite: str | Path, core: str, *, tflm_src: str | Path | No
                      cache: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Flash and RAM of the AOT firmware of ``tflite`` (its bundle's preprocessing when a
     ppgedge bundle sits beside it in ``tflm/``) linked for ``core``."""
-    import shutil
 
     from ppgedge.firmware.measure import _files_for
 
@@ -39,11 +38,7 @@ def linked_footprint(tflite: str | Path, core: str, *, tflm_src: str | Path | No
         gen = generate(files.tflite, files.ident)
         model_dir = work / "aot"
         write(gen, model_dir)
-        c_sources: list[Path] = []
-        if files.raw:
-            for name in ("config.h", "preprocess.h", "preprocess.c"):
-                shutil.copy2(files.dir / f"{files.ident}_{name}", model_dir)
-            c_sources = [model_dir / f"{files.ident}_preprocess.c"]
+        c_sources = stage_app_sources(files.dir, files.ident, files.raw, model_dir)
         images = build_device(rt, model_dir, files.ident, c_sources, files.raw, 4, work / "b")
         split = _aot_split(images.firmware)
     return {"core": board.core, "arena_bytes": gen.plan.arena_bytes,

@@ -9,7 +9,6 @@ both firmware images per part, and executed instructions per inference (Invoke a
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -120,12 +119,7 @@ def compare(model: str | Path, core: str = "cortex-m4", windows: int = 200, *,
         gen = generate(files.tflite, files.ident)
         model_dir = work / "aot" / "model"
         write(gen, model_dir)
-        c_sources: list[Path] = []
-        if files.raw:
-            for name in (f"{files.ident}_config.h", f"{files.ident}_preprocess.h",
-                         f"{files.ident}_preprocess.c"):  # fmt: skip
-                shutil.copy2(files.dir / name, model_dir / name)
-            c_sources = [model_dir / f"{files.ident}_preprocess.c"]
+        c_sources = B.stage_app_sources(files.dir, files.ident, files.raw, model_dir)
         images = B.build_device(rt, model_dir, files.ident, c_sources, files.raw,
                                 feed.item_bytes, work / "aot" / "build")  # fmt: skip
         run_dir = work / "aot" / "run"

@@ -258,6 +258,8 @@ def _render_profile(d: dict) -> None:
     totals.add_row("  persistent (est., 32-bit)", _kb(sr["persistent_bytes"]), "", "", "")
     totals.add_row("  input buffer (app copy)", _kb(sr["input_buffer_bytes"]), "", "", "")
     totals.add_row("  output buffer (app copy)", _kb(sr["output_buffer_bytes"]), "", "", "")
+    for item in sr.get("application_items", []):  # e.g. the bundle's tracker state
+        totals.add_row(f"  {item['name']}", _kb(item["bytes"]), "", "", "")
     totals.add_row(
         "latency [bold](ESTIMATE)[/bold]",
         _band(la["ms"], "ms", 2),

@@ -377,8 +377,10 @@ def _render(
     io: dict[str, Any],
     calls: list[ResolverCall],
     est: ArenaEstimate,
+    main_extra: dict[str, str],
 ) -> dict[str, str]:
-    """File name -> content of every generated text file."""
+    """File name -> content of every generated text file (``main_extra``: the tracker's lines
+    of ``main.cc``, see :func:`ppgedge.export.tracker_c.main_fields`)."""
     macro = ident.upper()
     inp, out = io["input"], io["output"]
     t, c = data_format.window_samples, len(data_format.channels)
@@ -443,7 +445,7 @@ def _render(
         f"{ident}_config.h": _template("config.h").substitute(fields),
         f"{ident}_preprocess.h": _template("preprocess.h").substitute(fields),
         f"{ident}_preprocess.c": _template("preprocess.c").substitute(fields),
-        "main.cc": _template("main.cc").substitute(fields),
+        "main.cc": _template("main.cc").substitute(fields, **main_extra),
     }
     files["README.md"] = _readme(fields, est, ident, provenance, inp, out, read_graph(tflite_path))
     return files
@@ -607,6 +609,9 @@ def write_bundle(
     ident = c_identifier(name)
     data = tflite_path.read_bytes()
     prov = dict(provenance or {})
+    from ppgedge.export.tracker_c import STATE_BYTES, main_fields, render_tracker
+
+    has_tracker = bool(tracker and "prior" in tracker)
     texts = _render(
         tflite_path=tflite_path,
         data=data,
@@ -618,10 +623,10 @@ def write_bundle(
         io=io,
         calls=calls,
         est=est,
+        main_extra=main_fields(ident if has_tracker else None, (tracker or {}).get("decoder")),
     )
     tracker_man = None
-    if tracker and "prior" in tracker:  # the temporal tracker, quantised to the output scale
-        from ppgedge.export.tracker_c import STATE_BYTES, render_tracker
+    if tracker and has_tracker:  # the temporal tracker, quantised to the output scale
         from ppgedge.models.tracker import TransitionPrior
 
         prior = TransitionPrior.from_dict(tracker["prior"])

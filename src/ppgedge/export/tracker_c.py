@@ -18,6 +18,46 @@ from ppgedge.models.tracker import FLOOR, N_CLASSES, PEAK_HALF_WIDTH, Transition
 STATE_BYTES = 4 * N_CLASSES + 4  # int32 score[180] + int32 started (asserted <= 1 KB in C)
 
 
+def main_fields(ident: str | None, val_decoder: str | None) -> dict[str, str]:
+    """The bundle's ``main.cc`` lines that run the tracker after each window (empty strings
+    when the bundle has no tracker, ``ident`` None): the example firmware then reports what
+    the deployed decoder reports, and its linked size includes the tracker."""
+    if ident is None:
+        return dict.fromkeys(("tracker_include", "tracker_state", "tracker_reset",
+                              "tracker_update"), "")  # fmt: skip
+    big = ident.upper()
+    chosen = (
+        "the validation subjects chose it"
+        if val_decoder == "tracked"
+        else f"the validation subjects chose the per-window decoder ({val_decoder})"
+    )
+    return {
+        "tracker_include": f'#include "{ident}_tracker.h"\n',
+        "tracker_state": (
+            f"\n// The temporal tracker's state ({STATE_BYTES} B): one per sensor stream.\n"
+            f"{ident}_tracker_t g_tracker;\n"
+        ),
+        "tracker_reset": (
+            "  // Reset at start-up, at a new recording and after any window that is not one\n"
+            "  // hop after the previous one (a dropped window).\n"
+            f"  {ident}_tracker_reset(&g_tracker);\n"
+        ),
+        "tracker_update": (
+            f"\n  // Per window, one hop apart: the tracked heart rate ({chosen}); a small\n"
+            "  // margin (logit quanta) means two heart rates are nearly equally likely.\n"
+            "  int32_t margin = 0;\n"
+            f"  const int tracked = {ident}_tracker_update(&g_tracker, output->data.int8,\n"
+            f"                                            {big}_TRACKER_N_CLASSES, &margin);\n"
+            f"  if (tracked == {big}_TRACKER_BAD_INPUT) {{\n"
+            '    MicroPrintf("tracker: the output is not the model\'s 180 classes; state reset");\n'
+            "    return 1;\n"
+            "  }\n"
+            '  MicroPrintf("tracked heart rate %d BPM (margin %d)", tracked,\n'
+            "              static_cast<int>(margin));\n"
+        ),
+    }
+
+
 def render_tracker(
     name: str, prior: TransitionPrior, output_scale: float, ident: str | None = None
 ) -> dict[str, str]:

@@ -38,10 +38,16 @@ class ModelFiles:
 
     @property
     def c_sources(self) -> list[Path]:
-        names = [f"{self.ident}_model_data.c"]
-        if self.raw:
-            names.append(f"{self.ident}_preprocess.c")
-        return [self.dir / n for n in names]
+        return [self.dir / f"{self.ident}_model_data.c", *self.app_sources]
+
+    @property
+    def app_sources(self) -> list[Path]:
+        """The bundle's application C files besides the model: its preprocessing and, when it
+        has one, the temporal tracker its ``main`` calls (so the firmware's size includes it)."""
+        if not self.raw:
+            return []
+        tracker = self.dir / f"{self.ident}_tracker.c"
+        return [self.dir / f"{self.ident}_preprocess.c", *([tracker] if tracker.is_file() else [])]
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ is the versioned JSON (``ppgedge.profile/1``).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ppgedge.atomic import file_sha256
 from ppgedge.profile import codesize, cycles, energy, ops, persistent, planner, scratch
 from ppgedge.profile.graph import Graph
 from ppgedge.profile.layers import LayerFacts, analyze
@@ -119,8 +121,31 @@ def _ratio(value: float, floor: float) -> float | None:
     return round(value / floor, 3) if floor > 0 else None
 
 
-def build(graph: Graph, target: Target, started: float | None = None) -> Report:
-    """Profile ``graph`` on ``target`` (raises PpgedgeError for models it cannot describe)."""
+def bundle_application_ram(model: str | Path) -> list[dict[str, Any]]:
+    """Static RAM the bundle beside ``model`` (``tflm/``, the same .tflite) adds to the
+    firmware: the temporal tracker's state when the bundle's ``main`` runs it. Empty for a
+    foreign model or a bundle without a tracker."""
+    model = Path(model)
+    bundle = model if model.is_dir() else model.parent / "tflm"
+    try:
+        man = json.loads((bundle / "manifest.json").read_text())
+        tracker = man.get("tracker") or {}
+        same = model.is_dir() or man["model"]["sha256"] == file_sha256(model)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if not same or not isinstance(tracker.get("state_bytes"), int):
+        return []
+    return [{"name": "temporal tracker state (static, in main)", "bytes": tracker["state_bytes"]}]
+
+
+def build(
+    graph: Graph,
+    target: Target,
+    started: float | None = None,
+    app_ram: list[dict[str, Any]] | None = None,
+) -> Report:
+    """Profile ``graph`` on ``target`` (raises PpgedgeError for models it cannot describe);
+    ``app_ram``: the application's own static RAM items (:func:`bundle_application_ram`)."""
     started = time.perf_counter() if started is None else started
     ops.require_int8_tflm(graph)
     core = cycles.core_model(target.core)
@@ -137,7 +162,9 @@ def build(graph: Graph, target: Target, started: float | None = None) -> Report:
     in_bytes = sum(graph.tensors[i].nbytes for i in graph.inputs)
     out_bytes = sum(graph.tensors[i].nbytes for i in graph.outputs)
     io_bytes = in_bytes + out_bytes
-    sram_total = device_plan.arena_bytes + tail.total + io_bytes
+    app_items = list(app_ram or [])
+    app_bytes = sum(int(a["bytes"]) for a in app_items)
+    sram_total = device_plan.arena_bytes + tail.total + io_bytes + app_bytes
     sram_floor = activations.live_peak()
 
     # Flash: the model file plus the runtime code for the op types it uses.
@@ -213,6 +240,8 @@ def build(graph: Graph, target: Target, started: float | None = None) -> Report:
             "io_buffers_bytes": io_bytes,
             "io_note": "the application's own copies of the input window (sampling continues "
             "while the model runs) and of the output; the tensors themselves are in the arena",
+            "application_bytes": app_bytes,
+            "application_items": app_items,
             "total_bytes": sram_total,
             "floor_bytes": sram_floor,
             "floor": "largest sum of tensors alive at once over any operator",
@@ -249,4 +278,4 @@ def build(graph: Graph, target: Target, started: float | None = None) -> Report:
 def profile(path: str | Path, target: Target) -> Report:
     """Read ``path`` and profile it on ``target``."""
     started = time.perf_counter()
-    return build(read_tflite(path), target, started)
+    return build(read_tflite(path), target, started, app_ram=bundle_application_ram(path))

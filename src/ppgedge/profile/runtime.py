@@ -47,7 +47,7 @@ def with_runtime(report: Report, model: str | Path, runtime: str,
         estimate=f"measured: the AOT firmware linked for {fp['core']} (no interpreter)",
     )
     sram = dict(report.sram)
-    total = fp["arena_bytes"] + io
+    total = fp["arena_bytes"] + io + report.sram.get("application_bytes", 0)
     sram.update(
         runtime="aot",
         arena_head_bytes=fp["arena_bytes"],
@@ -61,6 +61,6 @@ def with_runtime(report: Report, model: str | Path, runtime: str,
         linked_ram_bytes=fp["ram_total"],
         ratio=round(total / sram["floor_bytes"], 3) if sram["floor_bytes"] else None,
         estimate="exact: the AOT plan (TFLM's greedy planner, no persistent state) plus the "
-        "application's input and output copies",
+        "application's input and output copies and its tracker state, if any",
     )
     return replace(report, flash=flash, sram=sram)

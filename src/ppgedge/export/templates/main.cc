@@ -12,7 +12,7 @@
 #include "${id}_model_data.h"
 #include "${id}_op_resolver.h"
 #include "${id}_preprocess.h"
-
+${tracker_include}
 namespace {
 
 // The tensor arena: activations, scratch buffers and the interpreter's bookkeeping.
@@ -21,12 +21,12 @@ alignas(16) uint8_t g_arena[${ID}_ARENA_SIZE];
 // One window of raw samples, channel-major (g_window[c * WINDOW_SAMPLES + t]), channels in
 // the order of ${id}_config.h. Fill it from your sensor driver; zeros here.
 float g_window[${ID}_INPUT_CHANNELS * ${ID}_WINDOW_SAMPLES];
-
+${tracker_state}
 }  // namespace
 
 int main() {
   tflite::InitializeTarget();
-
+${tracker_reset}
   const tflite::Model* model = tflite::GetModel(${id}_model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     MicroPrintf("model schema %d, this TFLite Micro reads %d",
@@ -68,5 +68,5 @@ int main() {
               static_cast<int>((bpm - static_cast<float>(static_cast<int>(bpm))) * 10.0f),
               static_cast<unsigned>(interpreter.arena_used_bytes()),
               static_cast<unsigned>(sizeof(g_arena)));
-  return 0;
+${tracker_update}  return 0;
 }
