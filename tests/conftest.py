@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from firmware_helpers import need_tools
 
 from ppgedge.data.format import DataFormat, Dataset, write_dataset
@@ -13,7 +15,8 @@ from ppgedge.data.splits import holdout
 from ppgedge.data.synth import synthesize
 from ppgedge.train.trainer import TrainConfig, train
 
-torch.set_num_threads(2)
+# pytest-xdist runs two workers on CI's two cores: one torch thread each, or they oversubscribe
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SPC_DIR = SHARED / "data" / "ieee-spc2015"
@@ -42,11 +45,17 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Data
 
 
 # Firmware tests (test_measure.py, test_aot.py) share one compiled TFLite Micro + CMSIS-NN
-# runtime cache and one int8 model per session.
+# runtime cache and one int8 model per session. Under pytest-xdist the cache is shared by the
+# workers (the session folder above each worker's) and the first build holds a file lock, so
+# the runtime is compiled once whichever worker gets there first.
 @pytest.fixture(scope="session")
 def fw_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need_tools()
-    return tmp_path_factory.mktemp("tflm-cache")
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = root / "tflm-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture(scope="session")
@@ -77,16 +86,17 @@ def measured_kept(resnet_bundle: Path, tiny_dataset_path: Path, fw_cache: Path, 
     from ppgedge.firmware import measure as M
 
     keep = tmp_path_factory.mktemp("measure-work")
-    report = M.measure(
-        resnet_bundle,
-        "cortex-m4",
-        windows=6,
-        data=tiny_dataset_path,
-        tflm_src=TFLM_SRC,
-        cache=fw_cache,
-        jobs=2,
-        keep=keep,
-    )
+    with FileLock(str(fw_cache) + ".lock"):  # the other worker waits, then finds it built
+        report = M.measure(
+            resnet_bundle,
+            "cortex-m4",
+            windows=6,
+            data=tiny_dataset_path,
+            tflm_src=TFLM_SRC,
+            cache=fw_cache,
+            jobs=2,
+            keep=keep,
+        )
     return report, keep
 
 

@@ -1,5 +1,5 @@
-"""Ctrl-C and ``kill -9`` at every long stage of a real ``ppgedge run`` (teacher training, QAT,
-export), one after another in the same run directory: each leaves no half-written artifact (every
+"""Ctrl-C and ``kill -9`` at the long stages of a real ``ppgedge run`` (teacher training: kill,
+QAT: Ctrl-C, export: both), one after another in the same run directory: each leaves no half-written artifact (every
 file at a final artifact path loads; temporary files are hidden ``.name.tmp-*`` / ``.name.old-*``
 names), Ctrl-C exits 130 with one "interrupted" line and no traceback, and the next run resumes
 and finishes, skipping what was done. (``test_pipeline`` kills one run during distillation.)"""
@@ -175,11 +175,11 @@ def test_interrupted_everywhere_then_resumed(tmp_path: Path) -> None:
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(CONFIG)
     out = tmp_path / "run"
+    # each signal lands once in a training stage and once in export's staging (both training
+    # stages share one trainer, so the other two pairings add time, not coverage)
     plan = [
         ("teacher", signal.SIGKILL),
-        ("teacher", signal.SIGINT),
         ("qat", signal.SIGINT),
-        ("qat", signal.SIGKILL),
         ("export", signal.SIGINT),
         ("export", signal.SIGKILL),
     ]

@@ -47,13 +47,13 @@ def run_cmd(
     ),
 ) -> None:
     """Teacher to firmware bundle: every stage, resumable; exit code as `check`."""
-    from ppgedge.pipeline import load_run_config, quick_config, run_pipeline
-    from ppgedge.pipeline.config import with_values
-    from ppgedge.pipeline.run import RunObserver
+    from ppgedge.pipeline.config import load_run_config, with_values
     from ppgedge.profile.targets import PROJECT_FILE, config_in_effect
 
     path = config_in_effect(config)  # as profile and check find it
-    cfg = load_run_config(path)
+    cfg = load_run_config(path)  # a bad config is refused here, before PyTorch is imported
+    from ppgedge.pipeline.run import RunObserver, quick_config, run_pipeline
+
     if not json_out:
         where = f"config: {path}" if path else f"config: built-in (no ./{PROJECT_FILE})"
         console.print(f"[dim]{safe_text(where + ('; --quick' if quick else ''))}[/dim]")
