@@ -1,8 +1,9 @@
 """Ctrl-C and ``kill -9`` at the long stages of a real ``ppgedge run`` (teacher training: kill,
-QAT: Ctrl-C, export: both), one after another in the same run directory: each leaves no half-written artifact (every
-file at a final artifact path loads; temporary files are hidden ``.name.tmp-*`` / ``.name.old-*``
-names), Ctrl-C exits 130 with one "interrupted" line and no traceback, and the next run resumes
-and finishes, skipping what was done. (``test_pipeline`` kills one run during distillation.)"""
+QAT: Ctrl-C, export: both), one after another in the same run directory: each leaves no
+half-written artifact (every file at a final artifact path loads; temporary files are hidden
+``.name.tmp-*`` / ``.name.old-*`` names), Ctrl-C exits 130 with one "interrupted" line and no
+traceback, and the next run resumes and finishes, skipping what was done. (``test_pipeline``
+kills one run during distillation.)"""
 
 from __future__ import annotations
 

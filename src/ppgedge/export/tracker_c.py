@@ -26,11 +26,12 @@ def main_fields(ident: str | None, val_decoder: str | None) -> dict[str, str]:
         return dict.fromkeys(("tracker_include", "tracker_state", "tracker_reset",
                               "tracker_update"), "")  # fmt: skip
     big = ident.upper()
-    chosen = (
-        "the validation subjects chose it"
-        if val_decoder == "tracked"
-        else f"the validation subjects chose the per-window decoder ({val_decoder})"
-    )
+    if val_decoder == "tracked":
+        chosen = "the validation subjects chose it"
+    elif val_decoder:
+        chosen = f"the validation subjects chose the per-window decoder ({val_decoder})"
+    else:
+        chosen = "no validation choice recorded"
     return {
         "tracker_include": f'#include "{ident}_tracker.h"\n',
         "tracker_state": (

@@ -121,6 +121,9 @@ def _ratio(value: float, floor: float) -> float | None:
     return round(value / floor, 3) if floor > 0 else None
 
 
+MANIFEST_MAX_BYTES = 1 << 20  # a bundle manifest is a few KB: a larger file is not ours
+
+
 def bundle_application_ram(model: str | Path) -> list[dict[str, Any]]:
     """Static RAM the bundle beside ``model`` (``tflm/``, the same .tflite) adds to the
     firmware: the temporal tracker's state when the bundle's ``main`` runs it. Empty for a
@@ -128,6 +131,8 @@ def bundle_application_ram(model: str | Path) -> list[dict[str, Any]]:
     model = Path(model)
     bundle = model if model.is_dir() else model.parent / "tflm"
     try:
+        if (bundle / "manifest.json").stat().st_size > MANIFEST_MAX_BYTES:
+            return []
         man = json.loads((bundle / "manifest.json").read_text())
         tracker = man.get("tracker") or {}
         same = model.is_dir() or man["model"]["sha256"] == file_sha256(model)
