@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ppgedge.errors import PpgedgeError
 from ppgedge.firmware.build import CODEGEN, BuildError, Image, Runtime, link
-from ppgedge.firmware.images import _linker_script, _symbol
+from ppgedge.firmware.images import ModelFiles, _linker_script, _symbol
 from ppgedge.firmware.sources import TflmSources
 
 STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -77,17 +77,18 @@ def device_compile(rt: Runtime, src: Path, obj: Path, extra: list[str], strict: 
     return obj
 
 
-def stage_app_sources(bundle_dir: Path, ident: str, raw: bool, model_dir: Path) -> list[Path]:
+def stage_app_sources(files: ModelFiles, model_dir: Path) -> list[Path]:
     """Copy a TFLM bundle's application files (config, preprocessing and, when it has one,
-    the temporal tracker) beside the generated model; their C sources, to compile with it."""
-    if not raw:
+    the temporal tracker: :attr:`ModelFiles.app_sources` with their headers) beside the
+    generated model; the copies, in order (the ``.c`` ones are compiled with it)."""
+    if not files.raw:
         return []
-    names = [f"{ident}_{n}" for n in ("config.h", "preprocess.h", "preprocess.c")]
-    if (bundle_dir / f"{ident}_tracker.c").is_file():
-        names += [f"{ident}_tracker.h", f"{ident}_tracker.c"]
-    for name in names:
-        shutil.copy2(bundle_dir / name, model_dir / name)
-    return [model_dir / n for n in names if n.endswith(".c")]
+    wanted = [files.dir / f"{files.ident}_config.h"]
+    for c in files.app_sources:
+        wanted += [c.with_suffix(".h"), c]
+    for src in wanted:
+        shutil.copy2(src, model_dir / src.name)
+    return [model_dir / src.name for src in wanted]
 
 
 def _app_defines(model_dir: Path, ident: str, raw: bool) -> list[str]:

@@ -10,14 +10,14 @@ manifest recording ``"runtime": "aot"`` with the arena and the kernel each layer
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from ppgedge.aot.build import STRICT, templated
+from ppgedge.aot.build import STRICT, stage_app_sources, templated
 from ppgedge.aot.generate import Generated, generate, write
 from ppgedge.atomic import file_sha256
 from ppgedge.errors import PpgedgeError
+from ppgedge.firmware.images import ModelFiles
 
 SCHEMA = "ppgedge.aot-bundle/1"
 
@@ -32,13 +32,8 @@ def write_aot_bundle(tflm_dir: Path, out_dir: Path) -> Generated:
         raise PpgedgeError(f"{tflm_dir}: not a ppgedge TFLM bundle (no manifest)") from None
     gen = generate(tflm_dir / f"{ident}.tflite", ident)
     write(gen, out_dir)
-    for name in (f"{ident}_config.h", f"{ident}_preprocess.h", f"{ident}_preprocess.c"):
-        shutil.copy2(tflm_dir / name, out_dir / name)
-    reused = [f"{ident}_config.h", f"{ident}_preprocess.h", f"{ident}_preprocess.c"]
-    for name in (f"{ident}_tracker.h", f"{ident}_tracker.c"):  # the temporal tracker, if any
-        if (tflm_dir / name).is_file():
-            shutil.copy2(tflm_dir / name, out_dir / name)
-            reused.append(name)
+    files = ModelFiles(tflm_dir, ident, True, tflm_dir / f"{ident}.tflite")
+    reused = [p.name for p in stage_app_sources(files, out_dir)]  # the tracker too, if any
     main = templated("main.c", ident, out_dir / "main.c")
     tracker = int(f"{ident}_tracker.c" in reused)
     text = main.read_text().replace("#if PPGEDGE_RAW", "#if 1")

@@ -38,7 +38,7 @@ def linked_footprint(tflite: str | Path, core: str, *, tflm_src: str | Path | No
         gen = generate(files.tflite, files.ident)
         model_dir = work / "aot"
         write(gen, model_dir)
-        c_sources = stage_app_sources(files.dir, files.ident, files.raw, model_dir)
+        c_sources = [p for p in stage_app_sources(files, model_dir) if p.suffix == ".c"]
         images = build_device(rt, model_dir, files.ident, c_sources, files.raw, 4, work / "b")
         split = _aot_split(images.firmware)
     return {"core": board.core, "arena_bytes": gen.plan.arena_bytes,

@@ -119,7 +119,8 @@ def compare(model: str | Path, core: str = "cortex-m4", windows: int = 200, *,
         gen = generate(files.tflite, files.ident)
         model_dir = work / "aot" / "model"
         write(gen, model_dir)
-        c_sources = B.stage_app_sources(files.dir, files.ident, files.raw, model_dir)
+        staged = B.stage_app_sources(files, model_dir)
+        c_sources = [p for p in staged if p.suffix == ".c"]
         images = B.build_device(rt, model_dir, files.ident, c_sources, files.raw,
                                 feed.item_bytes, work / "aot" / "build")  # fmt: skip
         run_dir = work / "aot" / "run"
