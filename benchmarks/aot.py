@@ -12,7 +12,7 @@ the main job's exported bundle (``benchmarks/out/main_job/export/tflm``) fed its
 windows; the MLPerf models get seeded random int8 inputs.
 
 Writes ``benchmarks/results/aot.json`` and ``aot.md``; raw comparisons are kept in
-``benchmarks/out/aot/raw.json`` and reused on a rerun.
+``benchmarks/out/aot/raw.json`` and reused on a rerun while the model files are the same.
 Run: ``.venv/bin/python benchmarks/aot.py [--windows 200]`` (after ``benchmarks/measure.py``
 and the main job have produced their models).
 """
@@ -59,6 +59,16 @@ def models() -> dict[str, tuple[Path, Path | None]]:
     for name in ("kws_ref_model", "ad01_int8"):
         out[name] = (MLPERF / f"{name}.tflite", None)
     return out
+
+
+def model_key(model: Path) -> str:
+    """What a kept comparison is valid for: the .tflite's sha256, or a bundle's manifest (which
+    lists every file's sha256: the model, main.cc, the tracker), with the ppgedge version."""
+    from ppgedge import __version__
+    from ppgedge.atomic import file_sha256
+
+    src = model / "manifest.json" if model.is_dir() else model
+    return f"{__version__}:{file_sha256(src)}"
 
 
 def markdown(doc: dict) -> str:
@@ -127,11 +137,12 @@ def main() -> None:
     raw_path = OUT / "raw.json"
     raw = json.loads(raw_path.read_text()) if raw_path.is_file() else {}
     for name, (model, data) in models().items():
-        if name in raw and raw[name]["windows"] >= args.windows:
-            continue
+        key = model_key(model)
+        if name in raw and raw[name]["windows"] >= args.windows and raw[name].get("key") == key:
+            continue  # the same model files, already compared
         t0 = time.perf_counter()
         rep = compare(model, "cortex-m4", args.windows, data=data, tflm_src=TFLM_SRC)
-        raw[name] = rep.to_dict()
+        raw[name] = {**rep.to_dict(), "key": key}
         print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         raw_path.write_text(json.dumps(raw, indent=1))
     rows = []
