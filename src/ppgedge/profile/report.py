@@ -140,7 +140,7 @@ def bundle_application_ram(model: str | Path) -> list[dict[str, Any]]:
         return []
     if not same or not isinstance(tracker.get("state_bytes"), int):
         return []
-    return [{"name": "temporal tracker state (static, in main)", "bytes": tracker["state_bytes"]}]
+    return [{"name": "tracker state (static)", "bytes": tracker["state_bytes"]}]
 
 
 def build(
