@@ -130,10 +130,15 @@ def bundle_application_ram(model: str | Path) -> list[dict[str, Any]]:
     foreign model or a bundle without a tracker."""
     model = Path(model)
     bundle = model if model.is_dir() else model.parent / "tflm"
+    path = bundle / "manifest.json"
     try:
-        if (bundle / "manifest.json").stat().st_size > MANIFEST_MAX_BYTES:
+        if not path.is_file():  # a device or fifo named manifest.json is not a bundle's
             return []
-        man = json.loads((bundle / "manifest.json").read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MANIFEST_MAX_BYTES + 1)
+        if len(raw) > MANIFEST_MAX_BYTES:
+            return []
+        man = json.loads(raw)
         tracker = man.get("tracker") or {}
         same = model.is_dir() or man["model"]["sha256"] == file_sha256(model)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
