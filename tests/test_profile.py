@@ -279,3 +279,6 @@ def test_sram_counts_the_tracker_state_of_the_bundle_beside_the_model(
     manifest["model"]["sha256"] = "0" * 64  # the bundle of another model
     (tmp_path / "tflm" / "manifest.json").write_text(json.dumps(manifest))
     assert profile(model, target).sram["total_bytes"] == alone["total_bytes"]
+    (tmp_path / "tflm" / "manifest.json").unlink()  # endless input is not read to its end
+    (tmp_path / "tflm" / "manifest.json").symlink_to("/dev/zero")
+    assert profile(model, target).sram["application_bytes"] == 0
