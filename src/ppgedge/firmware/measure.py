@@ -71,14 +71,14 @@ class MeasureReport:
 def _files_for(model: Path, work: Path) -> ModelFiles:
     """A bundle directory (or the bundle beside a .tflite, same sha256), else model-only files."""
     from ppgedge.export.bundle import c_identifier, model_sources
+    from ppgedge.export.bundle_manifest import read_bundle_manifest
 
     candidates = [model] if model.is_dir() else [model.parent / "tflm"]
     for d in candidates:
-        try:
-            man = json.loads((d / "manifest.json").read_text())
-        except (OSError, ValueError):
+        man = read_bundle_manifest(d)
+        if man is None:
             continue
-        ident = man.get("identifier", "")
+        ident = str(man.get("identifier", ""))
         tfl = d / f"{ident}.tflite"
         if tfl.is_file() and (model.is_dir() or file_sha256(tfl) == file_sha256(model)):
             return ModelFiles(d, ident, True, tfl)

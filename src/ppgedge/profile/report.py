@@ -8,13 +8,12 @@ is the versioned JSON (``ppgedge.profile/1``).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ppgedge.atomic import file_sha256
+from ppgedge.export.bundle_manifest import read_bundle_manifest
 from ppgedge.profile import codesize, cycles, energy, ops, persistent, planner, scratch
 from ppgedge.profile.graph import Graph
 from ppgedge.profile.layers import LayerFacts, analyze
@@ -121,31 +120,21 @@ def _ratio(value: float, floor: float) -> float | None:
     return round(value / floor, 3) if floor > 0 else None
 
 
-MANIFEST_MAX_BYTES = 1 << 20  # a bundle manifest is a few KB: a larger file is not ours
-
-
-def bundle_application_ram(model: str | Path) -> list[dict[str, Any]]:
-    """Static RAM the bundle beside ``model`` (``tflm/``, the same .tflite) adds to the
-    firmware: the temporal tracker's state when the bundle's ``main`` runs it. Empty for a
-    foreign model or a bundle without a tracker."""
+def bundle_application_ram(model: str | Path, sha256: str) -> list[dict[str, Any]]:
+    """Static RAM the bundle beside ``model`` (``tflm/``, holding the .tflite whose hash is
+    ``sha256``) adds to the firmware: the temporal tracker's state when the bundle's ``main``
+    runs it. Empty for a foreign model or a bundle without a tracker."""
     model = Path(model)
-    bundle = model if model.is_dir() else model.parent / "tflm"
-    path = bundle / "manifest.json"
+    man = read_bundle_manifest(model if model.is_dir() else model.parent / "tflm")
     try:
-        if not path.is_file():  # a device or fifo named manifest.json is not a bundle's
-            return []
-        with open(path, "rb") as f:
-            raw = f.read(MANIFEST_MAX_BYTES + 1)
-        if len(raw) > MANIFEST_MAX_BYTES:
-            return []
-        man = json.loads(raw)
-        tracker = man.get("tracker") or {}
-        same = model.is_dir() or man["model"]["sha256"] == file_sha256(model)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        same = man is not None and (model.is_dir() or man["model"]["sha256"] == sha256)
+        state = (man or {}).get("tracker") or {}
+        state_bytes = state.get("state_bytes") if same else None
+    except (KeyError, TypeError, AttributeError):
         return []
-    if not same or not isinstance(tracker.get("state_bytes"), int):
+    if not isinstance(state_bytes, int):
         return []
-    return [{"name": "tracker state (static)", "bytes": tracker["state_bytes"]}]
+    return [{"name": "tracker state (static)", "bytes": state_bytes}]
 
 
 def build(
@@ -288,4 +277,5 @@ def build(
 def profile(path: str | Path, target: Target) -> Report:
     """Read ``path`` and profile it on ``target``."""
     started = time.perf_counter()
-    return build(read_tflite(path), target, started, app_ram=bundle_application_ram(path))
+    graph = read_tflite(path)
+    return build(graph, target, started, app_ram=bundle_application_ram(path, graph.sha256))
