@@ -33,6 +33,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "device": (("auto", "cpu", "cuda"), "auto"),
         "threads": (int, 0),
         "reference_windows": (int, 3000),
+        "time_stretch": (("both", "slower", "off"), "slower"),
     },
     "data": {
         "source": (DATA_SOURCES, "synthetic"),
@@ -95,6 +96,8 @@ device = "auto"           # auto (CUDA when present), cpu, cuda
 threads = 0               # CPU threads for PyTorch/BLAS; 0 = one per core (cap on shared cores)
 reference_windows = 3000  # every epoch count and patience below is x max(1, this / training
                           # windows): small data gets as many steps as the default; 0 = off
+time_stretch = "slower"   # label-scaled time-stretch augmentation of every training stage:
+                          # both (faster too: the next window lends the samples), slower, off
 
 [data]
 source = "synthetic"      # synthetic | dataset (ppgedge dataset) | spc2015 | dalia | bami | generic

@@ -161,6 +161,7 @@ def _train_cfg(ctx: Context, section: str, arch: str, augment: bool) -> TrainCon
         channels=ctx.cfg["data"]["channels"],
         seed=ctx.cfg["run"]["seed"],
         augment=augment,
+        time_stretch=ctx.cfg["run"]["time_stretch"],
     )
 
 
@@ -213,10 +214,14 @@ def _data_run(ctx: Context) -> StageResult:
 
 def _split_params(ctx: Context) -> dict[str, Any]:
     s = ctx.split
-    return {
+    params = {
         "split": {"train": list(s.train), "val": list(s.val), "test": list(s.test)},
         "epoch_scale": ctx.epoch_scale,
     }
+    stretch = ctx.cfg["run"]["time_stretch"]
+    if stretch != "slower":  # absent for the original augmentation: earlier runs stay current
+        params["time_stretch"] = stretch
+    return params
 
 
 def _dataset_input(ctx: Context) -> list[Path]:

@@ -38,6 +38,8 @@ from ppgedge.models.checkpoint import (
 from ppgedge.models.registry import count_macs, count_parameters, create_model
 from ppgedge.train.motion_augment import motion_augment
 from ppgedge.train.objective import Objective, Supervised
+from ppgedge.train.time_stretch import MODES as STRETCH_MODES
+from ppgedge.train.time_stretch import Neighbours, time_stretch, two_sided_stretch
 
 
 @dataclass
@@ -56,6 +58,7 @@ class TrainConfig:
     augment: bool = True
     stretch_p: float = 0.5
     max_stretch: float = 1.25
+    time_stretch: str = "slower"  # "both" (faster and slower), "slower", "off": time_stretch.py
     motion_aug_p: float = 0.0  # share of windows given accelerometer-driven augmentation
     seed: int = 0
 
@@ -94,37 +97,28 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def time_stretch(
-    x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, max_stretch: float, p: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slow a random share ``p`` of the windows down by a factor in [1, max_stretch]: a random
-    crop of T/s samples is linearly resampled to T, so every rhythm (pulse and cadence alike)
-    slows by s and the label becomes HR/s. The scarce high- and low-HR examples of small real
-    datasets are where this helps most."""
-    b, _, t = x.shape
-    factor = np.where(rng.random(b) < p, rng.uniform(1.0, max_stretch, b), 1.0)
-    span = (t - 1) / factor
-    offset = rng.random(b) * (t - 1 - span)
-    pos = torch.from_numpy(
-        (offset[:, None] + np.arange(t)[None, :] / factor[:, None]).astype(np.float32)
-    )
-    lo = pos.floor().long().clamp(0, t - 2)
-    w = (pos - lo).unsqueeze(1)
-    idx = lo.unsqueeze(1).expand(-1, x.shape[1], -1)
-    stretched = x.gather(2, idx) * (1 - w) + x.gather(2, idx + 1) * w
-    return stretched, y / torch.from_numpy(factor.astype(np.float32))
-
-
 def augment_batch(
     x: torch.Tensor,
     y: torch.Tensor,
     rng: np.random.Generator,
     channels: tuple[str, ...],
     cfg: TrainConfig,
+    neighbours: Neighbours | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Wrist orientation varies between wearers: flip accelerometer axes' signs at random; add a
-    little noise; optionally stretch time (see :func:`time_stretch`) and inject motion (see
-    :mod:`ppgedge.train.motion_augment`). The PPG keeps its polarity (it is physiological)."""
+    little noise; optionally stretch time (see :mod:`ppgedge.train.time_stretch`) and inject
+    motion (see :mod:`ppgedge.train.motion_augment`). The PPG keeps its polarity (it is
+    physiological). ``cfg.time_stretch = "both"`` needs ``neighbours`` (each window's successor
+    in its recording) and stretches the clean windows first, so they join their successors
+    exactly."""
+    if cfg.time_stretch not in STRETCH_MODES:
+        raise PpgedgeError(
+            f"unknown time_stretch '{cfg.time_stretch}': use one of {', '.join(STRETCH_MODES)}"
+        )
+    if cfg.time_stretch == "both" and cfg.stretch_p > 0 and cfg.max_stretch > 1:
+        if neighbours is None:
+            raise ValueError("bug: time_stretch = 'both' needs the windows' successors")
+        x, y = two_sided_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p, *neighbours.for_batch())
     acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
     if acc:
         signs = rng.choice([-1.0, 1.0], size=(x.shape[0], len(acc))).astype(np.float32)
@@ -132,7 +126,7 @@ def augment_batch(
         x[:, acc] = x[:, acc] * torch.from_numpy(signs)[:, :, None]
     if cfg.motion_aug_p > 0:
         x = motion_augment(x, rng, channels, cfg.motion_aug_p)
-    if cfg.stretch_p > 0 and cfg.max_stretch > 1:
+    if cfg.time_stretch == "slower" and cfg.stretch_p > 0 and cfg.max_stretch > 1:
         x, y = time_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p)
         y = y.clamp(min=BPM_MIN)
     noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
@@ -270,6 +264,8 @@ def train(
     batch_channels = objective.input_channels() or channels
     train_src = WindowSource(dataset, parts["train"], batch_channels)
     val_src = WindowSource(dataset, parts["val"], channels)
+    two_sided = cfg.augment and cfg.time_stretch == "both"
+    neighbours = Neighbours.of(train_src) if two_sided else None
     trainable = [*model.parameters(), *objective.parameters()]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(train_src) // cfg.batch_size)
@@ -315,7 +311,8 @@ def train(
         total, count = 0.0, 0
         for pos, x, y in train_src.batches(cfg.batch_size, rng):
             if cfg.augment:
-                x, y = augment_batch(x, y, rng, batch_channels, cfg)
+                near = neighbours.at(pos) if neighbours is not None else None
+                x, y = augment_batch(x, y, rng, batch_channels, cfg, near)
             rows = torch.from_numpy(train_src.indices[pos])
             x, y = x.to(dev), y.to(dev)
             loss = objective.losses(model, x, y, rows, epoch, cfg.augment)["loss"]
