@@ -3,6 +3,7 @@ scaled with the rhythm, and the trainer running with it."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ppgedge.data.preprocess import zscore_numpy
 from ppgedge.data.splits import holdout
 from ppgedge.errors import PpgedgeError
 from ppgedge.models.checkpoint import load_checkpoint
+from ppgedge.pipeline.config import TEMPLATE, validate
 from ppgedge.train.time_stretch import (
     _extend,
     successor_positions,
@@ -133,3 +135,15 @@ def test_trainer_runs_two_sided_and_rejects_unknown_mode(
         augment_batch(
             x, y, np.random.default_rng(0), ("ppg",), TrainConfig(time_stretch="sideways")
         )
+
+
+def test_two_sided_is_the_default_and_checked() -> None:
+    assert TrainConfig().time_stretch == "both"
+    assert validate(tomllib.loads(TEMPLATE), "template")["run"]["time_stretch"] == "both"
+    with pytest.raises(PpgedgeError, match="time_stretch"):
+        validate({"run": {"time_stretch": "faster"}}, "cfg")
+    # without successors (a caller with lone windows) nothing is sped up
+    x, _ = _sine_pair(np.full(32, 100.0))
+    y = torch.full((32,), 100.0)
+    _, y2 = augment_batch(x, y, np.random.default_rng(0), ("ppg",), TrainConfig(stretch_p=1.0))
+    assert (y2 <= 100).all() and (y2 < 99).any()

@@ -33,7 +33,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "device": (("auto", "cpu", "cuda"), "auto"),
         "threads": (int, 0),
         "reference_windows": (int, 3000),
-        "time_stretch": (("both", "slower", "off"), "slower"),
+        "time_stretch": (("both", "slower", "off"), "both"),
     },
     "data": {
         "source": (DATA_SOURCES, "synthetic"),
@@ -68,7 +68,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "criterion": (("l1", "l2", "taylor"), "l1"),
         "steps": (int, 4),
         "finetune_epochs": (int, 3),
-        "final_epochs": (int, 6),
+        "final_epochs": (int, 20),
         "round_to": (int, 4),
     },
     "qat": {"epochs": (int, 5), "distill": (bool, True)},
@@ -96,7 +96,7 @@ device = "auto"           # auto (CUDA when present), cpu, cuda
 threads = 0               # CPU threads for PyTorch/BLAS; 0 = one per core (cap on shared cores)
 reference_windows = 3000  # every epoch count and patience below is x max(1, this / training
                           # windows): small data gets as many steps as the default; 0 = off
-time_stretch = "slower"   # label-scaled time-stretch augmentation of every training stage:
+time_stretch = "both"     # label-scaled time-stretch augmentation of every training stage:
                           # both (faster too: the next window lends the samples), slower, off
 
 [data]
@@ -132,7 +132,7 @@ to = "target"             # "target" (its latency/energy/flash budget), "50%", "
 criterion = "l1"          # l1 | l2 | taylor
 steps = 4
 finetune_epochs = 3
-final_epochs = 6
+final_epochs = 20         # the last fine-tune, at the budget: as long as the distill stage
 round_to = 4              # channel counts in multiples of this (int8 SIMD friendly)
 
 [qat]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class TrainConfig:
     augment: bool = True
     stretch_p: float = 0.5
     max_stretch: float = 1.25
-    time_stretch: str = "slower"  # "both" (faster and slower), "slower", "off": time_stretch.py
+    time_stretch: str = "both"  # "both" (faster and slower), "slower", "off": time_stretch.py
     motion_aug_p: float = 0.0  # share of windows given accelerometer-driven augmentation
     seed: int = 0
 
@@ -97,6 +98,13 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def _no_neighbours(n: int) -> tuple[np.ndarray, Callable, int]:
+    def fetch(pos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        raise AssertionError("bug: no successor to fetch")
+
+    return np.full(n, -1, dtype=np.int64), fetch, 0
+
+
 def augment_batch(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -108,17 +116,16 @@ def augment_batch(
     """Wrist orientation varies between wearers: flip accelerometer axes' signs at random; add a
     little noise; optionally stretch time (see :mod:`ppgedge.train.time_stretch`) and inject
     motion (see :mod:`ppgedge.train.motion_augment`). The PPG keeps its polarity (it is
-    physiological). ``cfg.time_stretch = "both"`` needs ``neighbours`` (each window's successor
-    in its recording) and stretches the clean windows first, so they join their successors
-    exactly."""
+    physiological). ``cfg.time_stretch = "both"`` stretches the clean windows first, so they
+    join their successors (``neighbours``) exactly; without ``neighbours`` no window can be sped
+    up, and those drawn faster are slowed down instead."""
     if cfg.time_stretch not in STRETCH_MODES:
         raise PpgedgeError(
             f"unknown time_stretch '{cfg.time_stretch}': use one of {', '.join(STRETCH_MODES)}"
         )
     if cfg.time_stretch == "both" and cfg.stretch_p > 0 and cfg.max_stretch > 1:
-        if neighbours is None:
-            raise ValueError("bug: time_stretch = 'both' needs the windows' successors")
-        x, y = two_sided_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p, *neighbours.for_batch())
+        near = neighbours.for_batch() if neighbours is not None else _no_neighbours(len(y))
+        x, y = two_sided_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p, *near)
     acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
     if acc:
         signs = rng.choice([-1.0, 1.0], size=(x.shape[0], len(acc))).astype(np.float32)
