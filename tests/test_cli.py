@@ -221,6 +221,9 @@ def test_fixed_value_sets_are_the_librarys_own() -> None:
     assert set(cli_app.FINETUNE_METHODS) == set(DISTILLERS)
     assert cli_app.QAT_METHODS == QAT_METHODS
     assert cli_app.PRUNE_CRITERIA == CRITERIA
+    from ppgedge.train.time_stretch import MODES
+
+    assert cli_app.TIME_STRETCH_MODES == MODES
 
 
 def test_short_help_choices_and_documented_commands(tiny_checkpoint, tmp_path: Path) -> None:

@@ -130,12 +130,19 @@ DistillMethod = Literal["hard", "soft", "dkd", "feature", "progressive"]
 FinetuneMethod = Literal["hard", "soft", "dkd", "feature"]  # prune --teacher, progressive steps
 QatMethod = Literal["hard", "soft", "dkd"]
 PruneCriterion = Literal["l1", "l2", "taylor"]
+TimeStretch = Literal["both", "slower", "off"]  # train/distill --time-stretch
 SplitPart = Literal["train", "val", "all"]
 EvalPart = Literal["auto", "train", "val", "test", "all"]
 Device = Literal["auto", "cpu", "cuda"]
 Engine = Literal["local", "ray"]  # ppgedge sweep
 IMPORT_KINDS, DISTILL_METHODS, FINETUNE_METHODS, QAT_METHODS, PRUNE_CRITERIA = (
     get_args(t) for t in (ImportKind, DistillMethod, FinetuneMethod, QatMethod, PruneCriterion)
+)
+TIME_STRETCH_MODES = get_args(TimeStretch)
+TIME_STRETCH = typer.Option(
+    "both",
+    "--time-stretch",
+    help="Label-scaled time stretch: both (sped up and slowed down), slower, off.",
 )
 
 DEVICE = typer.Option("auto", "--device", help="auto: CUDA when available.")

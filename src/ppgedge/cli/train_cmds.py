@@ -10,11 +10,13 @@ import typer
 from ppgedge.cli.app import (
     CHANNELS,
     DEVICE,
+    TIME_STRETCH,
     Device,
     DistillMethod,
     Engine,
     EvalPart,
     FinetuneMethod,
+    TimeStretch,
     app,
     dataset_for,
 )
@@ -100,6 +102,7 @@ def train_cmd(
     motion_aug: float = typer.Option(
         0.0, min=0.0, max=1.0, help="Share of windows given accelerometer-driven artifacts."
     ),
+    time_stretch: TimeStretch = TIME_STRETCH,
     init: Path | None = typer.Option(
         None, help="Start from this checkpoint's weights (fine-tune)."
     ),
@@ -125,6 +128,7 @@ def train_cmd(
         patience=patience,
         augment=augment,
         motion_aug_p=motion_aug,
+        time_stretch=time_stretch,
         seed=seed,
     )
     t0 = time.perf_counter()
@@ -218,6 +222,7 @@ def distill_cmd(
     patience: int = typer.Option(8, min=1),
     seed: int = typer.Option(0),
     augment: bool = typer.Option(False, help="Augment inputs (the teacher then runs online)."),
+    time_stretch: TimeStretch = TIME_STRETCH,
     cache_dir: Path | None = typer.Option(
         None, help="Teacher-output cache (default $PPGEDGE_CACHE or ~/.cache/ppgedge)."
     ),
@@ -242,6 +247,7 @@ def distill_cmd(
         lr=lr,
         patience=patience,
         augment=augment,
+        time_stretch=time_stretch,
         seed=seed,
     )
     t0 = time.perf_counter()

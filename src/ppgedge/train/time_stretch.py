@@ -39,9 +39,10 @@ def successor_positions(dataset: Dataset, indices: np.ndarray) -> np.ndarray:
     hop = dataset.fmt.hop_samples
     rec = np.asarray(dataset.recording[indices], dtype=np.int64)
     start = np.rint(np.asarray(dataset.start_s[indices], dtype=np.float64) * rate).astype(np.int64)
-    where = {(int(r), int(s)): k for k, (r, s) in enumerate(zip(rec, start, strict=True))}
-    for k, (r, s) in enumerate(zip(rec, start, strict=True)):
-        out[k] = where.get((int(r), int(s) + hop), -1)
+    order = np.lexsort((start, rec))  # by recording, then start: a successor comes next
+    a, b = order[:-1], order[1:]
+    follows = (rec[a] == rec[b]) & (start[b] == start[a] + hop)
+    out[a[follows]] = b[follows]
     return out
 
 
