@@ -124,17 +124,19 @@ def two_sided_stretch(
     rng: np.random.Generator,
     max_stretch: float,
     p: float,
-    successors: np.ndarray,
-    fetch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]],
+    successors: np.ndarray | None,
+    fetch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None,
     hop: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stretch a random share ``p`` of the windows by ``f``, ``log f`` uniform in
     ``[-log max_stretch, log max_stretch]``; ``f > 1`` (faster) uses the successor window that
     ``fetch(positions) -> (windows, labels)`` returns for ``successors`` (-1: none, then the
-    window is slowed by ``1 / f`` instead). Labels are scaled by ``f``; a sped-up window's label
-    is the heart rate interpolated between the two windows at the crop's centre."""
+    window is slowed by ``1 / f`` instead; ``successors=None``: no window has one). Labels are
+    scaled by ``f``; a sped-up window's label is the heart rate interpolated between the two
+    windows at the crop's centre."""
     b, _, t = x.shape
-    if not 1 <= hop <= t // 2:  # the join needs at least half a window of overlap
+    # the join needs at least half a window of overlap
+    if successors is None or fetch is None or not 1 <= hop <= t // 2:
         successors = np.full(b, -1, dtype=np.int64)
     log_m = float(np.log(max(max_stretch, 1.0)))
     chosen = rng.random(b) < p
@@ -153,7 +155,7 @@ def two_sided_stretch(
         y_out[slow] = y[slow] * torch.from_numpy(f.astype(np.float32))
     if len(fast):
         f = factor[fast]
-        nxt_x, nxt_y = fetch(successors[fast])
+        nxt_x, nxt_y = fetch(successors[fast])  # type: ignore[misc]  (checked above)
         ext = _extend(x[fast], nxt_x, hop)
         span = (t - 1) * f
         offset = u[fast] * (t - 1 + hop - span)

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +97,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def _no_neighbours(n: int) -> tuple[np.ndarray, Callable, int]:
-    def fetch(pos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        raise AssertionError("bug: no successor to fetch")
-
-    return np.full(n, -1, dtype=np.int64), fetch, 0
-
-
 def augment_batch(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -124,7 +116,7 @@ def augment_batch(
             f"unknown time_stretch '{cfg.time_stretch}': use one of {', '.join(STRETCH_MODES)}"
         )
     if cfg.time_stretch == "both" and cfg.stretch_p > 0 and cfg.max_stretch > 1:
-        near = neighbours.for_batch() if neighbours is not None else _no_neighbours(len(y))
+        near = neighbours.for_batch() if neighbours is not None else (None, None, 0)
         x, y = two_sided_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p, *near)
     acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
     if acc:
