@@ -60,7 +60,7 @@ PPGEDGE = str(Path(sys.executable).with_name("ppgedge"))
 TE = [f"spc_te{i:02d}" for i in range(1, 9)]
 FOLDS = {f"fold{i + 1}": [f"spc_tr{3 * i + k + 1:02d}" for k in range(3)] for i in range(4)}
 SCENARIOS = ("xact", *FOLDS, "synthetic")
-VARIANTS = ("base", "new", "consistent", "symmetric", "longtune", "taylor")
+VARIANTS = ("base", "new", "consistent", "symmetric", "longtune", "taylor", "rebuild")
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
 # "new": the small-data defaults with distillation on the cached, unaugmented windows (the
@@ -82,8 +82,20 @@ STRETCH = {"base": "slower", "new": "slower", "consistent": "slower"}
 # batches) instead of their L1 norm.
 # The other variants pin the 6 final epochs they were run with. "longtune" won on validation
 # (docs/motion-benchmark.md) and is the default since.
-PRUNE = {"longtune": {"final_epochs": 20}, "taylor": {"criterion": "taylor", "final_epochs": 6}}
-COPIED_FROM = {"consistent": "new", "longtune": "symmetric", "taylor": "symmetric"}
+# "rebuild" = ``longtune`` with ``[prune] rebuild = true`` (the pruned architecture also
+# distilled from a fresh initialisation, the better kept on validation), from a copy of the
+# ``longtune`` folder.
+PRUNE = {
+    "longtune": {"final_epochs": 20},
+    "taylor": {"criterion": "taylor", "final_epochs": 6},
+    "rebuild": {"final_epochs": 20, "rebuild": True},
+}
+COPIED_FROM = {
+    "consistent": "new",
+    "longtune": "symmetric",
+    "taylor": "symmetric",
+    "rebuild": "longtune",
+}
 VERDICT_VARIANT = "longtune"  # the variant whose settings are ppgedge's defaults
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).

@@ -70,6 +70,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "finetune_epochs": (int, 3),
         "final_epochs": (int, 20),
         "round_to": (int, 4),
+        "rebuild": (bool, False),
     },
     "qat": {"epochs": (int, 5), "distill": (bool, True)},
     "export": {"name": (str, "ppg_hr"), "formats": (str, "all")},
@@ -134,6 +135,8 @@ steps = 4
 finetune_epochs = 3
 final_epochs = 20         # the last fine-tune, at the budget: as long as the distill stage
 round_to = 4              # channel counts in multiples of this (int8 SIMD friendly)
+rebuild = false           # also distil the pruned architecture from a fresh initialisation
+                          # (the distill stage's epochs); keep the better on validation
 
 [qat]
 epochs = 5

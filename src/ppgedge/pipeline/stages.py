@@ -372,6 +372,8 @@ def _prune_params(ctx: Context) -> dict[str, Any]:
     clock) rather than the MAC count derived from it, which costs a profile of the student
     (the student itself is an input: its hash is in the key)."""
     p = dict(ctx.cfg["prune"])
+    if not p["rebuild"]:  # absent when off: earlier runs stay up to date
+        del p["rebuild"]
     if p["to"].strip().lower() == "target":
         p["target"] = _target_params(ctx)["target"]
     return {**p, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
@@ -408,12 +410,35 @@ def _prune_run(ctx: Context) -> StageResult:
             observer=o,
         ),
     )
+    outputs = [ctx.pruned_path]
+    ck = result.checkpoint
     if result.nothing_to_do:
         ctx.pruned_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(ctx.pruned_path) as tmp:
             shutil.copyfile(ctx.student_path, tmp)
+    elif p["rebuild"]:
+        from ppgedge.compress.rebuild import keep_better_rebuilt, rebuilt_path
+
+        d = ctx.cfg["distill"]
+        ck = _with_observer(
+            ctx,
+            "rebuilt pruned",
+            lambda o: keep_better_rebuilt(
+                ctx.pruned_path,
+                ctx.student_path,
+                ctx.teacher_path,
+                ctx.dataset,
+                ctx.split,
+                epochs=ctx.epochs(d["epochs"]),
+                patience=ctx.epochs(d["patience"]),
+                cache_dir=ctx.out / "cache",
+                device=ctx.device,
+                seed=ctx.cfg["run"]["seed"],
+                observer=o,
+            ),
+        )
+        outputs.append(rebuilt_path(ctx.pruned_path))
     mae = _test_mae(ctx, ctx.pruned_path)
-    ck = result.checkpoint
     n = ck.metrics.get("parameters") or sum(v.numel() for v in ck.state_dict.values())
     flash = int8_flash_bytes(ck.build())
     what = (
@@ -421,8 +446,12 @@ def _prune_run(ctx: Context) -> StageResult:
         if result.nothing_to_do
         else (f"{len(result.steps) - 1} steps to {budget}")
     )
+    choice = ck.metrics.get("choice") or {}
+    if choice:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
+        what += f" ({choice['kept']} kept; val MAE {scores})"
     return StageResult(
-        [ctx.pruned_path],
+        outputs,
         {
             "test_mae": mae,
             "parameters": int(n),
@@ -430,6 +459,7 @@ def _prune_run(ctx: Context) -> StageResult:
             "nothing_to_do": result.nothing_to_do,
             "budget": budget,
             "steps": result.steps,
+            **({"kept": choice["kept"], "val_mae": choice["val_mae"]} if choice else {}),
         },
         f"{ctx.rel(ctx.pruned_path)}: {int(n):,} params, {what}, test MAE {mae:.2f} BPM",
     )
