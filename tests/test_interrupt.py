@@ -214,3 +214,36 @@ def test_interrupted_everywhere_then_resumed(tmp_path: Path) -> None:
     assert leftovers == [], f"staging left by the killed runs was not cleaned up: {leftovers}"
     stages = _json(out / "manifest.json")["stages"]
     assert all(stages[s]["status"] == "done" for s in ("export", "verify", "check")), stages
+
+
+def test_interrupt_inside_a_gc_callback_prints_no_traceback() -> None:
+    """Ctrl-C that lands in a garbage-collection callback (JAX registers one) or a ``__del__``
+    cannot be raised there; Python would print "Exception ignored ... Traceback". The CLI's
+    handlers record it silently (the run stops at its next check); other exceptions that Python
+    cannot raise are still reported."""
+    code = (
+        "import gc, sys\n"
+        "from ppgedge.cli.app import install_interrupt_handlers\n"
+        "from ppgedge.errors import check_interrupt, note_interrupt\n"
+        "install_interrupt_handlers()\n"
+        "def cb(phase, info):\n"
+        "    if phase == 'start':\n"
+        "        note_interrupt()\n"
+        "        raise KeyboardInterrupt\n"
+        "gc.callbacks.append(cb)\n"
+        "gc.collect()\n"
+        "gc.callbacks.remove(cb)\n"
+        "class Bad:\n"
+        "    def __del__(self):\n"
+        "        raise ValueError('a real bug')\n"
+        "Bad()\n"
+        "try:\n"
+        "    check_interrupt()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('recorded')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "recorded"
+    assert "KeyboardInterrupt" not in proc.stderr
+    assert "ValueError: a real bug" in proc.stderr  # still shown: not an interrupt

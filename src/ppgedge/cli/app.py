@@ -176,19 +176,32 @@ def _quiet_third_party_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+def install_interrupt_handlers() -> None:
+    """Ctrl-C is recorded (the run stops at its next check even where a library swallows the
+    KeyboardInterrupt) and raised as usual. Where it lands inside a garbage-collection callback
+    or a ``__del__`` (JAX registers one), Python cannot raise it and prints "Exception ignored
+    in ... Traceback" instead: that case is silent here, since the interrupt is recorded."""
     import signal
 
     from ppgedge.errors import note_interrupt
-
-    _quiet_third_party_logs()
 
     def _on_sigint(signum: int, frame: object) -> None:
         note_interrupt()
         signal.default_int_handler(signum, frame)
 
+    def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        sys.__unraisablehook__(unraisable)
+
     signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    _quiet_third_party_logs()
+    install_interrupt_handlers()
     try:
         app()
     except PpgedgeError as exc:
