@@ -27,7 +27,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from ppgedge.train.trainer import (
     TrainingObserver,
     pick_device,
     train,
+    training_config_of,
 )
 
 BUDGET_KINDS = ("params", "macs", "flash_kb")
@@ -401,12 +402,7 @@ class PruneResult:
 def _finetune_config(parent: Checkpoint, epochs: int, seed: int, lr: float | None) -> TrainConfig:
     """The parent's own training settings (augmentation, batch size...) where it has them, with
     a fine-tuning learning rate (at most 1e-3): a trained network needs small steps."""
-    known = {f.name for f in fields(TrainConfig)}
-    base = {k: v for k, v in (parent.training.get("config") or {}).items() if k in known}
-    try:
-        cfg = TrainConfig(**base)
-    except TypeError:
-        cfg = TrainConfig()
+    cfg = training_config_of(parent)
     return replace(
         cfg,
         arch=parent.arch,

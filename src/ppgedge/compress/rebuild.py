@@ -16,7 +16,7 @@ beside the kept one.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ppgedge.models.checkpoint import (
     model_record,
     save_checkpoint,
 )
-from ppgedge.train.trainer import TrainConfig, TrainingObserver, train
+from ppgedge.train.trainer import TrainConfig, TrainingObserver, train, training_config_of
 
 
 def rebuilt_path(out: Path) -> Path:
@@ -56,14 +56,8 @@ def _student_config(
     student: Checkpoint, pruned: Checkpoint, epochs: int, patience: int, seed: int
 ) -> TrainConfig:
     """The student's training settings (augmentation, learning rate...) for the pruned shape."""
-    known = {f.name for f in fields(TrainConfig)}
-    base = {k: v for k, v in (student.training.get("config") or {}).items() if k in known}
-    try:
-        cfg = TrainConfig(**base)
-    except TypeError:
-        cfg = TrainConfig()
     return replace(
-        cfg,
+        training_config_of(student),
         arch=pruned.arch,
         arch_kwargs=dict(pruned.arch_kwargs),
         channels=",".join(pruned.data_format.channels),

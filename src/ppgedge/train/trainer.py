@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,17 @@ class TrainConfig:
     def digest(self, extra: dict[str, Any]) -> str:
         blob = json.dumps({"config": asdict(self), **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def training_config_of(ckpt: Checkpoint) -> TrainConfig:
+    """The settings a checkpoint was trained with (augmentation, batch size, learning rate...),
+    or the defaults where it records none a TrainConfig accepts (an imported model)."""
+    known = {f.name for f in fields(TrainConfig)}
+    base = {k: v for k, v in (ckpt.training.get("config") or {}).items() if k in known}
+    try:
+        return TrainConfig(**base)
+    except TypeError:
+        return TrainConfig()
 
 
 @dataclass
