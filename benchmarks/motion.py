@@ -10,8 +10,10 @@ Scenarios (every one a full ``ppgedge run``, each in its own folder under benchm
   validation subjects from the rest;
 * ``synthetic``: the built-in default (synthetic data), the main job's configuration.
 
-Variants: ``base`` is the chain as it was (``reference_windows = 0``, ``val_choice =
-"random"``, ``keep_better = false``), ``new`` the current defaults. For every run and
+Variants (:data:`VARIANTS`, each described where it is defined below): ``base`` is the chain
+as it was (``reference_windows = 0``, ``val_choice = "random"``, ``keep_better = false``), the
+later ones each add one setting; :data:`VERDICT_VARIANT` is the one whose settings are
+ppgedge's defaults, the one the issue's targets are judged on. For every run and
 stage (teacher, student, pruned float; int8 as TFLite Micro computes it) the test MAE with
 the model's own per-window decoder and with the decoder its validation subjects choose (the
 tracker of ppgedge.evaluate.tracking fitted on training labels, its width and weight and the
@@ -21,8 +23,9 @@ chosen on the run's non-test subjects). The personalisation curve is read from
 benchmarks/results/personalize.json when it exists.
 
 Writes ``benchmarks/results/motion.json`` and ``motion.md``.
-Run: ``.venv/bin/python benchmarks/motion.py`` (about 40 min on 2 shared CPU cores; a run
-folder whose stages are all current is only re-scored).
+Run: ``.venv/bin/python benchmarks/motion.py [--variants longtune]`` (a whole chain takes
+210-260 s per scenario on 2 CPU cores, up to ~25 min when the cores are shared; a run folder
+whose stages are all current is only re-scored).
 """
 
 from __future__ import annotations
