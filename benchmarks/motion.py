@@ -476,7 +476,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.render_only:
         doc = json.loads((RESULTS / "motion.json").read_text())
-        doc.update(verdicts=verdicts(doc["runs"]), configurations_on_test=CONFIGS_ON_TEST)
+        doc.update(
+            verdicts=verdicts(doc["runs"]),
+            configurations_on_test=CONFIGS_ON_TEST,
+            personalize=personalize_text(),
+        )
         (RESULTS / "motion.json").write_text(json.dumps(doc, indent=1) + "\n")
         (RESULTS / "motion.md").write_text(markdown(doc))
         return
