@@ -16,8 +16,9 @@ from ppgedge.data.preprocess import zscore_numpy
 from ppgedge.data.splits import holdout
 from ppgedge.errors import PpgedgeError
 from ppgedge.models.checkpoint import load_checkpoint
-from ppgedge.pipeline.config import TEMPLATE, validate
+from ppgedge.pipeline.config import SCHEMA, TEMPLATE, validate
 from ppgedge.train.time_stretch import (
+    MODES,
     _extend,
     successor_positions,
     time_stretch,
@@ -140,6 +141,8 @@ def test_trainer_runs_two_sided_and_rejects_unknown_mode(
 def test_two_sided_is_the_default_and_checked() -> None:
     assert TrainConfig().time_stretch == "both"
     assert validate(tomllib.loads(TEMPLATE), "template")["run"]["time_stretch"] == "both"
+    # spelled out in the config schema (validated before torch is imported): must not drift
+    assert SCHEMA["run"]["time_stretch"][0] == MODES
     with pytest.raises(PpgedgeError, match="time_stretch"):
         validate({"run": {"time_stretch": "faster"}}, "cfg")
     # without successors (a caller with lone windows) nothing is sped up
