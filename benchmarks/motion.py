@@ -147,12 +147,21 @@ def _datasets() -> dict[str, Path]:
     return paths
 
 
+DEV_PREFIX = "synthetic-s"  # development scenarios: the synthetic one at another run seed
+
+
+def dev_seed(scenario: str) -> int:
+    """The run seed of a scenario: ``synthetic-sN`` runs the synthetic default at seed N (new
+    subjects and initialisation, for decisions that must not use scored data); others 0."""
+    return int(scenario.removeprefix(DEV_PREFIX)) if scenario.startswith(DEV_PREFIX) else 0
+
+
 def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """The run's ppgedge.toml sections: the defaults but for data, test subjects and variant."""
     cfg: dict[str, dict[str, Any]] = {
         "run": {
             "out": f"{scenario}_{variant}",
-            "seed": 0,
+            "seed": dev_seed(scenario),
             "threads": 1,
             "time_stretch": STRETCH.get(variant, "both"),
         },

@@ -60,3 +60,27 @@ def test_reinitialise_keeps_shapes_and_draws_new_seeded_weights(tiny_checkpoint:
         assert w0.shape == w1.shape and torch.equal(w1, w2), name
     conv = [k for k, v in a.state_dict().items() if v.ndim == 4][0]
     assert not torch.equal(a.state_dict()[conv], b.state_dict()[conv])
+
+
+def test_prune_cli_rebuild_keeps_the_better_and_says_so(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``ppgedge prune --rebuild`` is the chain's ``[prune] rebuild``: both candidates are
+    trained, the choice is in the JSON and the other one stays beside the output; without a
+    teacher it is a one-line usage error before any work."""
+    import json
+
+    from cli_helpers import assert_user_error, ppgedge
+
+    out = tmp_path / "p.pt"
+    fast = ("--steps", "1", "--finetune-epochs", "0", "--final-epochs", "1")
+    assert_user_error(ppgedge("prune", tiny_checkpoint, "--to", "60%", "--rebuild", "-o", out),
+                      "--teacher")  # fmt: skip
+    assert not out.exists()
+    proc = ppgedge("prune", tiny_checkpoint, "--to", "60%", *fast, "--teacher", tiny_checkpoint,
+                   "--rebuild", "--device", "cpu", "-o", out, "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    choice = json.loads(proc.stdout)["choice"]
+    assert choice["kept"] == min(choice["val_mae"], key=choice["val_mae"].get)
+    assert load_checkpoint(out).metrics["choice"] == choice
+    assert rebuilt_path(out).is_file()

@@ -57,16 +57,25 @@ def prune_cmd(
     criterion: PruneCriterion = typer.Option("l1", help="Channel importance."),
     steps: int = typer.Option(4, min=1, help="Iterative pruning steps."),
     finetune_epochs: int = typer.Option(3, min=0, help="Fine-tuning epochs between steps."),
-    final_epochs: int = typer.Option(6, min=0, help="Fine-tuning epochs after the last step."),
+    final_epochs: int = typer.Option(
+        20, min=0, help="Fine-tuning epochs after the last step (as ppgedge run)."
+    ),
     round_to: int = typer.Option(4, help="Channel counts are multiples of this (4 or 8)."),
     teacher: Path | None = typer.Option(None, help="Fine-tune with distillation from it."),
     method: FinetuneMethod = typer.Option("dkd", help="Distillation method with --teacher."),
+    rebuild: bool = typer.Option(
+        False,
+        help="Also distil the pruned architecture from a fresh start (needs --teacher; the "
+        "student's epochs) and keep the better on validation, the other beside it.",
+    ),
     device: Device = DEVICE,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Remove whole channels until the model fits a budget."""
     if (to is None) == (target is None):
         raise PpgedgeError("give one budget: --to (e.g. 50%, 30k params) or --target NAME")
+    if rebuild and teacher is None:
+        raise PpgedgeError("--rebuild distils from a teacher: add --teacher TEACHER.pt")
     from rich.table import Table
 
     from ppgedge.compress.prune import parse_budget, prune
@@ -103,6 +112,14 @@ def prune_cmd(
         method=method,
         device=device,
     )
+    choice = None
+    if rebuild and not result.nothing_to_do:
+        from ppgedge.compress.rebuild import keep_better_rebuilt
+
+        best = keep_better_rebuilt(
+            out, checkpoint, teacher, ds, split, method=method, device=device
+        )
+        choice = best.metrics["choice"]
     if json_out:
         print_json(
             "prune",
@@ -110,6 +127,7 @@ def prune_cmd(
                 "checkpoint": None if result.nothing_to_do else str(out),
                 "nothing_to_do": result.nothing_to_do,
                 "steps": result.steps,
+                **({"choice": choice} if choice else {}),
             },
         )
         return
@@ -133,9 +151,14 @@ def prune_cmd(
             f"{r['val_mae']:.2f}",
         )
     console.print(table)
+    kept = ""
+    if choice:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
+        other = next(f for k, f in choice["files"].items() if k != choice["kept"])
+        kept = f", {choice['kept']} kept (val MAE {scores}; the other is {other})"
     status(
         "prune",
-        f"{out}: {fmt_int(result.steps[-1]['parameters'])} params",
+        f"{out}: {fmt_int(result.steps[-1]['parameters'])} params{kept}",
         time.perf_counter() - t0,
     )
     console.print(f"next: [cyan]{safe_text(f'ppgedge qat {out}')}[/cyan]")

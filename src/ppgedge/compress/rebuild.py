@@ -74,8 +74,8 @@ def keep_better_rebuilt(
     dataset: Dataset,
     split: Split,
     *,
-    epochs: int,
-    patience: int,
+    epochs: int | None = None,
+    patience: int | None = None,
     method: str = "dkd",
     cache_dir: str | Path | None = None,
     device: str = "auto",
@@ -83,12 +83,15 @@ def keep_better_rebuilt(
     observer: TrainingObserver | None = None,
 ) -> Checkpoint:
     """Distil ``teacher`` into a freshly initialised copy of the pruned architecture at
-    ``pruned_path`` for ``epochs`` (with ``patience``), in the student's training settings;
-    the one of the two with the lower validation MAE ends at ``pruned_path``, the other at
-    :func:`rebuilt_path`, both scores in ``metrics["choice"]``."""
+    ``pruned_path`` for ``epochs`` (with ``patience``; by default the student's own), in the
+    student's training settings; the one of the two with the lower validation MAE ends at
+    ``pruned_path``, the other at :func:`rebuilt_path`, both scores in ``metrics["choice"]``."""
     out = Path(pruned_path)
     pruned = load_checkpoint(out)
     student = load_checkpoint(student_path)
+    own = training_config_of(student)
+    epochs = own.epochs if epochs is None else epochs
+    patience = own.patience if patience is None else patience
     cfg = _student_config(student, pruned, epochs, patience, seed)
     alt = rebuilt_path(out)
     teaching = _Teaching(teacher, dataset, method, cache_dir, device)
