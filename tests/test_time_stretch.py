@@ -150,3 +150,42 @@ def test_two_sided_is_the_default_and_checked() -> None:
     y = torch.full((32,), 100.0)
     _, y2 = augment_batch(x, y, np.random.default_rng(0), ("ppg",), TrainConfig(stretch_p=1.0))
     assert (y2 <= 100).all() and (y2 < 99).any()
+
+
+def test_sped_up_reads_held_out_windows_at_higher_heart_rates(tiny_dataset: Dataset) -> None:
+    """The fixed-factor speed-up of held-out windows: only windows with a successor, the
+    rhythm and the label both multiplied by the factor, the same output every call."""
+    from ppgedge.train.time_stretch import sped_up
+
+    idx = np.arange(len(tiny_dataset))
+    src = WindowSource(tiny_dataset, idx, ["ppg"])
+    pos, x, y = sped_up(src, 1.2)
+    succ = successor_positions(tiny_dataset, idx)
+    np.testing.assert_array_equal(pos, np.flatnonzero(succ >= 0))
+    assert x.shape == (len(pos), 1, tiny_dataset.x.shape[2])
+    lo = np.minimum(src.y[pos], src.y[succ[pos]]) * 1.2
+    hi = np.maximum(src.y[pos], src.y[succ[pos]]) * 1.2
+    assert ((y.numpy() >= lo - 1e-3) & (y.numpy() <= hi + 1e-3)).all()
+    pos2, x2, y2 = sped_up(src, 1.2)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    with pytest.raises(ValueError, match="factor"):
+        sped_up(src, 1.5)
+
+
+def test_sped_up_moves_the_rhythm_with_the_label(tiny_dataset: Dataset) -> None:
+    """The dominant rhythm of a sped-up window is the original's times the factor (spectral
+    peak of the PPG channel, 8 s windows: 1.9 BPM FFT bins at 4x zero padding)."""
+    from ppgedge.train.time_stretch import sped_up
+
+    src = WindowSource(tiny_dataset, np.arange(len(tiny_dataset)), ["ppg"])
+    pos, x, _ = sped_up(src, 1.25)
+    rate, t = tiny_dataset.fmt.sample_rate_hz, tiny_dataset.x.shape[2]
+
+    def peak(w: np.ndarray) -> np.ndarray:
+        spec = np.abs(np.fft.rfft(w[:, 0] * np.hanning(t), n=4 * t))
+        freqs = np.fft.rfftfreq(4 * t, 1 / rate) * 60
+        band = (freqs > 30) & (freqs < 260)
+        return freqs[band][spec[:, band].argmax(1)]
+
+    before, after = peak(src.windows(pos)), peak(x.numpy())
+    assert np.median(np.abs(after - 1.25 * before)) < 2.5

@@ -165,3 +165,31 @@ def two_sided_stretch(
         hr = y[fast] * (1 - w) + nxt_y * w
         y_out[fast] = hr * torch.from_numpy(f.astype(np.float32))
     return x_out, y_out.clamp(min=BPM_MIN, max=BPM_MAX)
+
+
+def sped_up(
+    source: WindowSource, factor: float, positions: np.ndarray | None = None
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Every window of ``source`` that has a successor, sped up by a fixed ``factor`` (> 1,
+    at most ``(window + hop) / window``) with a centred crop: (positions used, windows,
+    labels). Deterministic, so a held-out set can be read at heart rates its subjects never
+    reached (the labels are the interpolated heart rate times ``factor``, clamped to the
+    output range)."""
+    t, hop = source.dataset.x.shape[2], source.dataset.fmt.hop_samples
+    if not 1.0 < factor <= (t - 1 + hop) / (t - 1) or not 1 <= hop <= t // 2:
+        raise ValueError(f"factor {factor} outside (1, {(t - 1 + hop) / (t - 1):.3f}]")
+    succ = successor_positions(source.dataset, source.indices)
+    pos = np.arange(len(source)) if positions is None else np.asarray(positions)
+    pos = pos[succ[pos] >= 0]
+    x, y = torch.from_numpy(source.windows(pos)), torch.from_numpy(source.y[pos])
+    nxt_x, nxt_y = (
+        torch.from_numpy(source.windows(succ[pos])),
+        torch.from_numpy(source.y[succ[pos]]),
+    )
+    span = (t - 1) * factor
+    f = np.full(len(pos), factor)
+    offset = np.full(len(pos), (t - 1 + hop - span) / 2)
+    x_out = _resample(_extend(x, nxt_x, hop), offset, f, t)
+    shift = float(np.clip((offset[0] + span / 2 - (t - 1) / 2) / hop, 0.0, 1.0)) if len(pos) else 0
+    y_out = (y * (1 - shift) + nxt_y * shift) * factor
+    return pos, x_out, y_out.clamp(min=BPM_MIN, max=BPM_MAX)
