@@ -150,10 +150,11 @@ def _datasets() -> dict[str, Path]:
 DEV_PREFIX = "synthetic-s"  # development scenarios: the synthetic one at another run seed
 
 
-def dev_seed(scenario: str) -> int:
-    """The run seed of a scenario: ``synthetic-sN`` runs the synthetic default at seed N (new
-    subjects and initialisation, for decisions that must not use scored data); others 0."""
-    return int(scenario.removeprefix(DEV_PREFIX)) if scenario.startswith(DEV_PREFIX) else 0
+def scenario_seed(scenario: str) -> tuple[str, int]:
+    """A scenario name and its run seed: ``NAME-sN`` is scenario NAME at run seed N (another
+    initialisation, and for ``synthetic`` new subjects too); plain names run at seed 0."""
+    name, sep, seed = scenario.rpartition("-s")
+    return (name, int(seed)) if sep and seed.isdigit() else (scenario, 0)
 
 
 def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -161,12 +162,13 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
     cfg: dict[str, dict[str, Any]] = {
         "run": {
             "out": f"{scenario}_{variant}",
-            "seed": dev_seed(scenario),
+            "seed": scenario_seed(scenario)[1],
             "threads": 1,
             "time_stretch": STRETCH.get(variant, "both"),
         },
         "data": {},
     }
+    scenario = scenario_seed(scenario)[0]
     if scenario == "xact":
         cfg["data"] = {"source": "dataset", "path": data["all"].name, "test_subjects": TE}
     elif scenario in FOLDS:
