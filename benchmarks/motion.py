@@ -373,6 +373,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "validation; not adopted). Variants before `symmetric` used the one-sided stretch; "
         "`base` to `symmetric` and `taylor` 6 final pruning epochs.",
         "",
+        "Every row is one run at run seed 0 on the host that made it. The same configuration "
+        "at another seed, or on another CPU, can differ by several BPM on SPC: the defaults "
+        "over seeds 0-2 on one host are in motion_seeds.md (benchmarks/motion_seeds.py).",
+        "",
         "MAE in BPM on the test subjects. `own` = the model's per-window decoder; `chosen` = "
         "the decoder its validation subjects pick (per-window or `tracked`, the HMM filter of "
         "ppgedge.evaluate.tracking, width and weight also chosen on validation). Spectral = "
