@@ -50,7 +50,7 @@ from ppgedge.data.splits import Split
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.spectral import spectral_bpm
 from ppgedge.evaluate.spectral_tracker import choose_params, spectral_track
-from ppgedge.evaluate.tracking import TRACKED, fit_tracker, mae_by_decoder_tracked
+from ppgedge.evaluate.tracking import GRID_JUMP, TRACKED, fit_tracker, mae_by_decoder_tracked
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import decode
 from ppgedge.models.checkpoint import load_checkpoint
@@ -238,11 +238,18 @@ def _int8_logits(tfl: Path, art, ds: Dataset, idx: np.ndarray) -> tuple[np.ndarr
 
 
 def score_model(
-    name: str, logits: dict[str, np.ndarray], own: str, ds: Dataset, parts, scale=None
+    name: str,
+    logits: dict[str, np.ndarray],
+    own: str,
+    ds: Dataset,
+    parts,
+    scale=None,
+    jumps: tuple[float | None, ...] = GRID_JUMP,
 ) -> dict[str, Any]:
-    """Test MAE with the model's own decoder and with the decoder validation chooses."""
+    """Test MAE with the model's own decoder and with the decoder validation chooses (the
+    tracker's grid of re-acquire costs ``jumps``; ``(None,)``: the tracker without it)."""
     real = {k: (v.astype(np.float32) * scale if scale else v) for k, v in logits.items()}
-    tracker = fit_tracker(ds, parts["train"], parts["val"], logits["val"], scale=scale)
+    tracker = fit_tracker(ds, parts["train"], parts["val"], logits["val"], scale, jumps)
     from ppgedge.models.tracker import TransitionPrior
 
     prior = TransitionPrior.from_dict(tracker["prior"])
@@ -258,7 +265,7 @@ def score_model(
         "mae_chosen": float(test[chosen]),
         "mae_tracked": float(test[TRACKED]),
         "val_mae_by_decoder": tracker["val_mae_by_decoder"],
-        "tracker": {k: tracker["prior"].get(k) for k in ("half_width", "weight")},
+        "tracker": {k: tracker["prior"].get(k) for k in ("half_width", "weight", "jump")},
     }
 
 

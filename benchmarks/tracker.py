@@ -84,7 +84,9 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
     order = T.sequence_order(dataset.recording[t], dataset.start_s[t])
     xs = q["test"][order].astype(np.int8)
     starts = ~T.consecutive(dataset.recording[t][order], dataset.start_s[t][order], prior.hop_s)
-    ref_idx, ref_margin = T.filter_sequence(xs, prior.int_costs(scale), starts)
+    ref_idx, ref_margin = T.filter_sequence(
+        xs, prior.int_costs(scale), starts, prior.int_jump(scale)
+    )
     host = run_host(prior, scale, xs, starts)
     host_exact = bool(
         np.array_equal(host.bpm, ref_idx + 30) and np.array_equal(host.margin, ref_margin)

@@ -13,8 +13,11 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.models import tracker as T
 
 
-def _naive(x: np.ndarray, cost: np.ndarray, starts: np.ndarray) -> tuple[list[int], list[int]]:
-    """The recursion written out loop by loop, independently of the vectorised one."""
+def _naive(
+    x: np.ndarray, cost: np.ndarray, starts: np.ndarray, jump: int | None = None
+) -> tuple[list[int], list[int]]:
+    """The recursion written out loop by loop, independently of the vectorised one (``jump``:
+    a move from the best previous class to any class at that cost)."""
     k = len(cost) // 2
     alpha: list[int] = []
     out, margins = [], []
@@ -27,6 +30,8 @@ def _naive(x: np.ndarray, cost: np.ndarray, starts: np.ndarray) -> tuple[list[in
                 best = max(
                     alpha[j - d] - int(cost[d + k]) for d in range(-k, k + 1) if 0 <= j - d < 180
                 )
+                if jump is not None:
+                    best = max(best, max(alpha) - jump)
                 a.append(int(x[t][j]) + best)
         m = max(a)
         a = [max(v - m, T.FLOOR) for v in a]
@@ -58,6 +63,34 @@ def test_integer_filter_matches_the_written_out_recursion() -> None:
     idx, margin = T.filter_sequence(x, cost, starts)
     ref_idx, ref_margin = _naive(x, cost, starts)
     assert idx.tolist() == ref_idx and margin.tolist() == ref_margin
+    jump = prior.with_params(5, 0.5, 3.0).int_jump(0.1)
+    assert jump == 30
+    idx_j, margin_j = T.filter_sequence(x, cost, starts, jump)
+    ref_idx, ref_margin = _naive(x, cost, starts, jump)
+    assert idx_j.tolist() == ref_idx and margin_j.tolist() == ref_margin
+    assert idx_j.tolist() != idx.tolist()  # the jump move changed something on this sequence
+
+
+def test_reacquire_leaves_a_wrong_track_the_band_limited_filter_keeps() -> None:
+    """A track settled at 60 BPM, then the evidence moves to 150 BPM and stays: without a jump
+    the filter crawls K classes per hop (or stays); with one it moves within a few windows."""
+    cls = np.arange(180)
+
+    def peaked(bpm: float, height: float) -> np.ndarray:
+        return np.clip(np.rint(height - 2.0 * np.abs(cls - (bpm - 30))), -128, 127)
+
+    x = np.stack([peaked(60, 60)] * 20 + [peaked(150, 60)] * 10)
+    x = x.astype(np.int8)
+    prior = T.TransitionPrior((1, 5, 20, 60, 20, 5, 1), half_width=3, weight=4.0)
+    starts = np.zeros(len(x), bool)
+    plain, _ = T.filter_sequence(x, prior.int_costs(0.1), starts)
+    jumped, _ = T.filter_sequence(x, prior.int_costs(0.1), starts, 50)
+    assert (plain[:20] == 30).all() and (jumped[:20] == 30).all()
+    assert abs(int(jumped[-1]) - 120) <= 1 and abs(int(plain[-1]) - 120) > 30
+    assert T.TransitionPrior.from_dict(prior.with_params(3, 4.0, 5.0).to_dict()).jump == 5.0
+    assert "jump" not in prior.to_dict() and T.TransitionPrior.from_dict(prior.to_dict()) == prior
+    with pytest.raises(PpgedgeError, match="re-acquire"):
+        prior.with_params(3, 1.0, -1.0)
 
 
 def test_tracking_rejects_outliers_and_resets_at_recordings_and_gaps() -> None:
@@ -132,11 +165,13 @@ def test_c_tracker_is_bit_exact_with_python_on_real_sequences(real_sequences) ->
     q, starts, prior, scale = real_sequences
     starts = starts.copy()
     starts[len(q) // 2] = True  # and a gap in the middle of a recording
-    idx, margin = T.filter_sequence(q, prior.int_costs(scale), starts)
-    c = run_host(prior, scale, q, starts)
-    assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin)
-    assert c.state_bytes <= 1024
-    assert len(np.unique(idx)) > 5  # the sequences really move
+    for jump in (None, 2.0):  # without and with the re-acquire move
+        p = prior.with_params(prior.half_width, prior.weight, jump)
+        idx, margin = T.filter_sequence(q, p.int_costs(scale), starts, p.int_jump(scale))
+        c = run_host(p, scale, q, starts)
+        assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin), jump
+        assert c.state_bytes <= 1024
+        assert len(np.unique(idx)) > 5  # the sequences really move
 
 
 @pytest.mark.skipif(
@@ -148,7 +183,8 @@ def test_c_tracker_on_cortex_m4_in_qemu_is_bit_exact(real_sequences) -> None:
 
     q, starts, prior, scale = real_sequences
     q, starts = q[:120], starts[:120]
-    idx, margin = T.filter_sequence(q, prior.int_costs(scale), starts)
+    prior = prior.with_params(prior.half_width, prior.weight, 2.0)  # with the re-acquire move
+    idx, margin = T.filter_sequence(q, prior.int_costs(scale), starts, prior.int_jump(scale))
     c = run_qemu(prior, scale, q, starts)
     assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin)
     assert c.instructions is not None and (c.instructions > 0).all()
@@ -185,13 +221,15 @@ def test_training_fits_the_tracker_and_eval_scores_it_beside_the_decoder(
     """The trainer stores a tracker chosen on validation; eval scores it on the test subjects
     next to the per-window decoder and says how many sequences it tracked."""
     from ppgedge.evaluate.report import evaluate_model
-    from ppgedge.evaluate.tracking import GRID_HALF_WIDTH, GRID_WEIGHT
+    from ppgedge.evaluate.tracking import GRID_HALF_WIDTH, GRID_JUMP, GRID_WEIGHT
     from ppgedge.models.checkpoint import load_checkpoint
 
     tr = load_checkpoint(tiny_checkpoint).tracker
     prior = T.TransitionPrior.from_dict(tr["prior"])
     assert prior.half_width in GRID_HALF_WIDTH and prior.weight in GRID_WEIGHT
-    assert tr["configurations"] == len(GRID_HALF_WIDTH) * len(GRID_WEIGHT)
+    assert prior.jump in GRID_JUMP
+    assert tr["configurations"] == len(GRID_HALF_WIDTH) * len(GRID_WEIGHT) * len(GRID_JUMP)
+    assert min(tr["val_mae_grid"].values()) == tr["val_mae_by_decoder"]["tracked"]
     assert set(tr["val_mae_by_decoder"]) == {"argmax", "smoothed", "expectation", "tracked"}
     assert tr["decoder"] == min(tr["val_mae_by_decoder"], key=tr["val_mae_by_decoder"].get)
     result = evaluate_model(tiny_checkpoint, tiny_dataset_path, baseline=False, device="cpu")

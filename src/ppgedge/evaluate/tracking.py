@@ -20,10 +20,11 @@ from ppgedge.models.bpm import DECODERS, decode
 from ppgedge.models.tracker import Tracked, TransitionPrior, fit_prior, track
 
 TRACKED = "tracked"
-# Half widths (classes per hop) and weights (logit units per nat of -log p) the validation
-# subjects choose between: 5 x 7 = 35 configurations.
+# Half widths (classes per hop), weights (logit units per nat of -log p) and re-acquire costs
+# (logit units; None: no jump move) the validation subjects choose between: 5 x 7 x 5 = 175.
 GRID_HALF_WIDTH = (3, 5, 8, 12, 20)
 GRID_WEIGHT = (0.015625, 0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0)
+GRID_JUMP: tuple[float | None, ...] = (None, 2.0, 4.0, 8.0, 16.0)
 
 
 def prior_from_training(dataset: Dataset, train_idx: np.ndarray) -> TransitionPrior:
@@ -55,18 +56,22 @@ def choose_tracker(
     dataset: Dataset,
     val_idx: np.ndarray,
     scale: float | None = None,
+    jumps: tuple[float | None, ...] = GRID_JUMP,
 ) -> tuple[TransitionPrior, dict[str, Any]]:
-    """The half width and weight with the lowest MAE on the validation windows ``val_idx``."""
+    """The half width, weight and re-acquire cost with the lowest MAE on the validation
+    windows ``val_idx`` (the first of equals in grid order: no jump before any jump)."""
     y = np.asarray(dataset.y[np.asarray(val_idx)], np.float64)
     scores: dict[str, float] = {}
     best: tuple[float, TransitionPrior] | None = None
-    for k in GRID_HALF_WIDTH:
-        for w in GRID_WEIGHT:
-            p = prior.with_params(k, w)
-            mae = error_summary(track_windows(logits, dataset, val_idx, p, scale).bpm, y)["mae"]
-            scores[f"K={k} w={w:g}"] = mae
-            if best is None or mae < best[0]:
-                best = (mae, p)
+    for j in jumps:
+        for k in GRID_HALF_WIDTH:
+            for w in GRID_WEIGHT:
+                p = prior.with_params(k, w, j)
+                tr = track_windows(logits, dataset, val_idx, p, scale)
+                mae = error_summary(tr.bpm, y)["mae"]
+                scores[f"K={k} w={w:g}" + ("" if j is None else f" J={j:g}")] = mae
+                if best is None or mae < best[0]:
+                    best = (mae, p)
     assert best is not None
     return best[1], {"val_mae": best[0], "configurations": len(scores), "val_mae_grid": scores}
 
@@ -95,14 +100,16 @@ def fit_tracker(
     val_idx: np.ndarray,
     val_logits: np.ndarray | torch.Tensor,
     scale: float | None = None,
+    jumps: tuple[float | None, ...] = GRID_JUMP,
 ) -> dict[str, Any]:
-    """Prior from training labels, width and weight from validation: the ``tracker`` record
-    a checkpoint or artifact stores (``prior`` feeds :meth:`TransitionPrior.from_dict`)."""
+    """Prior from training labels, width, weight and re-acquire cost from validation: the
+    ``tracker`` record a checkpoint or artifact stores (``prior`` feeds
+    :meth:`TransitionPrior.from_dict`)."""
     try:
         fitted = prior_from_training(dataset, train_idx)
     except PpgedgeError as exc:  # no window sequences: the model still works window by window
         return {"unavailable": str(exc)}
-    prior, choice = choose_tracker(fitted, val_logits, dataset, val_idx, scale)
+    prior, choice = choose_tracker(fitted, val_logits, dataset, val_idx, scale, jumps)
     maes = mae_by_decoder_tracked(val_logits, dataset, val_idx, prior, scale)
     best = min(maes, key=maes.get)
     return {
@@ -140,6 +147,7 @@ def tracked_evaluation(
         "gap_resets": tr.gaps,
         "half_width": prior.half_width,
         "weight": prior.weight,
+        "jump": prior.jump,
         "arithmetic": "int8 (bit-exact with the bundle's C tracker)" if scale else "float",
         "val_decoder": record.get("decoder"),
         "confidence_median": float(np.median(tr.confidence)) if len(tr.confidence) else None,

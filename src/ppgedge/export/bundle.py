@@ -636,12 +636,15 @@ def write_bundle(
             f"only, {STATE_BYTES} B of state): call `{ident}_tracker_reset()` at start-up, at a "
             f"new recording and after any missed window, then `{ident}_tracker_update(&state, "
             f"output->data.int8, {N_CLASSES}, &margin)` per window for the tracked BPM (the "
-            f"BPM change per hop is limited to +/-{prior.half_width}; a small `margin` flags an "
-            "unreliable window). Bit-exact with ppgedge's Python tracker; see docs/tracker.md.\n"
+            f"BPM change per hop is limited to +/-{prior.half_width}"
+            + ("" if prior.jump is None else f", or a re-acquire jump at cost {prior.jump:g}")
+            + "; a small `margin` flags an unreliable window). Bit-exact with ppgedge's Python "
+            "tracker; see docs/tracker.md.\n"
         )
         tracker_man = {
             "prior": prior.to_dict(),
             "int_costs": prior.int_costs(io["output"]["scale"]).tolist(),
+            **({} if prior.jump is None else {"int_jump": prior.int_jump(io["output"]["scale"])}),
             "state_bytes": STATE_BYTES,
             "val_decoder": tracker.get("decoder"),
             "val_mae_by_decoder": tracker.get("val_mae_by_decoder"),

@@ -65,9 +65,26 @@ def render_tracker(
     """File name -> text of the tracker's header and source for model ``name``."""
     ident = ident or c_identifier(name)
     costs = prior.int_costs(output_scale)
+    jump = prior.int_jump(output_scale)
+    big = ident.upper()
+    if jump is None:
+        jump_fields = {"jump_text": "", "jump_define": "", "jump_code": ""}
+    else:
+        jump_fields = {
+            "jump_text": (
+                f"\n * The max over predecessors is floored at -{big}_TRACKER_JUMP (re-acquire: a"
+                f"\n * jump from the best class anywhere costs {prior.jump:g} logit units)."
+            ),
+            "jump_define": f"#define {big}_TRACKER_JUMP {jump} /* re-acquire cost, quanta */\n",
+            "jump_code": (
+                f"            if (best < -{big}_TRACKER_JUMP) {{ /* re-acquire */\n"
+                f"                best = -{big}_TRACKER_JUMP;\n"
+                "            }\n"
+            ),
+        }
     fields = {
         "id": ident,
-        "ID": ident.upper(),
+        "ID": big,
         "name": _comment_safe(name),
         "version": __version__,
         "n_classes": N_CLASSES,
@@ -79,6 +96,7 @@ def render_tracker(
         "output_scale_text": f"{output_scale:.9g}",
         "costs_init": "{" + ", ".join(str(int(c)) for c in costs) + "}",
         "bpm_min": BPM_MIN,
+        **jump_fields,
     }
     out = {}
     for ext in ("h", "c"):

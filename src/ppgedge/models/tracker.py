@@ -7,7 +7,11 @@ jump 40 BPM although a heart cannot. The tracker keeps one score per BPM class a
 
 where ``l_t`` are the window's logits and ``cost(d)`` is ``weight * -log p(d)`` for the
 distribution ``p`` of the BPM change per hop, fitted on the training labels (band-limited to
-``|d| <= K``, Laplace-smoothed, shifted so ``cost(0 or the mode) = 0``). The estimate is the
+``|d| <= K``, Laplace-smoothed, shifted so ``cost(0 or the mode) = 0``). With a re-acquire cost
+``J`` the max over predecessors is floored at ``-J``: since ``alpha_{t-1}`` peaks at 0, that is
+a jump from the best class anywhere at cost ``J``, so a track that settled on a wrong heart
+rate (the cadence, a harmonic) is left as soon as the evidence elsewhere outweighs it by more
+than ``J``; without it the filter can only crawl ``K`` classes per hop. The estimate is the
 argmax of ``alpha_t``; the confidence is the margin between it and the best class more than
 :data:`PEAK_HALF_WIDTH` classes away (in logit units: a small margin flags a window where two
 heart-rate hypotheses are nearly equally good).
@@ -47,6 +51,7 @@ class TransitionPrior:
     weight: float = 1.0  # scale of -log p(d) relative to the logits (chosen on validation)
     hop_s: float = 2.0
     n_pairs: int = 0  # consecutive training window pairs counted
+    jump: float | None = None  # re-acquire cost J in logit units (None: no jump move)
 
     def __post_init__(self) -> None:
         k = len(self.counts) // 2
@@ -57,9 +62,13 @@ class TransitionPrior:
             )
         if not (math.isfinite(self.weight) and self.weight >= 0) or min(self.counts) < 0:
             raise PpgedgeError("tracker prior: negative or non-finite weight or counts: refit it")
+        if self.jump is not None and not (math.isfinite(self.jump) and self.jump >= 0):
+            raise PpgedgeError("tracker prior: the re-acquire cost must be >= 0: refit it")
 
-    def with_params(self, half_width: int, weight: float) -> TransitionPrior:
-        return TransitionPrior(self.counts, half_width, weight, self.hop_s, self.n_pairs)
+    def with_params(
+        self, half_width: int, weight: float, jump: float | None = None
+    ) -> TransitionPrior:
+        return TransitionPrior(self.counts, half_width, weight, self.hop_s, self.n_pairs, jump)
 
     def costs(self) -> np.ndarray:
         """float64 (2K+1,) cost of each change ``-K..K``: ``weight * (log p_max - log p(d))``."""
@@ -76,14 +85,25 @@ class TransitionPrior:
             raise PpgedgeError(f"tracker: logit scale {scale!r} must be positive and finite")
         return np.minimum(np.rint(self.costs() / scale), MAX_COST).astype(np.int64)
 
+    def int_jump(self, scale: float) -> int | None:
+        """The re-acquire cost in logit quanta of ``scale`` (None: no jump move)."""
+        if self.jump is None:
+            return None
+        if not (math.isfinite(scale) and scale > 0):
+            raise PpgedgeError(f"tracker: logit scale {scale!r} must be positive and finite")
+        return int(min(round(self.jump / scale), MAX_COST))
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "counts": list(self.counts),
             "half_width": self.half_width,
             "weight": self.weight,
             "hop_s": self.hop_s,
             "n_pairs": self.n_pairs,
         }
+        if self.jump is not None:  # absent without: records made before it read the same
+            d["jump"] = self.jump
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TransitionPrior:
@@ -94,6 +114,7 @@ class TransitionPrior:
                 float(d["weight"]),
                 float(d.get("hop_s", 2.0)),
                 int(d.get("n_pairs", 0)),
+                None if d.get("jump") is None else float(d["jump"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PpgedgeError(
@@ -166,12 +187,16 @@ def check_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def filter_sequence(
-    logits: np.ndarray, costs: np.ndarray, starts: np.ndarray | None = None
+    logits: np.ndarray,
+    costs: np.ndarray,
+    starts: np.ndarray | None = None,
+    jump: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the filter over consecutive windows; ``starts[i]`` True resets before window i.
 
-    Integer ``logits`` (int8 values) need integer ``costs`` and give the bit-exact firmware
-    result; float logits run the same recursion in float64. Returns (class index, margin)."""
+    Integer ``logits`` (int8 values) need integer ``costs`` (and ``jump``) and give the
+    bit-exact firmware result; float logits run the same recursion in float64. ``jump``: the
+    re-acquire cost (None: none). Returns (class index, margin)."""
     logits = check_logits(logits)
     integer = np.issubdtype(logits.dtype, np.integer)
     if integer != np.issubdtype(np.asarray(costs).dtype, np.integer):
@@ -195,7 +220,10 @@ def filter_sequence(
         else:
             pad[k : k + N_CLASSES] = alpha
             # prior(j) = max_d alpha(j - d) - cost(d), d = -K..K: pad[j + i] with d = K - i
-            a = x[t] + (windows - rcost).max(axis=1)
+            move = (windows - rcost).max(axis=1)
+            if jump is not None:  # alpha peaks at 0: a jump from the best class costs J
+                move = np.maximum(move, -jump)
+            a = x[t] + move
         a = a - a.max()
         if integer:
             a = np.maximum(a, FLOOR)
@@ -234,16 +262,16 @@ def track(
     new_rec = np.ones(n, bool)
     new_rec[1:] = rec[1:] != rec[:-1]
     if scale is None:
-        costs = prior.costs()
+        costs, jump = prior.costs(), prior.jump
         x = np.asarray(logits, np.float64)[order]
         unit = 1.0
     else:
-        costs = prior.int_costs(scale)
+        costs, jump = prior.int_costs(scale), prior.int_jump(scale)
         x = np.asarray(logits)[order]
         if x.size and (x.min() < -128 or x.max() > 127 or not np.issubdtype(x.dtype, np.integer)):
             raise PpgedgeError("tracker: quantised logits must be int8 values (-128..127)")
         unit = float(scale)
-    idx, margin = filter_sequence(x, costs, ~ok)
+    idx, margin = filter_sequence(x, costs, ~ok, jump)
     bpm = np.empty(n, np.float64)
     conf = np.empty(n, np.float64)
     bpm[order] = idx + BPM_MIN

@@ -51,7 +51,7 @@ int ${id}_tracker_update(${id}_tracker_t *t, const int8_t *logits, int n_classes
                     best = v;
                 }
             }
-            t->score[j] = (int32_t)logits[j] + best;
+${jump_code}            t->score[j] = (int32_t)logits[j] + best;
         }
     }
     top = t->score[0];

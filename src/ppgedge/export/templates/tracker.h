@@ -5,7 +5,7 @@
  *   score(j) = logit(j) + max_{|d| <= ${half_width}} (score_prev(j - d) - cost(d)),
  * then score -= max(score), clamped at ${ID}_TRACKER_FLOOR. cost(d) is ${weight_text} x -log p(d),
  * p the BPM change per ${hop_s_text} s hop on the training subjects, quantised to the logits'
- * scale (${output_scale_text}). Bit-exact with ppgedge.models.tracker (Python). */
+ * scale (${output_scale_text}).${jump_text} Bit-exact with ppgedge.models.tracker (Python). */
 #ifndef ${ID}_TRACKER_H_
 #define ${ID}_TRACKER_H_
 
@@ -19,7 +19,7 @@ extern "C" {
 #define ${ID}_TRACKER_HALF_WIDTH ${half_width}
 #define ${ID}_TRACKER_FLOOR (${floor})
 #define ${ID}_TRACKER_PEAK_HALF_WIDTH ${peak_half_width}
-#define ${ID}_TRACKER_BAD_INPUT (-1) /* wrong class count or NULL: the state was reset */
+${jump_define}#define ${ID}_TRACKER_BAD_INPUT (-1) /* wrong class count or NULL: the state was reset */
 
 typedef struct {
     int32_t score[${ID}_TRACKER_N_CLASSES]; /* log-domain scores, max 0, in logit quanta */
