@@ -38,6 +38,7 @@ from ppgedge.data.loader import WindowSource
 from ppgedge.evaluate.predict import eval_indices
 from ppgedge.evaluate.tracking import (
     GRID_HALF_WIDTH,
+    GRID_JUMP,
     GRID_WEIGHT,
     TRACKED,
     choose_tracker,
@@ -108,6 +109,8 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
         "chosen": {
             "half_width": prior.half_width,
             "weight": prior.weight,
+            "jump": prior.jump,
+            "int_jump": prior.int_jump(scale),
             "configurations": choice["configurations"],
             "decoder": chosen,
             "int_costs": prior.int_costs(scale).tolist(),
@@ -139,8 +142,8 @@ def _rel(path: Path) -> str:
 def table(rows: list[dict]) -> str:
     lines = [
         "| data | test windows | argmax | smoothed | expectation | tracked | chosen on val "
-        "| K | weight | C bit-exact (host / M4) | instr./update (M4) | state B |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|",
+        "| K | weight | J | C bit-exact (host / M4) | instr./update (M4) | state B |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         t, c, m4 = r["test_mae"], r["chosen"], r["cortex_m4"]
@@ -148,6 +151,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['name']} | {r['windows']['test']} | {t['argmax']:.2f} | {t['smoothed']:.2f} "
             f"| {t['expectation']:.2f} | {t[TRACKED]:.2f} | {c['decoder']} "
             f"({r['test_mae_chosen']:.2f}) | {c['half_width']} | {c['weight']:g} "
+            f"| {'-' if c.get('jump') is None else format(c['jump'], 'g')} "
             f"| {'yes' if r['c_host_bit_exact'] else 'NO'} ({r['c_host_windows']}) / "
             f"{'yes' if m4['bit_exact'] else 'NO'} ({m4['windows']}) "
             f"| {m4['instructions_per_update_mean']:,.0f} "
@@ -176,7 +180,11 @@ def main() -> int:
         "schema": "ppgedge.bench.tracker/1",
         "ppgedge_version": __version__,
         "python": platform.python_version(),
-        "grid": {"half_width": list(GRID_HALF_WIDTH), "weight": list(GRID_WEIGHT)},
+        "grid": {
+            "half_width": list(GRID_HALF_WIDTH),
+            "weight": list(GRID_WEIGHT),
+            "jump": list(GRID_JUMP),
+        },
         "state_bytes_declared": STATE_BYTES,
         "runs": rows,
     }
@@ -187,8 +195,9 @@ def main() -> int:
         "",
         f"ppgedge {__version__}. Test-subject MAE (BPM) of the deployed int8 model (TFLite Micro "
         "runtime) per decoder; the transition prior from the training subjects' labels, its half "
-        f"width K and weight chosen on the validation subjects ({len(GRID_HALF_WIDTH)} x "
-        f"{len(GRID_WEIGHT)} = {len(GRID_HALF_WIDTH) * len(GRID_WEIGHT)} configurations), the "
+        "width K, weight and re-acquire cost J (- = none) chosen on the validation subjects "
+        f"({len(GRID_HALF_WIDTH)} x {len(GRID_WEIGHT)} x {len(GRID_JUMP)} = "
+        f"{len(GRID_HALF_WIDTH) * len(GRID_WEIGHT) * len(GRID_JUMP)} configurations), the "
         "decoder chosen on validation too; test subjects scored once per decoder. Windows in "
         "recording/start order, reset at every recording and gap. The C tracker: bit-exact "
         "check against Python on the host (all test windows) and on the Cortex-M4 in QEMU "
