@@ -77,6 +77,13 @@ def test_prune_cli_rebuild_keeps_the_better_and_says_so(
     assert_user_error(ppgedge("prune", tiny_checkpoint, "--to", "60%", "--rebuild", "-o", out),
                       "--teacher")  # fmt: skip
     assert not out.exists()
+    # a file of the user's where the other candidate would go: refused before any work
+    theirs = rebuilt_path(out)
+    theirs.write_text("my notes")
+    assert_user_error(ppgedge("prune", tiny_checkpoint, "--to", "60%", "--teacher", tiny_checkpoint,
+                              "--rebuild", "-o", out), str(theirs))  # fmt: skip
+    assert theirs.read_text() == "my notes" and not out.exists()
+    theirs.unlink()
     proc = ppgedge("prune", tiny_checkpoint, "--to", "60%", *fast, "--teacher", tiny_checkpoint,
                    "--rebuild", "--device", "cpu", "-o", out, "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -90,6 +90,10 @@ def prune_cmd(
         split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
     )
     out = out or claim(checkpoint.with_name(checkpoint.stem + ".pruned.pt"), CHECKPOINT)
+    if rebuild:  # the candidate not kept goes beside --out: refuse a foreign file there now
+        from ppgedge.compress.rebuild import rebuilt_path
+
+        claim(rebuilt_path(out), CHECKPOINT, "--rebuild: the other candidate,")
     if target is not None:
         from ppgedge.profile.prune_target import prune_budget_for
         from ppgedge.profile.targets import target_in_effect
