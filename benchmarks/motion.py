@@ -269,13 +269,27 @@ def score_model(
     }
 
 
+def run_dataset(run: Path, teacher) -> Dataset:
+    """The dataset a run folder trained on: the imported one its teacher names, or the run's
+    own synthetic ``data/dataset.ppgds``."""
+    path = Path(teacher.training["dataset"])
+    return Dataset(path if (path / "meta.json").is_file() else run / "data" / "dataset.ppgds")
+
+
+def write_results(stem: str, doc: dict[str, Any], text: str) -> None:
+    """``benchmarks/results/<stem>.json`` and ``.md``, and the table on stdout."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text(text)
+    print(text)
+
+
 def score_run(run: Path) -> dict[str, Any]:
     """Every stage of one run folder on its test subjects, plus both spectral rows."""
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     split = _split(teacher)
     manifest = json.loads((run / "manifest.json").read_text())
-    ds_path = Path(teacher.training["dataset"])
-    ds = Dataset(ds_path if (ds_path / "meta.json").is_file() else run / "data" / "dataset.ppgds")
+    ds = run_dataset(run, teacher)
     parts = split.indices(ds.subject_names())
     rows = []
     for name, path in (
@@ -535,10 +549,7 @@ def main() -> None:
         "configurations_on_test": CONFIGS_ON_TEST,
         "issue_before": ISSUE_BEFORE,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "motion.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "motion.md").write_text(markdown(doc))
-    print(markdown(doc))
+    write_results("motion", doc, markdown(doc))
 
 
 if __name__ == "__main__":

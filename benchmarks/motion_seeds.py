@@ -38,6 +38,7 @@ from motion import (
     _datasets,
     run_chain,
     score_run,
+    write_results,
 )
 
 from ppgedge import __version__
@@ -245,10 +246,7 @@ def main() -> None:
         "summary": summarise(rows),
         "motion_json_seed0": prev,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "motion_seeds.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "motion_seeds.md").write_text(markdown(doc))
-    print(markdown(doc))
+    write_results("motion_seeds", doc, markdown(doc))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from motion import OUT, RESULTS, _split
+from motion import OUT, _split, run_dataset, write_results
 
 from ppgedge import __version__
-from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.models.bpm import decode
 from ppgedge.models.checkpoint import load_checkpoint
@@ -50,7 +49,7 @@ def _mae(model: torch.nn.Module, decoder: str, x: torch.Tensor, y: np.ndarray) -
 def score_folder(run: Path) -> dict[str, Any]:
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     split = _split(teacher)
-    ds = Dataset(Path(teacher.training["dataset"]))
+    ds = run_dataset(run, teacher)
     parts = split.indices(ds.subject_names())
     prune_cfg = json.loads((run / "manifest.json").read_text())["stages"]["prune"]["params"]
     rows = {}
@@ -122,10 +121,7 @@ def main() -> None:
         "factors": list(FACTORS),
         "runs": {name: score_folder(OUT / name) for name in args.runs},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "range_validation.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "range_validation.md").write_text(markdown(doc))
-    print(markdown(doc))
+    write_results("range_validation", doc, markdown(doc))
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ Writes ``benchmarks/results/reacquire.{json,md}``. Run after motion_seeds.py:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,19 +26,19 @@ import torch
 from motion import (
     FOLDS,
     OUT,
-    RESULTS,
     SCENARIOS,
     TARGETS,
     VERDICT_VARIANT,
     _float_logits,
     _int8_logits,
     _split,
+    run_dataset,
     score_model,
+    write_results,
 )
 from motion_seeds import SEEDS, _name
 
 from ppgedge import __version__
-from ppgedge.data.format import Dataset
 from ppgedge.evaluate.tracking import GRID_JUMP
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.checkpoint import load_checkpoint
@@ -55,8 +53,7 @@ def score_folder(job: tuple[str, int]) -> dict[str, Any]:
     run = OUT / f"{_name(scenario, seed)}_{VERDICT_VARIANT}"
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     split = _split(teacher)
-    ds_path = Path(teacher.training["dataset"])
-    ds = Dataset(ds_path if (ds_path / "meta.json").is_file() else run / "data" / "dataset.ppgds")
+    ds = run_dataset(run, teacher)
     parts = split.indices(ds.subject_names())
     t_logits = {p: _float_logits(teacher, ds, parts[p]) for p in ("val", "test")}
     tfl = next((run / "export").glob("*.tflite"))
@@ -179,10 +176,7 @@ def main() -> None:
         "runs": rows,
         "summary": summarise(rows),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "reacquire.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "reacquire.md").write_text(markdown(doc))
-    print(markdown(doc))
+    write_results("reacquire", doc, markdown(doc))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from motion import DEV_PREFIX, OUT, RESULTS, run_chain, score_run
+from motion import DEV_PREFIX, OUT, run_chain, score_run, write_results
 
 from ppgedge import __version__
 
@@ -108,10 +108,7 @@ def main() -> None:
         "runs": results,
         "verdict": verdict(results),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "rebuild_check.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "rebuild_check.md").write_text(markdown(doc))
-    print(markdown(doc))
+    write_results("rebuild_check", doc, markdown(doc))
 
 
 if __name__ == "__main__":
