@@ -157,9 +157,10 @@ def prune_cmd(
     console.print(table)
     kept = ""
     if choice:
-        scores = ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
+        from ppgedge.distill.choose import val_scores_text
+
         other = next(f for k, f in choice["files"].items() if k != choice["kept"])
-        kept = f", {choice['kept']} kept (val MAE {scores}; the other is {other})"
+        kept = f", {choice['kept']} kept (val MAE {val_scores_text(choice)}; the other is {other})"
     status(
         "prune",
         f"{out}: {fmt_int(result.steps[-1]['parameters'])} params{kept}",

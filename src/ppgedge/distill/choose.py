@@ -21,6 +21,11 @@ from ppgedge.models.checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, s
 from ppgedge.train.trainer import TrainConfig, TrainingObserver, train
 
 
+def val_scores_text(choice: dict[str, Any]) -> str:
+    """A choice record's validation scores for people: ``dkd 0.66, scratch 1.10``."""
+    return ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
+
+
 def scratch_path(out: Path) -> Path:
     """Where the from-scratch candidate is kept beside the stage's student."""
     return out.with_name(out.stem + ".scratch" + out.suffix)

@@ -22,6 +22,7 @@ from ppgedge.atomic import atomic_path, write_json_atomic
 from ppgedge.data.format import DataFormat, Dataset, resolve_channels, write_dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split, holdout
+from ppgedge.distill.choose import val_scores_text
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.models.bpm import decode
@@ -341,8 +342,7 @@ def _distill_run(ctx: Context) -> StageResult:
     choice = ckpt.metrics.get("choice") or {}
     how = d["method"]
     if choice:
-        scores = ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
-        how = f"{choice['kept']}; val MAE {scores}"
+        how = f"{choice['kept']}; val MAE {val_scores_text(choice)}"
     return StageResult(
         outputs,
         {
@@ -448,8 +448,7 @@ def _prune_run(ctx: Context) -> StageResult:
     )
     choice = ck.metrics.get("choice") or {}
     if choice:
-        scores = ", ".join(f"{k} {v:.2f}" for k, v in choice["val_mae"].items())
-        what += f" ({choice['kept']} kept; val MAE {scores})"
+        what += f" ({choice['kept']} kept; val MAE {val_scores_text(choice)})"
     return StageResult(
         outputs,
         {
