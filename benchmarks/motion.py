@@ -50,10 +50,18 @@ from ppgedge.data.splits import Split
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.spectral import spectral_bpm
 from ppgedge.evaluate.spectral_tracker import choose_params, spectral_track
-from ppgedge.evaluate.tracking import GRID_JUMP, TRACKED, fit_tracker, mae_by_decoder_tracked
+from ppgedge.evaluate.tracking import (
+    GRID_JUMP,
+    GRID_LABEL_POWER,
+    TRACKED,
+    fit_tracker,
+    mae_by_decoder_tracked,
+)
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import decode
 from ppgedge.models.checkpoint import load_checkpoint
+from ppgedge.models.tracker import LabelStretch
+from ppgedge.train.trainer import label_stretch, training_config_of
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "motion"
@@ -245,11 +253,16 @@ def score_model(
     parts,
     scale=None,
     jumps: tuple[float | None, ...] = GRID_JUMP,
+    stretch: LabelStretch | None = None,
+    label_powers: tuple[float | None, ...] = GRID_LABEL_POWER,
 ) -> dict[str, Any]:
     """Test MAE with the model's own decoder and with the decoder validation chooses (the
-    tracker's grid of re-acquire costs ``jumps``; ``(None,)``: the tracker without it)."""
+    tracker's grid of re-acquire costs ``jumps``, ``(None,)``: the tracker without it; of
+    label powers ``label_powers`` over the label prior of the training ``stretch``)."""
     real = {k: (v.astype(np.float32) * scale if scale else v) for k, v in logits.items()}
-    tracker = fit_tracker(ds, parts["train"], parts["val"], logits["val"], scale, jumps)
+    tracker = fit_tracker(
+        ds, parts["train"], parts["val"], logits["val"], scale, jumps, stretch, label_powers
+    )
     from ppgedge.models.tracker import TransitionPrior
 
     prior = TransitionPrior.from_dict(tracker["prior"])
@@ -265,8 +278,20 @@ def score_model(
         "mae_chosen": float(test[chosen]),
         "mae_tracked": float(test[TRACKED]),
         "val_mae_by_decoder": tracker["val_mae_by_decoder"],
-        "tracker": {k: tracker["prior"].get(k) for k in ("half_width", "weight", "jump")},
+        "tracker": {
+            k: tracker["prior"].get(k) for k in ("half_width", "weight", "jump", "label_power")
+        },
     }
+
+
+def stretch_of(ckpt) -> LabelStretch | None:
+    """The label-scaled time stretch a checkpoint was trained with (for the label prior)."""
+    return label_stretch(training_config_of(ckpt))
+
+
+def qat_stretch(run: Path) -> LabelStretch | None:
+    """The time stretch of the run's QAT stage, the training behind its int8 export."""
+    return stretch_of(load_checkpoint(run / "qat" / "model.qat.int8.pt"))
 
 
 def run_dataset(run: Path, teacher) -> Dataset:
@@ -299,7 +324,7 @@ def score_run(run: Path) -> dict[str, Any]:
     ):
         ck = teacher if name == "teacher" else load_checkpoint(path)
         logits = {p: _float_logits(ck, ds, parts[p]) for p in ("val", "test")}
-        row = score_model(name, logits, ck.decode, ds, parts)
+        row = score_model(name, logits, ck.decode, ds, parts, stretch=stretch_of(ck))
         row["parameters"] = int(sum(v.numel() for v in ck.state_dict.values()))
         if name == "student":
             row["choice"] = ck.metrics.get("choice")
@@ -309,7 +334,13 @@ def score_run(run: Path) -> dict[str, Any]:
     q = {p: _int8_logits(tfl, art, ds, parts[p]) for p in ("val", "test")}
     scale = q["test"][1]
     int8 = score_model(
-        "int8 (TFLite Micro)", {p: v[0] for p, v in q.items()}, art.decode, ds, parts, scale
+        "int8 (TFLite Micro)",
+        {p: v[0] for p, v in q.items()},
+        art.decode,
+        ds,
+        parts,
+        scale,
+        stretch=qat_stretch(run),
     )
     int8["tflite_bytes"] = tfl.stat().st_size
     rows.append(int8)

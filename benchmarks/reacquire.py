@@ -32,8 +32,10 @@ from motion import (
     _float_logits,
     _int8_logits,
     _split,
+    qat_stretch,
     run_dataset,
     score_model,
+    stretch_of,
     write_results,
 )
 from motion_seeds import SEEDS, _name
@@ -43,10 +45,12 @@ from ppgedge.evaluate.tracking import GRID_JUMP
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.checkpoint import load_checkpoint
 
-GRIDS = {"without J": (None,), "with J": GRID_JUMP}
+# name -> (re-acquire costs, label powers) of the tracker's validation grid
+Grids = dict[str, tuple[tuple[float | None, ...], tuple[float | None, ...]]]
+GRIDS: Grids = {"without J": ((None,), (None,)), "with J": (GRID_JUMP, (None,))}
 
 
-def score_folder(job: tuple[str, int]) -> dict[str, Any]:
+def score_folder(job: tuple[str, int], grids: Grids = GRIDS) -> dict[str, Any]:
     """Teacher and int8 of one run folder, decoded with each grid."""
     torch.set_num_threads(1)
     scenario, seed = job
@@ -61,10 +65,21 @@ def score_folder(job: tuple[str, int]) -> dict[str, Any]:
     q = {p: _int8_logits(tfl, art, ds, parts[p]) for p in ("val", "test")}
     scale = q["test"][1]
     row: dict[str, Any] = {"scenario": scenario, "seed": seed}
-    for grid, jumps in GRIDS.items():
-        t = score_model("teacher", t_logits, teacher.decode, ds, parts, jumps=jumps)
+    t_stretch, q_stretch = stretch_of(teacher), qat_stretch(run)
+    for grid, (jumps, powers) in grids.items():
+        t = score_model(
+            "teacher", t_logits, teacher.decode, ds, parts, None, jumps, t_stretch, powers
+        )
         i = score_model(
-            "int8", {p: v[0] for p, v in q.items()}, art.decode, ds, parts, scale, jumps
+            "int8",
+            {p: v[0] for p, v in q.items()},
+            art.decode,
+            ds,
+            parts,
+            scale,
+            jumps,
+            q_stretch,
+            powers,
         )
         row[grid] = {
             "teacher": t["mae_chosen"],
@@ -72,14 +87,15 @@ def score_folder(job: tuple[str, int]) -> dict[str, Any]:
             "int8": i["mae_chosen"],
             "int8_decoder": i["chosen_decoder"],
             "int8_jump": i["tracker"].get("jump"),
+            "int8_label_power": i["tracker"].get("label_power"),
             "int8_val": i["val_mae_by_decoder"][i["chosen_decoder"]],
             "int8_own": i["mae"],
         }
-    print(scenario, seed, {g: round(row[g]["int8"], 2) for g in GRIDS}, flush=True)
+    print(scenario, seed, {g: round(row[g]["int8"], 2) for g in grids}, flush=True)
     return row
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]], grids: Grids = GRIDS) -> dict[str, Any]:
     out: dict[str, Any] = {"scenarios": {}, "targets": {}}
     for s in dict.fromkeys(r["scenario"] for r in rows):
         rs = [r for r in rows if r["scenario"] == s]
@@ -90,9 +106,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "gap": float(np.mean([r[g]["int8"] - r[g]["teacher"] for r in rs])),
                 "val": float(np.mean([r[g]["int8_val"] for r in rs])),
             }
-            for g in GRIDS
+            for g in grids
         }
-    for g in GRIDS:
+    for g in grids:
         per_seed = []
         for seed in sorted({r["seed"] for r in rows}):
             got = {r["scenario"]: r[g] for r in rows if r["seed"] == seed}
@@ -116,9 +132,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    summ = doc["summary"]
     g0, g1 = GRIDS
-    lines = [
+    intro = [
         "# Tracker re-acquire on the motion benchmark's seed runs (issue #16)",
         "",
         f"ppgedge {doc['ppgedge']}, {doc['date']}. The 18 runs of motion_seeds.md (defaults, "
@@ -127,6 +142,15 @@ def markdown(doc: dict[str, Any]) -> str:
         f"without the re-acquire cost J ({g0}: 35 settings) and with it ({g1}: J in "
         f"{', '.join('none' if j is None else f'{j:g}' for j in GRID_JUMP)}; 175). Test MAE "
         "in BPM, mean over seeds; scored once, nothing chosen on it.",
+    ]
+    return "\n".join(intro + tables(doc, GRIDS)) + "\n"
+
+
+def tables(doc: dict[str, Any], grids: Grids) -> list[str]:
+    """The per-scenario means, the per-run cells and the targets of two grids."""
+    summ = doc["summary"]
+    g0, g1 = grids
+    lines = [
         "",
         f"| scenario | int8 {g0} | int8 {g1} | teacher {g0} | teacher {g1} | int8 - teacher "
         f"{g0} | {g1} | int8 val {g0} | {g1} |",
@@ -139,13 +163,15 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{b['teacher']:.2f} | {a['gap']:+.2f} | {b['gap']:+.2f} | {a['val']:.2f} | "
             f"{b['val']:.2f} |"
         )
-    lines += ["", "Per run (int8; decoder chosen, J chosen when tracked):", ""]
-    lines += ["| scenario | seed | " + " | ".join(GRIDS) + " |", "|---|---|---|---|"]
+    lines += ["", "Per run (int8; decoder chosen, J and tau chosen when tracked):", ""]
+    lines += ["| scenario | seed | " + " | ".join(grids) + " |", "|---|---|---|---|"]
     for r in doc["runs"]:
         cells = []
-        for g in GRIDS:
+        for g in grids:
             x = r[g]
             j = f", J={x['int8_jump']:g}" if x["int8_jump"] is not None else ""
+            if x.get("int8_label_power") is not None:
+                j += f", tau={x['int8_label_power']:g}"
             cells.append(f"{x['int8']:.2f} ({x['int8_decoder']}{j})")
         lines.append(f"| {r['scenario']} | {r['seed']} | " + " | ".join(cells) + " |")
     t = summ["targets"]
@@ -158,7 +184,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{v['fold_mean_int8']:.2f} (target {TARGETS['fold_mean_int8']}), largest fold "
                 f"gap {v['fold_gap_max']:+.2f} (target {TARGETS['fold_gap']})"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
@@ -172,7 +198,7 @@ def main() -> None:
         "schema": "ppgedge.benchmark.reacquire/1",
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
-        "grids": {g: list(j) for g, j in GRIDS.items()},
+        "grids": {g: list(j) for g, (j, _) in GRIDS.items()},
         "runs": rows,
         "summary": summarise(rows),
     }

@@ -14,10 +14,15 @@ from ppgedge.models import tracker as T
 
 
 def _naive(
-    x: np.ndarray, cost: np.ndarray, starts: np.ndarray, jump: int | None = None
+    x: np.ndarray,
+    cost: np.ndarray,
+    starts: np.ndarray,
+    jump: int | None = None,
+    offsets: np.ndarray | None = None,
 ) -> tuple[list[int], list[int]]:
     """The recursion written out loop by loop, independently of the vectorised one (``jump``:
-    a move from the best previous class to any class at that cost)."""
+    a move from the best previous class to any class at that cost; ``offsets``: added to the
+    logits of every window but a sequence's first)."""
     k = len(cost) // 2
     alpha: list[int] = []
     out, margins = [], []
@@ -32,7 +37,8 @@ def _naive(
                 )
                 if jump is not None:
                     best = max(best, max(alpha) - jump)
-                a.append(int(x[t][j]) + best)
+                off = 0 if offsets is None else int(offsets[j])
+                a.append(int(x[t][j]) + off + best)
         m = max(a)
         a = [max(v - m, T.FLOOR) for v in a]
         j = a.index(0)
@@ -69,6 +75,42 @@ def test_integer_filter_matches_the_written_out_recursion() -> None:
     ref_idx, ref_margin = _naive(x, cost, starts, jump)
     assert idx_j.tolist() == ref_idx and margin_j.tolist() == ref_margin
     assert idx_j.tolist() != idx.tolist()  # the jump move changed something on this sequence
+    counts = tuple(int(c) for c in np.bincount(rng.integers(30, 90, 500), minlength=180))
+    labelled = T.TransitionPrior(prior.counts, 5, 0.5, label_counts=counts, label_power=1.0)
+    off = labelled.int_label_offsets(0.1)
+    assert off is not None and off.min() == 0 and off.max() > 20
+    idx_l, margin_l = T.filter_sequence(x, cost, starts, jump, off)
+    ref_idx, ref_margin = _naive(x, cost, starts, jump, off)
+    assert idx_l.tolist() == ref_idx and margin_l.tolist() == ref_margin
+    assert idx_l.tolist() != idx_j.tolist()  # the label prior changed something too
+
+
+def test_label_prior_follows_the_training_stretch_and_round_trips() -> None:
+    """The label prior is the training labels widened as the time stretch widened them; the
+    offsets boost rare heart rates, zero at the most common; records without it read as before."""
+    counts = [0] * 180
+    counts[100 - 30] = 50  # every training window at 100 BPM
+    plain = T.TransitionPrior((1, 2, 1), 1, label_counts=tuple(counts), label_power=1.0)
+    both = T.LabelStretch("both", 1.25, 0.5)
+    wide = T.TransitionPrior((1, 2, 1), 1, label_counts=tuple(counts), label_stretch=both)
+    q0, q1 = plain.label_prior(), wide.label_prior()
+    assert np.isclose(q0.sum(), 1) and np.isclose(q1.sum(), 1)
+    assert q1[124 - 30] > 10 * q0[124 - 30] and q1[81 - 30] > 10 * q0[81 - 30]
+    assert q1[126 - 30] == q0[126 - 30]  # beyond 100 x 1.25 the stretch never reaches
+    slower = T.LabelStretch("slower", 1.25, 0.5)
+    q2 = T.TransitionPrior((1, 2, 1), 1, label_counts=tuple(counts), label_stretch=slower)
+    assert q2.label_prior()[110 - 30] == q0[110 - 30] and q2.label_prior()[85 - 30] > q0[85 - 30]
+    off = plain.label_offsets()
+    assert off is not None and off[70] == 0 and (off >= 0).all()
+    assert np.isclose(off.max(), np.log(q0.max() / q0.min()))
+    tuned = wide.with_params(1, 0.5, 2.0, 1.0)
+    assert T.TransitionPrior.from_dict(tuned.to_dict()) == tuned
+    old = T.TransitionPrior((1, 2, 1), 1)
+    assert "label_counts" not in old.to_dict() and old.label_offsets() is None
+    with pytest.raises(PpgedgeError, match="label"):
+        old.with_params(1, 1.0, None, 1.0)
+    with pytest.raises(PpgedgeError, match="label histogram"):
+        T.TransitionPrior((1, 2, 1), 1, label_counts=(1, 2))
 
 
 def test_reacquire_leaves_a_wrong_track_the_band_limited_filter_keeps() -> None:
@@ -165,9 +207,12 @@ def test_c_tracker_is_bit_exact_with_python_on_real_sequences(real_sequences) ->
     q, starts, prior, scale = real_sequences
     starts = starts.copy()
     starts[len(q) // 2] = True  # and a gap in the middle of a recording
-    for jump in (None, 2.0):  # without and with the re-acquire move
-        p = prior.with_params(prior.half_width, prior.weight, jump)
-        idx, margin = T.filter_sequence(q, p.int_costs(scale), starts, p.int_jump(scale))
+    # without and with the re-acquire move and the label prior
+    for jump, tau in ((None, None), (2.0, None), (2.0, 1.0)):
+        p = prior.with_params(prior.half_width, prior.weight, jump, tau)
+        idx, margin = T.filter_sequence(
+            q, p.int_costs(scale), starts, p.int_jump(scale), p.int_label_offsets(scale)
+        )
         c = run_host(p, scale, q, starts)
         assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin), jump
         assert c.state_bytes <= 1024
@@ -183,8 +228,11 @@ def test_c_tracker_on_cortex_m4_in_qemu_is_bit_exact(real_sequences) -> None:
 
     q, starts, prior, scale = real_sequences
     q, starts = q[:120], starts[:120]
-    prior = prior.with_params(prior.half_width, prior.weight, 2.0)  # with the re-acquire move
-    idx, margin = T.filter_sequence(q, prior.int_costs(scale), starts, prior.int_jump(scale))
+    # with the re-acquire move and the label prior
+    prior = prior.with_params(prior.half_width, prior.weight, 2.0, 1.0)
+    idx, margin = T.filter_sequence(
+        q, prior.int_costs(scale), starts, prior.int_jump(scale), prior.int_label_offsets(scale)
+    )
     c = run_qemu(prior, scale, q, starts)
     assert np.array_equal(c.bpm, idx + 30) and np.array_equal(c.margin, margin)
     assert c.instructions is not None and (c.instructions > 0).all()
@@ -221,14 +269,21 @@ def test_training_fits_the_tracker_and_eval_scores_it_beside_the_decoder(
     """The trainer stores a tracker chosen on validation; eval scores it on the test subjects
     next to the per-window decoder and says how many sequences it tracked."""
     from ppgedge.evaluate.report import evaluate_model
-    from ppgedge.evaluate.tracking import GRID_HALF_WIDTH, GRID_JUMP, GRID_WEIGHT
+    from ppgedge.evaluate.tracking import (
+        GRID_HALF_WIDTH,
+        GRID_JUMP,
+        GRID_LABEL_POWER,
+        GRID_WEIGHT,
+    )
     from ppgedge.models.checkpoint import load_checkpoint
 
     tr = load_checkpoint(tiny_checkpoint).tracker
     prior = T.TransitionPrior.from_dict(tr["prior"])
     assert prior.half_width in GRID_HALF_WIDTH and prior.weight in GRID_WEIGHT
-    assert prior.jump in GRID_JUMP
-    assert tr["configurations"] == len(GRID_HALF_WIDTH) * len(GRID_WEIGHT) * len(GRID_JUMP)
+    assert prior.jump in GRID_JUMP and prior.label_power in GRID_LABEL_POWER
+    assert prior.label_counts is not None and sum(prior.label_counts) > 0
+    grid = len(GRID_HALF_WIDTH) * len(GRID_WEIGHT) * len(GRID_JUMP) * len(GRID_LABEL_POWER)
+    assert tr["configurations"] == grid
     assert min(tr["val_mae_grid"].values()) == tr["val_mae_by_decoder"]["tracked"]
     assert set(tr["val_mae_by_decoder"]) == {"argmax", "smoothed", "expectation", "tracked"}
     assert tr["decoder"] == min(tr["val_mae_by_decoder"], key=tr["val_mae_by_decoder"].get)

@@ -16,22 +16,32 @@ from ppgedge.data.format import Dataset
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import Evaluation, evaluation
+from ppgedge.evaluate.tracker_grid import grid_bpm
 from ppgedge.models.bpm import DECODERS, decode
-from ppgedge.models.tracker import Tracked, TransitionPrior, fit_prior, track
+from ppgedge.models.tracker import LabelStretch, Tracked, TransitionPrior, fit_prior, track
 
 TRACKED = "tracked"
-# Half widths (classes per hop), weights (logit units per nat of -log p) and re-acquire costs
-# (logit units; None: no jump move) the validation subjects choose between: 5 x 7 x 5 = 175.
+# Half widths (classes per hop), weights (logit units per nat of -log p), re-acquire costs
+# (logit units; None: no jump move) and label powers (None: the logits as posteriors; 1: divided
+# by the training's heart-rate prior) the validation subjects choose between: 5 x 7 x 5 x 2.
 GRID_HALF_WIDTH = (3, 5, 8, 12, 20)
 GRID_WEIGHT = (0.015625, 0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0)
 GRID_JUMP: tuple[float | None, ...] = (None, 2.0, 4.0, 8.0, 16.0)
+GRID_LABEL_POWER: tuple[float | None, ...] = (None, 1.0)
 
 
-def prior_from_training(dataset: Dataset, train_idx: np.ndarray) -> TransitionPrior:
-    """The BPM-change histogram of the training subjects' consecutive windows."""
+def prior_from_training(
+    dataset: Dataset, train_idx: np.ndarray, stretch: LabelStretch | None = None
+) -> TransitionPrior:
+    """The BPM-change histogram of the training subjects' consecutive windows and their label
+    histogram (``stretch``: the time stretch the network was trained with)."""
     idx = np.asarray(train_idx)
     return fit_prior(
-        dataset.y[idx], dataset.recording[idx], dataset.start_s[idx], dataset.fmt.hop_s
+        dataset.y[idx],
+        dataset.recording[idx],
+        dataset.start_s[idx],
+        dataset.fmt.hop_s,
+        stretch=stretch,
     )
 
 
@@ -50,6 +60,14 @@ def track_windows(
     )
 
 
+def _grid_key(k: int, w: float, jump: float | None, tau: float | None) -> str:
+    return (
+        f"K={k} w={w:g}"
+        + ("" if jump is None else f" J={jump:g}")
+        + ("" if tau is None else f" tau={tau:g}")
+    )
+
+
 def choose_tracker(
     prior: TransitionPrior,
     logits: np.ndarray | torch.Tensor,
@@ -57,23 +75,40 @@ def choose_tracker(
     val_idx: np.ndarray,
     scale: float | None = None,
     jumps: tuple[float | None, ...] = GRID_JUMP,
+    label_powers: tuple[float | None, ...] = GRID_LABEL_POWER,
 ) -> tuple[TransitionPrior, dict[str, Any]]:
-    """The half width, weight and re-acquire cost with the lowest MAE on the validation
-    windows ``val_idx`` (the first of equals in grid order: no jump before any jump)."""
+    """The half width, weight, re-acquire cost and label power with the lowest MAE on the
+    validation windows ``val_idx`` (the first of equals in grid order: no label power before
+    any, no jump before any jump). A prior without a label histogram (fitted before ppgedge
+    kept one) is tried without label power."""
     y = np.asarray(dataset.y[np.asarray(val_idx)], np.float64)
-    scores: dict[str, float] = {}
-    best: tuple[float, TransitionPrior] | None = None
-    for j in jumps:
-        for k in GRID_HALF_WIDTH:
-            for w in GRID_WEIGHT:
-                p = prior.with_params(k, w, j)
-                tr = track_windows(logits, dataset, val_idx, p, scale)
-                mae = error_summary(tr.bpm, y)["mae"]
-                scores[f"K={k} w={w:g}" + ("" if j is None else f" J={j:g}")] = mae
-                if best is None or mae < best[0]:
-                    best = (mae, p)
-    assert best is not None
-    return best[1], {"val_mae": best[0], "configurations": len(scores), "val_mae_grid": scores}
+    if prior.label_counts is None:
+        label_powers = (None,)
+    settings = [
+        (_grid_key(k, w, j, t), prior.with_params(k, w, j, t))
+        for t in label_powers
+        for j in jumps
+        for k in GRID_HALF_WIDTH
+        for w in GRID_WEIGHT
+    ]
+    x = logits.numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
+    idx = np.asarray(val_idx)
+    bpm = grid_bpm(
+        x,
+        dataset.recording[idx],
+        dataset.start_s[idx],
+        dataset.fmt.hop_s,
+        [p for _, p in settings],
+        scale,
+    )
+    scores = {key: error_summary(b, y)["mae"] for (key, _), b in zip(settings, bpm, strict=True)}
+    first_best = min(range(len(settings)), key=lambda i: scores[settings[i][0]])  # grid order
+    best_mae = scores[settings[first_best][0]]
+    return settings[first_best][1], {
+        "val_mae": best_mae,
+        "configurations": len(scores),
+        "val_mae_grid": scores,
+    }
 
 
 def mae_by_decoder_tracked(
@@ -101,15 +136,17 @@ def fit_tracker(
     val_logits: np.ndarray | torch.Tensor,
     scale: float | None = None,
     jumps: tuple[float | None, ...] = GRID_JUMP,
+    stretch: LabelStretch | None = None,
+    label_powers: tuple[float | None, ...] = GRID_LABEL_POWER,
 ) -> dict[str, Any]:
-    """Prior from training labels, width, weight and re-acquire cost from validation: the
-    ``tracker`` record a checkpoint or artifact stores (``prior`` feeds
-    :meth:`TransitionPrior.from_dict`)."""
+    """Prior from training labels (``stretch``: the network's training time stretch), width,
+    weight, re-acquire cost and label power from validation: the ``tracker`` record a
+    checkpoint or artifact stores (``prior`` feeds :meth:`TransitionPrior.from_dict`)."""
     try:
-        fitted = prior_from_training(dataset, train_idx)
+        fitted = prior_from_training(dataset, train_idx, stretch)
     except PpgedgeError as exc:  # no window sequences: the model still works window by window
         return {"unavailable": str(exc)}
-    prior, choice = choose_tracker(fitted, val_logits, dataset, val_idx, scale, jumps)
+    prior, choice = choose_tracker(fitted, val_logits, dataset, val_idx, scale, jumps, label_powers)
     maes = mae_by_decoder_tracked(val_logits, dataset, val_idx, prior, scale)
     best = min(maes, key=maes.get)
     return {
@@ -148,6 +185,7 @@ def tracked_evaluation(
         "half_width": prior.half_width,
         "weight": prior.weight,
         "jump": prior.jump,
+        "label_power": prior.label_power,
         "arithmetic": "int8 (bit-exact with the bundle's C tracker)" if scale else "float",
         "val_decoder": record.get("decoder"),
         "confidence_median": float(np.median(tr.confidence)) if len(tr.confidence) else None,

@@ -638,6 +638,11 @@ def write_bundle(
             f"output->data.int8, {N_CLASSES}, &margin)` per window for the tracked BPM (the "
             f"BPM change per hop is limited to +/-{prior.half_width}"
             + ("" if prior.jump is None else f", or a re-acquire jump at cost {prior.jump:g}")
+            + (
+                ""
+                if prior.label_power is None
+                else "; each window's logits are divided by the training heart-rate prior"
+            )
             + "; a small `margin` flags an unreliable window). Bit-exact with ppgedge's Python "
             "tracker; see docs/tracker.md.\n"
         )
@@ -645,6 +650,11 @@ def write_bundle(
             "prior": prior.to_dict(),
             "int_costs": prior.int_costs(io["output"]["scale"]).tolist(),
             **({} if prior.jump is None else {"int_jump": prior.int_jump(io["output"]["scale"])}),
+            **(
+                {}
+                if prior.label_power is None
+                else {"int_label_offsets": prior.int_label_offsets(io["output"]["scale"]).tolist()}
+            ),
             "state_bytes": STATE_BYTES,
             "val_decoder": tracker.get("decoder"),
             "val_mae_by_decoder": tracker.get("val_mae_by_decoder"),

@@ -82,6 +82,24 @@ def render_tracker(
                 "            }\n"
             ),
         }
+    offsets = prior.int_label_offsets(output_scale)
+    if offsets is None:
+        label_fields = {"label_text": "", "label_table": "", "label_term": ""}
+    else:
+        label_fields = {
+            "label_text": (
+                "\n * From the second window on, offset(j) is added to logit(j): "
+                f"{prior.label_power:g} x (log q_max -"
+                "\n * log q(j)), q the heart-rate prior of the training (scaled likelihoods)."
+            ),
+            "label_table": (
+                "/* offset(j): the training heart-rate prior divided out, logit quanta. */\n"
+                "static const int32_t k_offset[N] = {"
+                + ", ".join(str(int(c)) for c in offsets)
+                + "};\n"
+            ),
+            "label_term": " + k_offset[j]",
+        }
     fields = {
         "id": ident,
         "ID": big,
@@ -97,6 +115,7 @@ def render_tracker(
         "costs_init": "{" + ", ".join(str(int(c)) for c in costs) + "}",
         "bpm_min": BPM_MIN,
         **jump_fields,
+        **label_fields,
     }
     out = {}
     for ext in ("h", "c"):

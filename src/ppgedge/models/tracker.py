@@ -11,7 +11,14 @@ distribution ``p`` of the BPM change per hop, fitted on the training labels (ban
 ``J`` the max over predecessors is floored at ``-J``: since ``alpha_{t-1}`` peaks at 0, that is
 a jump from the best class anywhere at cost ``J``, so a track that settled on a wrong heart
 rate (the cadence, a harmonic) is left as soon as the evidence elsewhere outweighs it by more
-than ``J``; without it the filter can only crawl ``K`` classes per hop. The estimate is the
+than ``J``; without it the filter can only crawl ``K`` classes per hop. With a label power
+``tau`` every window after the first adds ``tau * (log q_max - log q(j))``, ``q`` the heart-rate
+distribution the network was trained on (the training labels, widened by the label-scaled time
+stretch the training used): the network's logits are posteriors, which already hold ``q``, and
+a filter that adds them up window after window counts ``q`` once per window, pulling a long
+track toward the common heart rates; dividing the posterior by the prior ("scaled likelihood",
+the hybrid HMM/network decoder of Bourlard and Morgan) counts it once, in the first window.
+The estimate is the
 argmax of ``alpha_t``; the confidence is the margin between it and the best class more than
 :data:`PEAK_HALF_WIDTH` classes away (in logit units: a small margin flags a window where two
 heart-rate hypotheses are nearly equally good).
@@ -26,7 +33,7 @@ Softmax is shift-invariant, so the int8 zero point does not matter, only the sca
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +46,32 @@ FLOOR = -(1 << 20)  # scores below max - 2^20 logit quanta are clamped (bounded 
 MAX_COST = 1 << 15  # integer costs are capped so int32 sums never overflow
 PEAK_HALF_WIDTH = 5  # the confidence compares the peak with the best class > 5 BPM away
 MAX_HALF_WIDTH = 30
+LABEL_FLOOR = 0.05  # share of the label prior spread evenly: caps the boost of unseen classes
+STRETCH_POINTS = 41  # stretch factors summed over when widening the label prior
 _SENTINEL = -(1 << 40)
+
+
+@dataclass(frozen=True)
+class LabelStretch:
+    """The label-scaled time stretch a network was trained with (train.time_stretch): it
+    widens the heart rates the network saw beyond the raw labels."""
+
+    mode: str  # "both", "slower" or "off"
+    max_stretch: float
+    p: float  # share of the windows stretched
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("both", "slower", "off") or not (
+            math.isfinite(self.max_stretch) and math.isfinite(self.p) and 0 <= self.p <= 1
+        ):
+            raise PpgedgeError(f"tracker prior: bad time stretch record {self!r}: refit it")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "max_stretch": self.max_stretch, "p": self.p}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabelStretch:
+        return cls(str(d["mode"]), float(d["max_stretch"]), float(d["p"]))
 
 
 @dataclass(frozen=True)
@@ -52,6 +84,9 @@ class TransitionPrior:
     hop_s: float = 2.0
     n_pairs: int = 0  # consecutive training window pairs counted
     jump: float | None = None  # re-acquire cost J in logit units (None: no jump move)
+    label_counts: tuple[int, ...] | None = None  # training windows per BPM class
+    label_stretch: LabelStretch | None = None  # the training's label-scaled time stretch
+    label_power: float | None = None  # tau: divide the posterior by prior^tau (None: off)
 
     def __post_init__(self) -> None:
         k = len(self.counts) // 2
@@ -64,11 +99,33 @@ class TransitionPrior:
             raise PpgedgeError("tracker prior: negative or non-finite weight or counts: refit it")
         if self.jump is not None and not (math.isfinite(self.jump) and self.jump >= 0):
             raise PpgedgeError("tracker prior: the re-acquire cost must be >= 0: refit it")
+        if self.label_counts is not None and (
+            len(self.label_counts) != N_CLASSES
+            or min(self.label_counts) < 0
+            or sum(self.label_counts) == 0
+        ):
+            raise PpgedgeError(
+                f"tracker prior: the label histogram needs {N_CLASSES} non-negative counts, "
+                "not all zero: refit it"
+            )
+        if self.label_power is not None and (
+            self.label_counts is None
+            or not (math.isfinite(self.label_power) and self.label_power >= 0)
+        ):
+            raise PpgedgeError(
+                "tracker prior: a label power needs the label histogram and must be >= 0: refit it"
+            )
 
     def with_params(
-        self, half_width: int, weight: float, jump: float | None = None
+        self,
+        half_width: int,
+        weight: float,
+        jump: float | None = None,
+        label_power: float | None = None,
     ) -> TransitionPrior:
-        return TransitionPrior(self.counts, half_width, weight, self.hop_s, self.n_pairs, jump)
+        return replace(
+            self, half_width=half_width, weight=weight, jump=jump, label_power=label_power
+        )
 
     def costs(self) -> np.ndarray:
         """float64 (2K+1,) cost of each change ``-K..K``: ``weight * (log p_max - log p(d))``."""
@@ -93,6 +150,45 @@ class TransitionPrior:
             raise PpgedgeError(f"tracker: logit scale {scale!r} must be positive and finite")
         return int(min(round(self.jump / scale), MAX_COST))
 
+    def label_prior(self) -> np.ndarray:
+        """float64 (180,) heart-rate distribution the network was trained on: the training
+        labels' histogram, widened by the label-scaled time stretch as the training drew it,
+        mixed with :data:`LABEL_FLOOR` of the uniform distribution."""
+        if self.label_counts is None:
+            raise PpgedgeError("tracker prior: no label histogram: refit the tracker")
+        h = np.asarray(self.label_counts, np.float64)
+        h /= h.sum()
+        st = self.label_stretch
+        if st is not None and st.p > 0 and st.max_stretch > 1 and st.mode != "off":
+            u = (np.arange(STRETCH_POINTS) + 0.5) / STRETCH_POINTS
+            if st.mode == "both":  # log f uniform in [-log m, log m], label x f
+                factors = np.exp((2 * u - 1) * math.log(st.max_stretch))
+            else:  # "slower": f uniform in [1, m], label / f
+                factors = 1.0 / (1 + u * (st.max_stretch - 1))
+            bpm = np.arange(N_CLASSES) + BPM_MIN
+            moved = np.zeros(N_CLASSES)
+            for f in factors:
+                np.add.at(moved, bpm_class(bpm * f), h / STRETCH_POINTS)
+            h = (1 - st.p) * h + st.p * moved
+        return (1 - LABEL_FLOOR) * h + LABEL_FLOOR / N_CLASSES
+
+    def label_offsets(self) -> np.ndarray | None:
+        """float64 (180,) ``tau * (log q_max - log q(j))`` added to every window's logits after
+        the first of a sequence (None: no label power)."""
+        if self.label_power is None:
+            return None
+        logq = np.log(self.label_prior())
+        return self.label_power * (logq.max() - logq)
+
+    def int_label_offsets(self, scale: float) -> np.ndarray | None:
+        """int64 label offsets in logit quanta of ``scale`` (None: no label power)."""
+        off = self.label_offsets()
+        if off is None:
+            return None
+        if not (math.isfinite(scale) and scale > 0):
+            raise PpgedgeError(f"tracker: logit scale {scale!r} must be positive and finite")
+        return np.minimum(np.rint(off / scale), MAX_COST).astype(np.int64)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "counts": list(self.counts),
@@ -103,6 +199,12 @@ class TransitionPrior:
         }
         if self.jump is not None:  # absent without: records made before it read the same
             d["jump"] = self.jump
+        if self.label_counts is not None:
+            d["label_counts"] = list(self.label_counts)
+            st = self.label_stretch
+            d["label_stretch"] = None if st is None else st.to_dict()
+        if self.label_power is not None:
+            d["label_power"] = self.label_power
         return d
 
     @classmethod
@@ -115,6 +217,11 @@ class TransitionPrior:
                 float(d.get("hop_s", 2.0)),
                 int(d.get("n_pairs", 0)),
                 None if d.get("jump") is None else float(d["jump"]),
+                None if d.get("label_counts") is None else tuple(int(c) for c in d["label_counts"]),
+                None
+                if d.get("label_stretch") is None
+                else LabelStretch.from_dict(d["label_stretch"]),
+                None if d.get("label_power") is None else float(d["label_power"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PpgedgeError(
@@ -146,8 +253,10 @@ def fit_prior(
     hop_s: float,
     *,
     max_half_width: int = MAX_HALF_WIDTH,
+    stretch: LabelStretch | None = None,
 ) -> TransitionPrior:
-    """Histogram of the class change between consecutive windows (training labels only)."""
+    """Histogram of the class change between consecutive windows and of the classes
+    (training labels only); ``stretch``: the training's time stretch, for the label prior."""
     order = sequence_order(recording, start_s)
     ok = consecutive(np.asarray(recording)[order], np.asarray(start_s)[order], hop_s)
     cls = bpm_class(np.asarray(bpm, np.float64)[order])
@@ -159,7 +268,14 @@ def fit_prior(
             "tracker: no consecutive training windows (same recording, one hop apart) to fit "
             "the BPM-change prior: import the data with its recordings and start times"
         )
-    return TransitionPrior(tuple(int(c) for c in counts), hop_s=hop_s, n_pairs=int(ok.sum()))
+    labels = np.bincount(bpm_class(np.asarray(bpm, np.float64)), minlength=N_CLASSES)
+    return TransitionPrior(
+        tuple(int(c) for c in counts),
+        hop_s=hop_s,
+        n_pairs=int(ok.sum()),
+        label_counts=tuple(int(c) for c in labels),
+        label_stretch=stretch,
+    )
 
 
 def bpm_class(bpm: np.ndarray) -> np.ndarray:
@@ -191,12 +307,15 @@ def filter_sequence(
     costs: np.ndarray,
     starts: np.ndarray | None = None,
     jump: float | None = None,
+    offsets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the filter over consecutive windows; ``starts[i]`` True resets before window i.
 
-    Integer ``logits`` (int8 values) need integer ``costs`` (and ``jump``) and give the
-    bit-exact firmware result; float logits run the same recursion in float64. ``jump``: the
-    re-acquire cost (None: none). Returns (class index, margin)."""
+    Integer ``logits`` (int8 values) need integer ``costs`` (and ``jump``, ``offsets``) and
+    give the bit-exact firmware result; float logits run the same recursion in float64.
+    ``jump``: the re-acquire cost (None: none); ``offsets``: the label prior's per-class
+    offsets, added to every window but a sequence's first (None: none). Returns (class index,
+    margin)."""
     logits = check_logits(logits)
     integer = np.issubdtype(logits.dtype, np.integer)
     if integer != np.issubdtype(np.asarray(costs).dtype, np.integer):
@@ -214,6 +333,9 @@ def filter_sequence(
     classes = np.arange(N_CLASSES)
     windows = np.lib.stride_tricks.sliding_window_view(pad, 2 * k + 1)  # a view: (180, 2K+1)
     rcost = cost[::-1]
+    off = None if offsets is None else np.asarray(offsets, dt)
+    if off is not None and off.shape != (N_CLASSES,):
+        raise PpgedgeError(f"tracker: {off.shape} label offsets, need ({N_CLASSES},)")
     for t in range(n):
         if t == 0 or starts[t]:
             a = x[t].copy()
@@ -223,7 +345,7 @@ def filter_sequence(
             move = (windows - rcost).max(axis=1)
             if jump is not None:  # alpha peaks at 0: a jump from the best class costs J
                 move = np.maximum(move, -jump)
-            a = x[t] + move
+            a = x[t] + move if off is None else (x[t] + off) + move
         a = a - a.max()
         if integer:
             a = np.maximum(a, FLOOR)
@@ -262,16 +384,17 @@ def track(
     new_rec = np.ones(n, bool)
     new_rec[1:] = rec[1:] != rec[:-1]
     if scale is None:
-        costs, jump = prior.costs(), prior.jump
+        costs, jump, offsets = prior.costs(), prior.jump, prior.label_offsets()
         x = np.asarray(logits, np.float64)[order]
         unit = 1.0
     else:
         costs, jump = prior.int_costs(scale), prior.int_jump(scale)
+        offsets = prior.int_label_offsets(scale)
         x = np.asarray(logits)[order]
         if x.size and (x.min() < -128 or x.max() > 127 or not np.issubdtype(x.dtype, np.integer)):
             raise PpgedgeError("tracker: quantised logits must be int8 values (-128..127)")
         unit = float(scale)
-    idx, margin = filter_sequence(x, costs, ~ok, jump)
+    idx, margin = filter_sequence(x, costs, ~ok, jump, offsets)
     bpm = np.empty(n, np.float64)
     conf = np.empty(n, np.float64)
     bpm[order] = idx + BPM_MIN

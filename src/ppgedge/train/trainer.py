@@ -36,6 +36,7 @@ from ppgedge.models.checkpoint import (
     save_checkpoint,
 )
 from ppgedge.models.registry import count_macs, count_parameters, create_model
+from ppgedge.models.tracker import LabelStretch
 from ppgedge.train.motion_augment import motion_augment
 from ppgedge.train.objective import Objective, Supervised
 from ppgedge.train.time_stretch import MODES as STRETCH_MODES
@@ -106,6 +107,13 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise PpgedgeError("--device cuda requested but no CUDA device is available: use cpu")
     return torch.device(requested)
+
+
+def label_stretch(cfg: TrainConfig) -> LabelStretch | None:
+    """The time stretch this training draws (None: none), for the tracker's label prior."""
+    if not cfg.augment or cfg.time_stretch == "off" or cfg.stretch_p <= 0 or cfg.max_stretch <= 1:
+        return None
+    return LabelStretch(cfg.time_stretch, cfg.max_stretch, cfg.stretch_p)
 
 
 def augment_batch(
@@ -382,7 +390,11 @@ def train(
     val = mae_by_decoder(model, val_src, dev)
     decoder = min(val, key=val.get)
     tracker = fit_tracker(
-        dataset, train_src.indices, val_src.indices, predict_logits(model, val_src, dev)
+        dataset,
+        train_src.indices,
+        val_src.indices,
+        predict_logits(model, val_src, dev),
+        stretch=label_stretch(cfg),
     )
     metrics = {
         "val_mae": val[decoder],

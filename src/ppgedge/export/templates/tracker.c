@@ -11,7 +11,7 @@ typedef char ${id}_tracker_state_fits_1k[(sizeof(${id}_tracker_t) <= 1024) ? 1 :
 
 /* cost(d) for d = -K..K, logit quanta. */
 static const int32_t k_cost[2 * K + 1] = ${costs_init};
-
+${label_table}
 void ${id}_tracker_reset(${id}_tracker_t *t) {
     if (t != NULL) {
         t->started = 0;
@@ -51,7 +51,7 @@ int ${id}_tracker_update(${id}_tracker_t *t, const int8_t *logits, int n_classes
                     best = v;
                 }
             }
-${jump_code}            t->score[j] = (int32_t)logits[j] + best;
+${jump_code}            t->score[j] = ((int32_t)logits[j]${label_term}) + best;
         }
     }
     top = t->score[0];

@@ -5,7 +5,7 @@
  *   score(j) = logit(j) + max_{|d| <= ${half_width}} (score_prev(j - d) - cost(d)),
  * then score -= max(score), clamped at ${ID}_TRACKER_FLOOR. cost(d) is ${weight_text} x -log p(d),
  * p the BPM change per ${hop_s_text} s hop on the training subjects, quantised to the logits'
- * scale (${output_scale_text}).${jump_text} Bit-exact with ppgedge.models.tracker (Python). */
+ * scale (${output_scale_text}).${jump_text}${label_text} Bit-exact with ppgedge.models.tracker (Python). */
 #ifndef ${ID}_TRACKER_H_
 #define ${ID}_TRACKER_H_
 
