@@ -39,6 +39,7 @@ from ppgedge.evaluate.predict import eval_indices
 from ppgedge.evaluate.tracking import (
     GRID_HALF_WIDTH,
     GRID_JUMP,
+    GRID_LABEL_POWER,
     GRID_WEIGHT,
     TRACKED,
     choose_tracker,
@@ -50,6 +51,7 @@ from ppgedge.export.tracker_c import STATE_BYTES
 from ppgedge.export.verify import resolve_export
 from ppgedge.firmware.tracker_run import run_host, run_qemu
 from ppgedge.models import tracker as T
+from ppgedge.train.trainer import label_stretch, training_config_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -74,7 +76,7 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
     scale = float(output_qparams(tfl)[0])
     idx = {p: eval_indices(dataset, art.base, p)[0] for p in ("train", "val", "test")}
     q = {p: int8_logits(tfl, art, dataset, idx[p]) for p in ("val", "test")}
-    prior0 = prior_from_training(dataset, idx["train"])
+    prior0 = prior_from_training(dataset, idx["train"], label_stretch(training_config_of(art.base)))
     prior, choice = choose_tracker(prior0, q["val"], dataset, idx["val"], scale)
     val = mae_by_decoder_tracked(q["val"], dataset, idx["val"], prior, scale)
     test = mae_by_decoder_tracked(q["test"], dataset, idx["test"], prior, scale)
@@ -86,7 +88,7 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
     xs = q["test"][order].astype(np.int8)
     starts = ~T.consecutive(dataset.recording[t][order], dataset.start_s[t][order], prior.hop_s)
     ref_idx, ref_margin = T.filter_sequence(
-        xs, prior.int_costs(scale), starts, prior.int_jump(scale)
+        xs, prior.int_costs(scale), starts, prior.int_jump(scale), prior.int_label_offsets(scale)
     )
     host = run_host(prior, scale, xs, starts)
     host_exact = bool(
@@ -111,6 +113,7 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
             "weight": prior.weight,
             "jump": prior.jump,
             "int_jump": prior.int_jump(scale),
+            "label_power": prior.label_power,
             "configurations": choice["configurations"],
             "decoder": chosen,
             "int_costs": prior.int_costs(scale).tolist(),
@@ -142,8 +145,8 @@ def _rel(path: Path) -> str:
 def table(rows: list[dict]) -> str:
     lines = [
         "| data | test windows | argmax | smoothed | expectation | tracked | chosen on val "
-        "| K | weight | J | C bit-exact (host / M4) | instr./update (M4) | state B |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|",
+        "| K | weight | J | tau | C bit-exact (host / M4) | instr./update (M4) | state B |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         t, c, m4 = r["test_mae"], r["chosen"], r["cortex_m4"]
@@ -152,6 +155,7 @@ def table(rows: list[dict]) -> str:
             f"| {t['expectation']:.2f} | {t[TRACKED]:.2f} | {c['decoder']} "
             f"({r['test_mae_chosen']:.2f}) | {c['half_width']} | {c['weight']:g} "
             f"| {'-' if c.get('jump') is None else format(c['jump'], 'g')} "
+            f"| {'-' if c.get('label_power') is None else format(c['label_power'], 'g')} "
             f"| {'yes' if r['c_host_bit_exact'] else 'NO'} ({r['c_host_windows']}) / "
             f"{'yes' if m4['bit_exact'] else 'NO'} ({m4['windows']}) "
             f"| {m4['instructions_per_update_mean']:,.0f} "
@@ -184,6 +188,7 @@ def main() -> int:
             "half_width": list(GRID_HALF_WIDTH),
             "weight": list(GRID_WEIGHT),
             "jump": list(GRID_JUMP),
+            "label_power": list(GRID_LABEL_POWER),
         },
         "state_bytes_declared": STATE_BYTES,
         "runs": rows,
@@ -195,9 +200,12 @@ def main() -> int:
         "",
         f"ppgedge {__version__}. Test-subject MAE (BPM) of the deployed int8 model (TFLite Micro "
         "runtime) per decoder; the transition prior from the training subjects' labels, its half "
-        "width K, weight and re-acquire cost J (- = none) chosen on the validation subjects "
-        f"({len(GRID_HALF_WIDTH)} x {len(GRID_WEIGHT)} x {len(GRID_JUMP)} = "
-        f"{len(GRID_HALF_WIDTH) * len(GRID_WEIGHT) * len(GRID_JUMP)} configurations), the "
+        "width K, weight, re-acquire cost J and label power tau (- = none) chosen on the "
+        "validation subjects "
+        f"({len(GRID_HALF_WIDTH)} x {len(GRID_WEIGHT)} x {len(GRID_JUMP)} x "
+        f"{len(GRID_LABEL_POWER)} = "
+        f"{len(GRID_HALF_WIDTH) * len(GRID_WEIGHT) * len(GRID_JUMP) * len(GRID_LABEL_POWER)} "
+        "configurations), the "
         "decoder chosen on validation too; test subjects scored once per decoder. Windows in "
         "recording/start order, reset at every recording and gap. The C tracker: bit-exact "
         "check against Python on the host (all test windows) and on the Cortex-M4 in QEMU "
