@@ -276,9 +276,14 @@ def test_training_fits_the_tracker_and_eval_scores_it_beside_the_decoder(
         GRID_WEIGHT,
     )
     from ppgedge.models.checkpoint import load_checkpoint
+    from ppgedge.train.trainer import label_stretch, training_config_of
 
-    tr = load_checkpoint(tiny_checkpoint).tracker
+    ckpt = load_checkpoint(tiny_checkpoint)
+    tr = ckpt.tracker
     prior = T.TransitionPrior.from_dict(tr["prior"])
+    # the label prior knows the time stretch the network was trained with
+    assert prior.label_stretch is not None
+    assert prior.label_stretch == label_stretch(training_config_of(ckpt))
     assert prior.half_width in GRID_HALF_WIDTH and prior.weight in GRID_WEIGHT
     assert prior.jump in GRID_JUMP and prior.label_power in GRID_LABEL_POWER
     assert prior.label_counts is not None and sum(prior.label_counts) > 0
