@@ -289,11 +289,6 @@ def stretch_of(ckpt) -> LabelStretch | None:
     return label_stretch(training_config_of(ckpt))
 
 
-def qat_stretch(run: Path) -> LabelStretch | None:
-    """The time stretch of the run's QAT stage, the training behind its int8 export."""
-    return stretch_of(load_checkpoint(run / "qat" / "model.qat.int8.pt"))
-
-
 def run_dataset(run: Path, teacher) -> Dataset:
     """The dataset a run folder trained on: the imported one its teacher names, or the run's
     own synthetic ``data/dataset.ppgds``."""
@@ -340,7 +335,7 @@ def score_run(run: Path) -> dict[str, Any]:
         ds,
         parts,
         scale,
-        stretch=qat_stretch(run),
+        stretch=stretch_of(art.base),
     )
     int8["tflite_bytes"] = tfl.stat().st_size
     rows.append(int8)

@@ -32,7 +32,6 @@ from motion import (
     _float_logits,
     _int8_logits,
     _split,
-    qat_stretch,
     run_dataset,
     score_model,
     stretch_of,
@@ -65,7 +64,7 @@ def score_folder(job: tuple[str, int], grids: Grids = GRIDS) -> dict[str, Any]:
     q = {p: _int8_logits(tfl, art, ds, parts[p]) for p in ("val", "test")}
     scale = q["test"][1]
     row: dict[str, Any] = {"scenario": scenario, "seed": seed}
-    t_stretch, q_stretch = stretch_of(teacher), qat_stretch(run)
+    t_stretch, q_stretch = stretch_of(teacher), stretch_of(art.base)
     for grid, (jumps, powers) in grids.items():
         t = score_model(
             "teacher", t_logits, teacher.decode, ds, parts, None, jumps, t_stretch, powers
