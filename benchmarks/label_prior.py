@@ -20,17 +20,10 @@ Writes ``benchmarks/results/label_prior.{json,md}``. Run after motion_seeds.py:
 
 from __future__ import annotations
 
-import argparse
-import time
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from typing import Any
 
-from motion import SCENARIOS, write_results
-from motion_seeds import SEEDS
-from reacquire import Grids, score_folder, summarise, tables
+from reacquire import Grids, intro, study_main, tables
 
-from ppgedge import __version__
 from ppgedge.evaluate.tracking import GRID_JUMP, GRID_LABEL_POWER
 from ppgedge.models.tracker import LABEL_FLOOR
 
@@ -42,38 +35,20 @@ GRIDS: Grids = {
 
 def markdown(doc: dict[str, Any]) -> str:
     g0, g1 = GRIDS
-    intro = [
-        "# Tracker label prior on the motion benchmark's seed runs (issue #16)",
-        "",
-        f"ppgedge {doc['ppgedge']}, {doc['date']}. The 18 runs of motion_seeds.md (defaults, "
-        "seeds 0-2), no retraining: each run's teacher and int8 model (TFLite Micro) decoded "
-        "with the decoder and tracker settings its validation subjects choose from the grid "
+    powers = ", ".join("off" if t is None else f"{t:g}" for t in GRID_LABEL_POWER)
+    head = intro(
+        doc,
+        "Tracker label prior",
         f"as it was ({g0}: half width x weight x re-acquire cost, 175 settings) and with the "
-        f"label power tau ({g1}: tau in "
-        f"{', '.join('off' if t is None else f'{t:g}' for t in GRID_LABEL_POWER)}; 350; the "
-        "training label histogram widened by the training's time stretch, "
-        f"{LABEL_FLOOR:g} of it uniform). Test MAE in BPM, mean over seeds; scored once, "
-        "nothing chosen on it.",
-    ]
-    return "\n".join(intro + tables(doc, GRIDS)) + "\n"
+        f"label power tau ({g1}: tau in {powers}; 350; the training label histogram widened "
+        f"by the training's time stretch, {LABEL_FLOOR:g} of it uniform)",
+    )
+    return "\n".join(head + tables(doc, GRIDS)) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jobs", type=int, default=2, help="run folders scored at once")
-    args = ap.parse_args()
-    jobs = [(s, seed) for seed in SEEDS for s in SCENARIOS]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(partial(score_folder, grids=GRIDS), jobs))
-    doc = {
-        "schema": "ppgedge.benchmark.label_prior/1",
-        "ppgedge": __version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "grids": {g: {"jumps": list(j), "label_powers": list(t)} for g, (j, t) in GRIDS.items()},
-        "runs": rows,
-        "summary": summarise(rows, GRIDS),
-    }
-    write_results("label_prior", doc, markdown(doc))
+    record = {g: {"jumps": list(j), "label_powers": list(t)} for g, (j, t) in GRIDS.items()}
+    study_main("label_prior", __doc__.splitlines()[0], GRIDS, record, markdown)
 
 
 if __name__ == "__main__":

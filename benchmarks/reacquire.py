@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -130,19 +132,34 @@ def summarise(rows: list[dict[str, Any]], grids: Grids = GRIDS) -> dict[str, Any
     return out
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    g0, g1 = GRIDS
-    intro = [
-        "# Tracker re-acquire on the motion benchmark's seed runs (issue #16)",
+def intro(doc: dict[str, Any], title: str, grids_text: str) -> list[str]:
+    """The heading and the paragraph that says what was re-decoded and how."""
+    return [
+        f"# {title} on the motion benchmark's seed runs (issue #16)",
         "",
         f"ppgedge {doc['ppgedge']}, {doc['date']}. The 18 runs of motion_seeds.md (defaults, "
         "seeds 0-2), no retraining: each run's teacher and int8 model (TFLite Micro) decoded "
         "with the decoder and tracker settings its validation subjects choose from the grid "
-        f"without the re-acquire cost J ({g0}: 35 settings) and with it ({g1}: J in "
-        f"{', '.join('none' if j is None else f'{j:g}' for j in GRID_JUMP)}; 175). Test MAE "
-        "in BPM, mean over seeds; scored once, nothing chosen on it.",
+        f"{grids_text}. Test MAE in BPM, mean over seeds; scored once, nothing chosen on it.",
     ]
-    return "\n".join(intro + tables(doc, GRIDS)) + "\n"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    g0, g1 = GRIDS
+    jumps = ", ".join("none" if j is None else f"{j:g}" for j in GRID_JUMP)
+    head = intro(
+        doc,
+        "Tracker re-acquire",
+        f"without the re-acquire cost J ({g0}: 35 settings) and with it ({g1}: J in {jumps}; 175)",
+    )
+    return "\n".join(head + tables(doc, GRIDS)) + "\n"
+
+
+def score_all(grids: Grids, jobs: int) -> list[dict[str, Any]]:
+    """Every seed run re-decoded with each grid, ``jobs`` run folders at once."""
+    todo = [(s, seed) for seed in SEEDS for s in SCENARIOS]
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(partial(score_folder, grids=grids), todo))
 
 
 def tables(doc: dict[str, Any], grids: Grids) -> list[str]:
@@ -186,22 +203,32 @@ def tables(doc: dict[str, Any], grids: Grids) -> list[str]:
     return lines
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_main(
+    name: str,
+    description: str,
+    grids: Grids,
+    grids_record: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+) -> None:
+    """Parse ``--jobs``, re-decode every seed run with ``grids``, write ``name``.{json,md}."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--jobs", type=int, default=2, help="run folders scored at once")
     args = ap.parse_args()
-    jobs = [(s, seed) for seed in SEEDS for s in SCENARIOS]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(score_folder, jobs))
+    rows = score_all(grids, args.jobs)
     doc = {
-        "schema": "ppgedge.benchmark.reacquire/1",
+        "schema": f"ppgedge.benchmark.{name}/1",
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
-        "grids": {g: list(j) for g, (j, _) in GRIDS.items()},
+        "grids": grids_record,
         "runs": rows,
-        "summary": summarise(rows),
+        "summary": summarise(rows, grids),
     }
-    write_results("reacquire", doc, markdown(doc))
+    write_results(name, doc, render(doc))
+
+
+def main() -> None:
+    record = {g: list(j) for g, (j, _) in GRIDS.items()}
+    study_main("reacquire", __doc__.splitlines()[0], GRIDS, record, markdown)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ppgedge.data.format import BPM_MIN
-from ppgedge.errors import PpgedgeError
-from ppgedge.models.tracker import (
-    FLOOR,
-    N_CLASSES,
-    TransitionPrior,
-    check_logits,
-    consecutive,
-    sequence_order,
-)
+from ppgedge.models.tracker import FLOOR, N_CLASSES, TransitionPrior, in_sequence_order
 
 _NO_JUMP = -(1 << 40)  # a floor below any move: the same as no re-acquire move
 CHUNK_SEQUENCES = 256  # sequences advanced together: bounds the state at 350 x 256 x 180
@@ -87,23 +79,12 @@ def grid_bpm(
 ) -> np.ndarray:
     """float64 (len(priors), N): the tracked BPM of every window (input order) under each
     prior, exactly as :func:`ppgedge.models.tracker.track` gives it one prior at a time."""
-    logits = check_logits(logits)
-    n = len(logits)
-    if not (len(recording) == len(start_s) == n):
-        raise PpgedgeError(
-            f"tracker: {n} windows of logits but {len(recording)} recordings and "
-            f"{len(start_s)} start times: pass one of each per window"
-        )
-    order = sequence_order(recording, start_s)
-    starts = ~consecutive(np.asarray(recording)[order], np.asarray(start_s)[order], hop_s)
     integer = scale is not None
+    order, x, ok = in_sequence_order(logits, recording, start_s, hop_s, integer)
     if integer:
-        x = np.asarray(logits)[order]
-        if x.size and (x.min() < -128 or x.max() > 127 or not np.issubdtype(x.dtype, np.integer)):
-            raise PpgedgeError("tracker: quantised logits must be int8 values (-128..127)")
         x = x.astype(np.int64)
-    else:
-        x = np.asarray(logits, np.float64)[order]
+    n = len(x)
+    starts = ~ok
     bpm = np.empty((len(priors), n), np.float64)
     if n == 0:
         return bpm

@@ -357,6 +357,32 @@ def filter_sequence(
     return idx, margin
 
 
+def in_sequence_order(
+    logits: np.ndarray,
+    recording: np.ndarray,
+    start_s: np.ndarray,
+    hop_s: float,
+    integer: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked logits sorted by (recording, start): the order, the sorted logits (int64 values
+    of int8 when ``integer``, else float64) and which windows follow their predecessor."""
+    logits = check_logits(logits)
+    n = len(logits)
+    if not (len(recording) == len(start_s) == n):
+        raise PpgedgeError(
+            f"tracker: {n} windows of logits but {len(recording)} recordings and "
+            f"{len(start_s)} start times: pass one of each per window"
+        )
+    order = sequence_order(recording, start_s)
+    ok = consecutive(np.asarray(recording)[order], np.asarray(start_s)[order], hop_s)
+    if not integer:
+        return order, np.asarray(logits, np.float64)[order], ok
+    x = np.asarray(logits)[order]
+    if x.size and (x.min() < -128 or x.max() > 127 or not np.issubdtype(x.dtype, np.integer)):
+        raise PpgedgeError("tracker: quantised logits must be int8 values (-128..127)")
+    return order, x, ok
+
+
 def track(
     logits: np.ndarray,
     recording: np.ndarray,
@@ -371,28 +397,17 @@ def track(
 
     ``scale`` set: ``logits`` are int8 values of that quantisation scale (bit-exact path);
     otherwise float logits."""
-    logits = check_logits(logits)
-    n = len(logits)
-    if not (len(recording) == len(start_s) == n):
-        raise PpgedgeError(
-            f"tracker: {n} windows of logits but {len(recording)} recordings and "
-            f"{len(start_s)} start times: pass one of each per window"
-        )
-    order = sequence_order(recording, start_s)
+    order, x, ok = in_sequence_order(logits, recording, start_s, hop_s, scale is not None)
+    n = len(x)
     rec = np.asarray(recording)[order]
-    ok = consecutive(rec, np.asarray(start_s)[order], hop_s)
     new_rec = np.ones(n, bool)
     new_rec[1:] = rec[1:] != rec[:-1]
     if scale is None:
         costs, jump, offsets = prior.costs(), prior.jump, prior.label_offsets()
-        x = np.asarray(logits, np.float64)[order]
         unit = 1.0
     else:
         costs, jump = prior.int_costs(scale), prior.int_jump(scale)
         offsets = prior.int_label_offsets(scale)
-        x = np.asarray(logits)[order]
-        if x.size and (x.min() < -128 or x.max() > 127 or not np.issubdtype(x.dtype, np.integer)):
-            raise PpgedgeError("tracker: quantised logits must be int8 values (-128..127)")
         unit = float(scale)
     idx, margin = filter_sequence(x, costs, ~ok, jump, offsets)
     bpm = np.empty(n, np.float64)
