@@ -28,6 +28,11 @@ GRID_HALF_WIDTH = (3, 5, 8, 12, 20)
 GRID_WEIGHT = (0.015625, 0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0)
 GRID_JUMP: tuple[float | None, ...] = (None, 2.0, 4.0, 8.0, 16.0)
 GRID_LABEL_POWER: tuple[float | None, ...] = (None, 1.0)
+# The decoder: the tracker is kept unless a per-window decoder's validation MAE is lower by more
+# than this share of the tracker's. Two or three validation subjects cannot show what the
+# tracker is for (motion they may not have), and differences of a few per cent between
+# decoders on them are noise; 0 is a plain minimum.
+DECODER_MARGIN = 0.10
 
 
 def prior_from_training(
@@ -138,26 +143,39 @@ def fit_tracker(
     jumps: tuple[float | None, ...] = GRID_JUMP,
     stretch: LabelStretch | None = None,
     label_powers: tuple[float | None, ...] = GRID_LABEL_POWER,
+    decoder_margin: float = DECODER_MARGIN,
 ) -> dict[str, Any]:
     """Prior from training labels (``stretch``: the network's training time stretch), width,
-    weight, re-acquire cost and label power from validation: the ``tracker`` record a
-    checkpoint or artifact stores (``prior`` feeds :meth:`TransitionPrior.from_dict`)."""
+    weight, re-acquire cost and label power from validation, then the decoder
+    (:func:`choose_decoder`): the ``tracker`` record a checkpoint or artifact stores
+    (``prior`` feeds :meth:`TransitionPrior.from_dict`)."""
     try:
         fitted = prior_from_training(dataset, train_idx, stretch)
     except PpgedgeError as exc:  # no window sequences: the model still works window by window
         return {"unavailable": str(exc)}
     prior, choice = choose_tracker(fitted, val_logits, dataset, val_idx, scale, jumps, label_powers)
     maes = mae_by_decoder_tracked(val_logits, dataset, val_idx, prior, scale)
-    best = min(maes, key=maes.get)
     return {
         "prior": prior.to_dict(),
         "chosen_on": "validation subjects",
         "configurations": choice["configurations"],
         "val_mae_grid": choice["val_mae_grid"],
         "val_mae_by_decoder": maes,
-        "decoder": best,  # 'tracked' when the tracker beats every per-window decoder
+        "decoder": choose_decoder(maes, decoder_margin),
+        "decoder_margin": decoder_margin,
         "logits": "int8" if scale is not None else "float",
     }
+
+
+def choose_decoder(val_maes: dict[str, float], margin: float = DECODER_MARGIN) -> str:
+    """``tracked`` unless a per-window decoder's validation MAE is below ``(1 - margin)`` times
+    the tracker's; then the per-window decoder with the lowest (the first of equals)."""
+    if not 0 <= margin < 1:
+        raise PpgedgeError(f"decoder margin {margin!r} must be in [0, 1)")
+    best = min(val_maes, key=val_maes.get)
+    if TRACKED in val_maes and val_maes[best] >= (1 - margin) * val_maes[TRACKED]:
+        return TRACKED
+    return best
 
 
 def tracked_evaluation(
