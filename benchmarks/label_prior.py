@@ -20,16 +20,17 @@ Writes ``benchmarks/results/label_prior.{json,md}``. Run after motion_seeds.py:
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from reacquire import Grids, intro, study_main, tables
+from reacquire import Grid, Grids, intro, study_main, tables
 
 from ppgedge.evaluate.tracking import GRID_JUMP, GRID_LABEL_POWER
 from ppgedge.models.tracker import LABEL_FLOOR
 
 GRIDS: Grids = {
-    "posteriors": (GRID_JUMP, (None,)),
-    "label prior": (GRID_JUMP, GRID_LABEL_POWER),
+    "posteriors": Grid(GRID_JUMP),
+    "label prior": Grid(GRID_JUMP, GRID_LABEL_POWER),
 }
 
 
@@ -47,7 +48,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    record = {g: {"jumps": list(j), "label_powers": list(t)} for g, (j, t) in GRIDS.items()}
+    record = {name: asdict(g) for name, g in GRIDS.items()}
     study_main("label_prior", __doc__.splitlines()[0], GRIDS, record, markdown)
 
 

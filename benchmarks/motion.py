@@ -51,6 +51,7 @@ from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.spectral import spectral_bpm
 from ppgedge.evaluate.spectral_tracker import choose_params, spectral_track
 from ppgedge.evaluate.tracking import (
+    DECODER_MARGIN,
     GRID_JUMP,
     GRID_LABEL_POWER,
     TRACKED,
@@ -253,15 +254,25 @@ def score_model(
     parts,
     scale=None,
     jumps: tuple[float | None, ...] = GRID_JUMP,
-    stretch: LabelStretch | None = None,
     label_powers: tuple[float | None, ...] = GRID_LABEL_POWER,
+    decoder_margin: float = DECODER_MARGIN,
+    stretch: LabelStretch | None = None,
 ) -> dict[str, Any]:
     """Test MAE with the model's own decoder and with the decoder validation chooses (the
     tracker's grid of re-acquire costs ``jumps``, ``(None,)``: the tracker without it; of
-    label powers ``label_powers`` over the label prior of the training ``stretch``)."""
+    label powers ``label_powers`` over the label prior of the training ``stretch``; the
+    decoder rule's ``decoder_margin``)."""
     real = {k: (v.astype(np.float32) * scale if scale else v) for k, v in logits.items()}
     tracker = fit_tracker(
-        ds, parts["train"], parts["val"], logits["val"], scale, jumps, stretch, label_powers
+        ds,
+        parts["train"],
+        parts["val"],
+        logits["val"],
+        scale,
+        jumps,
+        stretch,
+        label_powers,
+        decoder_margin,
     )
     from ppgedge.models.tracker import TransitionPrior
 

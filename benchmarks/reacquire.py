@@ -20,6 +20,7 @@ import argparse
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -46,9 +47,18 @@ from ppgedge.evaluate.tracking import GRID_JUMP
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.checkpoint import load_checkpoint
 
-# name -> (re-acquire costs, label powers) of the tracker's validation grid
-Grids = dict[str, tuple[tuple[float | None, ...], tuple[float | None, ...]]]
-GRIDS: Grids = {"without J": ((None,), (None,)), "with J": (GRID_JUMP, (None,))}
+
+@dataclass(frozen=True)
+class Grid:
+    """A decoding of the runs: the tracker's validation grid and the decoder rule."""
+
+    jumps: tuple[float | None, ...]  # re-acquire costs
+    label_powers: tuple[float | None, ...] = (None,)
+    decoder_margin: float = 0.0  # 0: the decoder with the lowest validation MAE
+
+
+Grids = dict[str, Grid]
+GRIDS: Grids = {"without J": Grid((None,)), "with J": Grid(GRID_JUMP)}
 
 
 def score_folder(job: tuple[str, int], grids: Grids = GRIDS) -> dict[str, Any]:
@@ -67,20 +77,11 @@ def score_folder(job: tuple[str, int], grids: Grids = GRIDS) -> dict[str, Any]:
     scale = q["test"][1]
     row: dict[str, Any] = {"scenario": scenario, "seed": seed}
     t_stretch, q_stretch = stretch_of(teacher), stretch_of(art.base)
-    for grid, (jumps, powers) in grids.items():
-        t = score_model(
-            "teacher", t_logits, teacher.decode, ds, parts, None, jumps, t_stretch, powers
-        )
+    for grid, g in grids.items():
+        rule = (g.jumps, g.label_powers, g.decoder_margin)
+        t = score_model("teacher", t_logits, teacher.decode, ds, parts, None, *rule, t_stretch)
         i = score_model(
-            "int8",
-            {p: v[0] for p, v in q.items()},
-            art.decode,
-            ds,
-            parts,
-            scale,
-            jumps,
-            q_stretch,
-            powers,
+            "int8", {p: v[0] for p, v in q.items()}, art.decode, ds, parts, scale, *rule, q_stretch
         )
         row[grid] = {
             "teacher": t["mae_chosen"],
@@ -155,9 +156,12 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(head + tables(doc, GRIDS)) + "\n"
 
 
-def score_all(grids: Grids, jobs: int) -> list[dict[str, Any]]:
-    """Every seed run re-decoded with each grid, ``jobs`` run folders at once."""
-    todo = [(s, seed) for seed in SEEDS for s in SCENARIOS]
+def score_all(
+    grids: Grids, jobs: int, todo: list[tuple[str, int]] | None = None
+) -> list[dict[str, Any]]:
+    """Every seed run (or the ``todo`` scenario, seed pairs) re-decoded with each grid,
+    ``jobs`` run folders at once."""
+    todo = todo or [(s, seed) for seed in SEEDS for s in SCENARIOS]
     with ProcessPoolExecutor(jobs) as pool:
         return list(pool.map(partial(score_folder, grids=grids), todo))
 
@@ -227,7 +231,7 @@ def study_main(
 
 
 def main() -> None:
-    record = {g: list(j) for g, (j, _) in GRIDS.items()}
+    record = {name: list(g.jumps) for name, g in GRIDS.items()}
     study_main("reacquire", __doc__.splitlines()[0], GRIDS, record, markdown)
 
 

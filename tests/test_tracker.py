@@ -274,6 +274,7 @@ def test_training_fits_the_tracker_and_eval_scores_it_beside_the_decoder(
         GRID_JUMP,
         GRID_LABEL_POWER,
         GRID_WEIGHT,
+        choose_decoder,
     )
     from ppgedge.models.checkpoint import load_checkpoint
     from ppgedge.train.trainer import label_stretch, training_config_of
@@ -291,7 +292,19 @@ def test_training_fits_the_tracker_and_eval_scores_it_beside_the_decoder(
     assert tr["configurations"] == grid
     assert min(tr["val_mae_grid"].values()) == tr["val_mae_by_decoder"]["tracked"]
     assert set(tr["val_mae_by_decoder"]) == {"argmax", "smoothed", "expectation", "tracked"}
-    assert tr["decoder"] == min(tr["val_mae_by_decoder"], key=tr["val_mae_by_decoder"].get)
+    assert tr["decoder"] == choose_decoder(tr["val_mae_by_decoder"], tr["decoder_margin"])
     result = evaluate_model(tiny_checkpoint, tiny_dataset_path, baseline=False, device="cpu")
     assert list(result["models"]) == ["resnet_micro", "resnet_micro (tracked)"]
     assert result["tracking"]["sequences"] >= 1 and result["tracking"]["arithmetic"] == "float"
+
+
+def test_decoder_choice_keeps_the_tracker_unless_a_window_decoder_is_clearly_better() -> None:
+    from ppgedge.evaluate.tracking import choose_decoder
+
+    maes = {"argmax": 2.0, "smoothed": 1.9, "expectation": 1.95, "tracked": 2.05}
+    assert choose_decoder(maes, 0.0) == "smoothed"  # a plain minimum
+    assert choose_decoder(maes, 0.10) == "tracked"  # 1.9 is not below 0.9 x 2.05
+    assert choose_decoder({**maes, "smoothed": 1.8}, 0.10) == "smoothed"
+    assert choose_decoder({"argmax": 1.0, "expectation": 1.0}, 0.10) == "argmax"  # no tracker
+    with pytest.raises(PpgedgeError, match="margin"):
+        choose_decoder(maes, 1.0)
