@@ -435,7 +435,10 @@ def _render_eval(result: dict, per_subject: bool) -> None:
             f"tracked: skipped ({safe_text(tr['skipped'])})"
             if "skipped" in tr
             else f"tracked: {tr['sequences']} sequences, {tr['gap_resets']} resets at gaps, "
-            f"+/-{tr['half_width']} BPM per hop, weight {tr['weight']:g}, {tr['arithmetic']}"
+            f"+/-{tr['half_width']} BPM per hop, weight {tr['weight']:g}"
+            + ("" if tr.get("jump") is None else f", re-acquire cost {tr['jump']:g}")
+            + ("" if tr.get("label_power") is None else ", label prior divided out")
+            + f", {tr['arithmetic']}"
         )
     console.print(
         metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()}, "activity")
