@@ -42,6 +42,7 @@ from ppgedge.evaluate.tracking import (
     GRID_LABEL_POWER,
     GRID_WEIGHT,
     TRACKED,
+    choose_decoder,
     choose_tracker,
     mae_by_decoder_tracked,
     prior_from_training,
@@ -80,7 +81,7 @@ def one(name: str, export: Path, data: Path, qemu_windows: int) -> dict:
     prior, choice = choose_tracker(prior0, q["val"], dataset, idx["val"], scale)
     val = mae_by_decoder_tracked(q["val"], dataset, idx["val"], prior, scale)
     test = mae_by_decoder_tracked(q["test"], dataset, idx["test"], prior, scale)
-    chosen = min(val, key=val.get)
+    chosen = choose_decoder(val)
     tr = track_windows(q["test"], dataset, idx["test"], prior, scale)
     # the C tracker on the test sequences, in (recording, start) order with the reset flags
     t = idx["test"]
