@@ -90,18 +90,27 @@ def grid_bpm(
         return bpm
     begin, length = _segments(starts)
     dt = np.int64 if integer else np.float64
+    label_offsets: dict[tuple, np.ndarray] = {}  # the same label prior for most settings
+
+    def offsets_of(p: TransitionPrior) -> np.ndarray:
+        key = (p.label_counts, p.label_stretch, p.label_power)
+        if key not in label_offsets:
+            o = p.int_label_offsets(scale) if integer else p.label_offsets()
+            label_offsets[key] = np.zeros(N_CLASSES) if o is None else o
+        return label_offsets[key]
+
     for k in sorted({p.half_width for p in priors}):
         members = [i for i, p in enumerate(priors) if p.half_width == k]
         costs, jumps, offsets = [], [], []
         for i in members:
             p = priors[i]
             if integer:
-                c, j, o = p.int_costs(scale), p.int_jump(scale), p.int_label_offsets(scale)
+                c, j = p.int_costs(scale), p.int_jump(scale)
             else:
-                c, j, o = p.costs(), p.jump, p.label_offsets()
+                c, j = p.costs(), p.jump
             costs.append(c)
             jumps.append((-_NO_JUMP if integer else np.inf) if j is None else j)
-            offsets.append(np.zeros(N_CLASSES) if o is None else o)
+            offsets.append(offsets_of(p))
         cls = _filter_group(
             x,
             begin,

@@ -109,11 +109,21 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def label_stretch(cfg: TrainConfig) -> LabelStretch | None:
-    """The time stretch this training draws (None: none), for the tracker's label prior."""
-    if not cfg.augment or cfg.time_stretch == "off" or cfg.stretch_p <= 0 or cfg.max_stretch <= 1:
+def drawn_stretch(cfg: TrainConfig) -> LabelStretch | None:
+    """The label-scaled time stretch :func:`augment_batch` draws under ``cfg`` (None: none)."""
+    if cfg.time_stretch not in STRETCH_MODES:
+        raise PpgedgeError(
+            f"unknown time_stretch '{cfg.time_stretch}': use one of {', '.join(STRETCH_MODES)}"
+        )
+    if cfg.time_stretch == "off" or cfg.stretch_p <= 0 or cfg.max_stretch <= 1:
         return None
     return LabelStretch(cfg.time_stretch, cfg.max_stretch, cfg.stretch_p)
+
+
+def label_stretch(cfg: TrainConfig) -> LabelStretch | None:
+    """The time stretch a network trained under ``cfg`` saw (None: none, also without
+    augmentation), for the tracker's label prior."""
+    return drawn_stretch(cfg) if cfg.augment else None
 
 
 def augment_batch(
@@ -130,11 +140,8 @@ def augment_batch(
     physiological). ``cfg.time_stretch = "both"`` stretches the clean windows first, so they
     join their successors (``neighbours``) exactly; without ``neighbours`` no window can be sped
     up, and those drawn faster are slowed down instead."""
-    if cfg.time_stretch not in STRETCH_MODES:
-        raise PpgedgeError(
-            f"unknown time_stretch '{cfg.time_stretch}': use one of {', '.join(STRETCH_MODES)}"
-        )
-    if cfg.time_stretch == "both" and cfg.stretch_p > 0 and cfg.max_stretch > 1:
+    stretch = drawn_stretch(cfg)
+    if stretch is not None and stretch.mode == "both":
         near = neighbours.for_batch() if neighbours is not None else (None, None, 0)
         x, y = two_sided_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p, *near)
     acc = [i for i, c in enumerate(channels) if c.startswith("acc")]
@@ -144,7 +151,7 @@ def augment_batch(
         x[:, acc] = x[:, acc] * torch.from_numpy(signs)[:, :, None]
     if cfg.motion_aug_p > 0:
         x = motion_augment(x, rng, channels, cfg.motion_aug_p)
-    if cfg.time_stretch == "slower" and cfg.stretch_p > 0 and cfg.max_stretch > 1:
+    if stretch is not None and stretch.mode == "slower":
         x, y = time_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p)
         y = y.clamp(min=BPM_MIN)
     noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
