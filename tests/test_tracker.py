@@ -111,6 +111,11 @@ def test_label_prior_follows_the_training_stretch_and_round_trips() -> None:
         old.with_params(1, 1.0, None, 1.0)
     with pytest.raises(PpgedgeError, match="label histogram"):
         T.TransitionPrior((1, 2, 1), 1, label_counts=(1, 2))
+    huge = {**tuned.to_dict(), "label_counts": [10**400] + [0] * 179}  # a crafted record
+    with pytest.raises(PpgedgeError, match="label histogram"):
+        T.TransitionPrior.from_dict(huge)
+    with pytest.raises(PpgedgeError, match="counts"):
+        T.TransitionPrior.from_dict({**tuned.to_dict(), "counts": [1, 10**400, 1]})
 
 
 def test_reacquire_leaves_a_wrong_track_the_band_limited_filter_keeps() -> None:

@@ -51,6 +51,13 @@ STRETCH_POINTS = 41  # stretch factors summed over when widening the label prior
 _SENTINEL = -(1 << 40)
 
 
+MAX_COUNT = 1 << 53  # histogram counts beyond this are no real window counts (and overflow)
+
+
+def _counts_ok(counts: tuple[int, ...]) -> bool:
+    return all(0 <= c <= MAX_COUNT for c in counts)
+
+
 @dataclass(frozen=True)
 class LabelStretch:
     """The label-scaled time stretch a network was trained with (train.time_stretch): it
@@ -95,13 +102,13 @@ class TransitionPrior:
                 f"tracker prior: {len(self.counts)} counts for half width {self.half_width}: "
                 "refit it with ppgedge"
             )
-        if not (math.isfinite(self.weight) and self.weight >= 0) or min(self.counts) < 0:
+        if not (math.isfinite(self.weight) and self.weight >= 0) or not _counts_ok(self.counts):
             raise PpgedgeError("tracker prior: negative or non-finite weight or counts: refit it")
         if self.jump is not None and not (math.isfinite(self.jump) and self.jump >= 0):
             raise PpgedgeError("tracker prior: the re-acquire cost must be >= 0: refit it")
         if self.label_counts is not None and (
             len(self.label_counts) != N_CLASSES
-            or min(self.label_counts) < 0
+            or not _counts_ok(self.label_counts)
             or sum(self.label_counts) == 0
         ):
             raise PpgedgeError(
