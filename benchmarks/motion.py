@@ -58,6 +58,7 @@ from ppgedge.evaluate.tracking import (
     fit_tracker,
     mae_by_decoder_tracked,
 )
+from ppgedge.export.deployed_tracker import tracker_for
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import decode
 from ppgedge.models.checkpoint import load_checkpoint
@@ -257,13 +258,15 @@ def score_model(
     label_powers: tuple[float | None, ...] = GRID_LABEL_POWER,
     decoder_margin: float = DECODER_MARGIN,
     stretch: LabelStretch | None = None,
+    record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Test MAE with the model's own decoder and with the decoder validation chooses (the
     tracker's grid of re-acquire costs ``jumps``, ``(None,)``: the tracker without it; of
     label powers ``label_powers`` over the label prior of the training ``stretch``; the
-    decoder rule's ``decoder_margin``)."""
+    decoder rule's ``decoder_margin``). ``record``: a tracker already fitted on these
+    validation outputs (the bundle's), scored instead of fitting one."""
     real = {k: (v.astype(np.float32) * scale if scale else v) for k, v in logits.items()}
-    tracker = fit_tracker(
+    tracker = record or fit_tracker(
         ds,
         parts["train"],
         parts["val"],
@@ -339,6 +342,10 @@ def score_run(run: Path) -> dict[str, Any]:
     _, art, _ = resolve_export(tfl)
     q = {p: _int8_logits(tfl, art, ds, parts[p]) for p in ("val", "test")}
     scale = q["test"][1]
+    # the bundle's tracker when its export fitted it on these int8 outputs (what the firmware
+    # runs); an export made before that carries the float record: fit it here as export does
+    shipped = tracker_for(tfl, art)
+    shipped = shipped if shipped.get("logits") == "int8" else None
     int8 = score_model(
         "int8 (TFLite Micro)",
         {p: v[0] for p, v in q.items()},
@@ -347,7 +354,9 @@ def score_run(run: Path) -> dict[str, Any]:
         parts,
         scale,
         stretch=stretch_of(art.base),
+        record=shipped,
     )
+    int8["tracker_source"] = "bundle" if shipped else "fitted here (export predates the int8 fit)"
     int8["tflite_bytes"] = tfl.stat().st_size
     rows.append(int8)
     y = np.asarray(ds.y[parts["test"]], np.float64)

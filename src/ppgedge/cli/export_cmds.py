@@ -34,7 +34,10 @@ def export_cmd(
     ),
     name: str | None = typer.Option(None, help="Model name (file names, C identifiers)."),
     data: Path | None = typer.Option(
-        None, "--data", help="Calibration data for a float checkpoint: dataset or .npy windows."
+        None,
+        "--data",
+        help="Float checkpoint: calibration data (dataset or .npy windows). Int8 artifact: "
+        "its training dataset, if moved (the tracker is fitted on the int8 outputs).",
     ),
     windows: int = typer.Option(512, min=1, help="Calibration windows (float checkpoint)."),
     part: SplitPart = typer.Option("train", help="Split part to calibrate on."),

@@ -438,7 +438,8 @@ def _render_eval(result: dict, per_subject: bool) -> None:
             f"+/-{tr['half_width']} BPM per hop, weight {tr['weight']:g}"
             + ("" if tr.get("jump") is None else f", re-acquire cost {tr['jump']:g}")
             + ("" if tr.get("label_power") is None else ", label prior divided out")
-            + f", {tr['arithmetic']}"
+            + f", {tr['arithmetic']}; fitted on {tr.get('fitted_on', 'float')} validation "
+            f"outputs, which chose {safe_text(tr.get('val_decoder'))}"
         )
     console.print(
         metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()}, "activity")

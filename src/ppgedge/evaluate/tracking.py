@@ -206,6 +206,7 @@ def tracked_evaluation(
         "label_power": prior.label_power,
         "arithmetic": "int8 (bit-exact with the bundle's C tracker)" if scale else "float",
         "val_decoder": record.get("decoder"),
+        "fitted_on": record.get("logits", "float"),  # the validation outputs it was fitted on
         "confidence_median": float(np.median(tr.confidence)) if len(tr.confidence) else None,
     }
     return ev, info

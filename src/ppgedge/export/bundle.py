@@ -658,6 +658,7 @@ def write_bundle(
             "state_bytes": STATE_BYTES,
             "val_decoder": tracker.get("decoder"),
             "val_mae_by_decoder": tracker.get("val_mae_by_decoder"),
+            "fitted_on": tracker.get("fitted_on"),
         }
     with atomic_path(out_dir, directory=True, kind=BUNDLE) as tmp:
         for filename, text in texts.items():

@@ -26,6 +26,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral, evaluation
 from ppgedge.evaluate.report import evaluate_model
 from ppgedge.evaluate.tracking import tracked_evaluation
+from ppgedge.export.deployed_tracker import tracker_for
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode
 
@@ -81,7 +82,7 @@ def evaluate_any(
     tracking: dict[str, Any] | None = None
     if art is not None:
         track_in = logits.numpy() if track_in is None else track_in
-        tracker = art.base.tracker
+        tracker = tracker_for(tfl, art)  # the export's int8 fit for a .tflite
         tracked, tracking = tracked_evaluation(name, track_in, dataset, idx, tracker, scale)
         if tracked is not None:
             evals.append(tracked)

@@ -146,7 +146,10 @@ def export(
     on_stage: Callable[[str, str, float], None] | None = None,
 ) -> ExportResult:
     """Export ``source`` (an int8 artifact, or a float checkpoint calibrated on ``data``: a
-    ppgedge dataset or a .npy of raw windows) to ``out_dir`` in ``formats``."""
+    ppgedge dataset or a .npy of raw windows) to ``out_dir`` in ``formats``. The tracker is
+    fitted on the exported model's int8 outputs (:mod:`ppgedge.export.deployed_tracker`) from
+    the training data the artifact records; for an artifact, ``data`` says where that dataset
+    is now."""
     source, out_dir = Path(source), Path(out_dir)
     claim(out_dir, EXPORT)  # before any work: only a new, empty or earlier export folder
     if not source.is_file():
@@ -197,6 +200,16 @@ def export(
                 f"{tfl.name} ({tfl.stat().st_size:,} B, {len(rules.ops)} ops)",
                 seconds["tflite"],
             )
+        deployed = None
+        if "tflite" in formats and art is not None:
+            from ppgedge.export.deployed_tracker import fit_deployed_tracker
+
+            t0 = time.perf_counter()
+            deployed = fit_deployed_tracker(
+                files["tflite"], art, Path(data) if kind == "artifact" and data else None
+            )
+            seconds["tracker"] = time.perf_counter() - t0
+            report("tracker", deployed.note, seconds["tracker"])
         bundle = None
         if "tflm" in formats:
             from ppgedge.export.bundle import write_bundle
@@ -209,7 +222,7 @@ def export(
                 data_format=fmt,
                 decode=art.decode,
                 provenance=_provenance(art, artifact_path),
-                tracker=art.base.tracker,
+                tracker=deployed.record if deployed is not None else art.base.tracker,
             )
             seconds["tflm"] = time.perf_counter() - t0
             files["tflm"] = tmp / "tflm"
@@ -255,6 +268,7 @@ def export(
             bundle,
             seconds,
             out_dir,
+            deployed,
         )
         write_json_atomic(tmp / MANIFEST, manifest)
     final = {k: out_dir / p.relative_to(tmp) for k, p in files.items()}
@@ -296,8 +310,9 @@ def _provenance(art: QuantizedArtifact, path: Path) -> dict[str, Any]:
 
 
 def _manifest(
-    source, kind, name, art, artifact_path, files, tmp, rules, onnx, bundle, seconds, out_dir
-):
+    source, kind, name, art, artifact_path, files, tmp, rules, onnx, bundle, seconds, out_dir,
+    deployed,
+):  # fmt: skip
     def rel(p: Path) -> str:
         return str(p.relative_to(tmp)) if p.is_relative_to(tmp) else str(p)
 
@@ -335,6 +350,10 @@ def _manifest(
         "arena": bundle.arena.to_dict()
         if bundle is not None and hasattr(bundle.arena, "to_dict")
         else None,
+        # the tracker the bundle runs (deployed_tracker.py): fitted on the int8 outputs of the
+        # .tflite above when the training data was at hand, else the checkpoint's float record
+        "tracker": deployed.record if deployed is not None else None,
+        "tracker_note": deployed.note if deployed is not None else None,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
 

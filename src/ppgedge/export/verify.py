@@ -42,6 +42,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral
 from ppgedge.evaluate.tracking import tracked_evaluation
+from ppgedge.export.deployed_tracker import tracker_for
 from ppgedge.export.run import MANIFEST
 from ppgedge.models.bpm import decode as decode_logits
 
@@ -217,7 +218,8 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
             (ref.argmax(1).numpy() == logits_tflm.argmax(1).numpy()).mean()
         )
     if art is not None and qp is not None:
-        _tracked(report, art.base.tracker, dataset, np.asarray(idx), raw_tflm, raw_litert, qp[0])
+        record = tracker_for(tfl, art)
+        _tracked(report, record, dataset, np.asarray(idx), raw_tflm, raw_litert, qp[0])
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
 

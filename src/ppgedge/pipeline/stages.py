@@ -513,7 +513,9 @@ def _export_run(ctx: Context) -> StageResult:
     formats = parse_formats(e["formats"])
     if "tflite" not in formats:
         raise PpgedgeError("[export] formats must include tflite: verify and profile need it")
-    result = export(ctx.qat_path, ctx.export_dir, formats=formats, name=e["name"])
+    result = export(  # data: the run's dataset, for the tracker's fit on the int8 outputs
+        ctx.qat_path, ctx.export_dir, formats=formats, name=e["name"], data=ctx.dataset.path
+    )
     tfl = result.files["tflite"]
     arena = result.manifest.get("arena") or {}
     return StageResult(
