@@ -58,7 +58,7 @@ from ppgedge.evaluate.tracking import (
     fit_tracker,
     mae_by_decoder_tracked,
 )
-from ppgedge.export.deployed_tracker import tracker_for
+from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import decode
 from ppgedge.models.checkpoint import load_checkpoint
@@ -344,7 +344,7 @@ def score_run(run: Path) -> dict[str, Any]:
     scale = q["test"][1]
     # the bundle's tracker when its export fitted it on these int8 outputs (what the firmware
     # runs); an export made before that carries the float record: fit it here as export does
-    shipped = tracker_for(tfl, art)
+    _, shipped = deployed_decoding(tfl, art)
     shipped = shipped if shipped.get("logits") == "int8" else None
     int8 = score_model(
         "int8 (TFLite Micro)",

@@ -19,7 +19,7 @@ from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.evaluate.tracking import fit_tracker
-from ppgedge.export.deployed_tracker import tracker_for
+from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.run import export, parse_formats
 from ppgedge.export.verify import verify
 from ppgedge.train.trainer import label_stretch, training_config_of
@@ -57,19 +57,27 @@ def test_export_fits_the_tracker_on_the_exported_int8_outputs(exported, tiny_dat
         float(output_qparams(tfl)[0]),
         stretch=label_stretch(training_config_of(art.base)),
     )
-    got = json.loads((exported.out_dir / "export.json").read_text())["tracker"]
+    manifest = json.loads((exported.out_dir / "export.json").read_text())
+    got = manifest["tracker"]
     assert got["logits"] == "int8" and got["tflite_sha256"] == file_sha256(tfl)
     assert got["prior"] == want["prior"] and got["decoder"] == want["decoder"]
     assert got["val_mae_by_decoder"] == want["val_mae_by_decoder"]
     assert got["fitted_on"].startswith(f"TFLite Micro int8 outputs of {len(x)} validation")
     assert got["float_record"]["decoder"] == art.base.tracker["decoder"]
+    # the per-window decoder is chosen on the same int8 outputs, and the bundle computes it
+    maes = want["val_mae_by_decoder"]
+    best = min((d for d in ("argmax", "expectation", "smoothed")), key=maes.get)
+    assert got["window_decoder"] == manifest["decode"] == best
+    config = next((exported.out_dir / "tflm").glob("*_config.h")).read_text()
+    assert f"_DECODER_{best.upper()}\n" in config.split("_DECODER_SMOOTHED 2")[1]
     # the bundle's C tables come from this record
     bundle = json.loads((exported.out_dir / "tflm" / "manifest.json").read_text())["tracker"]
     assert bundle["prior"] == got["prior"] and bundle["val_decoder"] == got["decoder"]
     assert bundle["fitted_on"] == got["fitted_on"]
     # eval and verify score the exported record, not the checkpoint's
-    assert tracker_for(tfl, art) == got
+    assert deployed_decoding(tfl, art) == (best, got)
     report = verify(exported.out_dir, tiny_dataset)
+    assert report.decoder == best
     assert report.tracking["fitted_on"] == "int8"
     assert report.tracking["half_width"] == got["prior"]["half_width"]
 
@@ -80,12 +88,13 @@ def test_a_replaced_tflite_is_not_scored_with_the_export_record(exported, tmp_pa
     art = exported.artifact
     alien = tmp_path / "x.tflite"
     alien.write_bytes(exported.files["tflite"].read_bytes())
-    assert tracker_for(alien, art) == art.base.tracker  # no export.json beside it
+    float_choice = (art.decode, art.base.tracker)
+    assert deployed_decoding(alien, art) == float_choice  # no export.json beside it
     folder = tmp_path / "copy"
     shutil.copytree(exported.out_dir, folder)
     tfl = folder / exported.files["tflite"].name
     tfl.write_bytes(tfl.read_bytes()[:-1] + b"\x01")
-    assert tracker_for(tfl, art) == art.base.tracker
+    assert deployed_decoding(tfl, art) == float_choice
 
 
 def test_without_its_training_data_export_keeps_the_float_tracker_and_says_so(
@@ -100,6 +109,7 @@ def test_without_its_training_data_export_keeps_the_float_tracker_and_says_so(
     assert "prior" in rec and rec["logits"] == "float" and "tflite_sha256" not in rec
     assert rec["fitted_on"].startswith("float logits (its training data")
     assert "--data" in result.manifest["tracker_note"]
+    assert result.manifest["decode"] == art.decode
     # --data says where the dataset is now (same SHA-256): the int8 fit again
     moved = tmp_path / "moved.ppgds"
     shutil.copytree(tiny_dataset.path, moved)

@@ -128,10 +128,15 @@ def _render_run(result) -> None:
     console.print(table)
     tracked = result.summary[-1].get("test_mae_tracked") if result.summary else None
     if tracked is not None:
-        console.print(
+        line = (
             f"int8 model tracked over time: test MAE {tracked:.2f} "
             f"(window by window {result.summary[-1]['test_mae']:.2f})"
         )
+        chosen = result.summary[-1].get("deployed_decoder")
+        if chosen is not None:
+            which = "tracked" if chosen == "tracked" else f"per-window ({safe_text(chosen)})"
+            line += f"; the bundle reports the {which} value, chosen on validation"
+        console.print(line)
     console.print(f"report: {safe_text(result.report)}")
     console.print("next:")
     for cmd in result.next_commands:

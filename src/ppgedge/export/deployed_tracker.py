@@ -31,6 +31,7 @@ from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.tracking import fit_tracker
+from ppgedge.models.bpm import DECODERS
 from ppgedge.train.trainer import label_stretch, training_config_of
 
 INT8_FIT = "TFLite Micro int8 outputs"
@@ -41,6 +42,7 @@ class DeployedTracker:
     """The tracker record the bundle and ``export.json`` carry, and how it was obtained."""
 
     record: dict[str, Any]
+    decode: str  # the bundle's per-window decoder (``record["decoder"]`` may be ``tracked``)
     refit: bool  # True: fitted on the exported model's int8 outputs
     note: str  # one line for the export's status and manifest
 
@@ -74,9 +76,9 @@ def _dataset(rec: dict[str, Any], data: Path | None) -> tuple[Dataset | None, st
     return Dataset(path), ""
 
 
-def _kept(record: dict[str, Any], why: str) -> DeployedTracker:
+def _kept(record: dict[str, Any], decode: str, why: str) -> DeployedTracker:
     note = f"kept as fitted on float logits ({why}: pass --data DATASET to fit it on int8)"
-    return DeployedTracker({**record, "fitted_on": f"float logits ({why})"}, False, note)
+    return DeployedTracker({**record, "fitted_on": f"float logits ({why})"}, decode, False, note)
 
 
 def fit_deployed_tracker(
@@ -85,18 +87,18 @@ def fit_deployed_tracker(
     """Fit ``art``'s tracker on ``tflite``'s int8 outputs of its validation windows."""
     record = dict(art.base.tracker or {})
     if "prior" not in record:  # no window sequences, or a model made before trackers
-        return DeployedTracker(record, False, "none (the model carries no tracker)")
+        return DeployedTracker(record, art.decode, False, "none (the model carries no tracker)")
     rec = _training_record(art)
     if rec is None:
-        return _kept(record, "the artifact records no training split")
+        return _kept(record, art.decode, "the artifact records no training split")
     dataset, why = _dataset(rec, data)
     if dataset is None:
-        return _kept(record, why)
+        return _kept(record, art.decode, why)
     s = rec["split"]
     split = Split(s.get("name", "split"), tuple(s["train"]), tuple(s["val"]), tuple(s["test"]))
     parts = split.indices(dataset.subject_names())
     if len(parts["val"]) == 0 or len(parts["train"]) == 0:
-        return _kept(record, "its split leaves no training or no validation windows")
+        return _kept(record, art.decode, "its split leaves no training or no validation windows")
     qp = output_qparams(tflite)
     if qp is None:
         raise PpgedgeError(f"{tflite}: the output is not int8: export a full-int8 model")
@@ -114,15 +116,20 @@ def fit_deployed_tracker(
         stretch=label_stretch(training_config_of(art.base)),
     )
     if "prior" not in fitted:
-        return _kept(record, fitted.get("unavailable", "no window sequences"))
+        return _kept(record, art.decode, fitted.get("unavailable", "no window sequences"))
     n_val = len(parts["val"])
     fitted["fitted_on"] = (
         f"{INT8_FIT} of {n_val} validation windows ({', '.join(split.val)}), "
         f"replacing the float record (decoder {record.get('decoder')})"
     )
     fitted["tflite_sha256"] = file_sha256(tflite)
+    maes = fitted["val_mae_by_decoder"]
+    # the per-window decoder the bundle computes (and reports when the tracker is not chosen):
+    # the lowest on the same int8 outputs, the first of equals
+    fitted["window_decoder"] = min((d for d in DECODERS if d in maes), key=maes.get)
     fitted["float_record"] = {
         "decoder": record.get("decoder"),
+        "window_decoder": art.decode,
         "prior": {k: record["prior"].get(k) for k in ("half_width", "weight", "jump")},
     }
     p = fitted["prior"]
@@ -130,15 +137,15 @@ def fit_deployed_tracker(
         f"fitted on the int8 outputs of {n_val} validation windows: decoder "
         f"{fitted['decoder']} (K={p['half_width']}, w={p['weight']:g}"
         + ("" if p.get("jump") is None else f", J={p['jump']:g}")
-        + ")"
+        + f"; per window {fitted['window_decoder']})"
     )
-    return DeployedTracker(fitted, True, note)
+    return DeployedTracker(fitted, fitted["window_decoder"], True, note)
 
 
-def tracker_for(tflite: Path | None, art: QuantizedArtifact) -> dict[str, Any]:
-    """The tracker record that goes with ``tflite``: the one its export fitted on its int8
-    outputs (``export.json`` beside it, when that record names this very file), else the base
-    checkpoint's."""
+def deployed_decoding(tflite: Path | None, art: QuantizedArtifact) -> tuple[str, dict[str, Any]]:
+    """(per-window decoder, tracker record) that go with ``tflite``: those its export fitted on
+    its int8 outputs (``export.json`` beside it, when the record names this very file), else
+    the artifact's (its base checkpoint's float choices)."""
     if tflite is not None and Path(tflite).is_file():
         from ppgedge.export.run import MANIFEST  # run imports this module
 
@@ -151,6 +158,7 @@ def tracker_for(tflite: Path | None, art: QuantizedArtifact) -> dict[str, Any]:
             isinstance(rec, dict)
             and "prior" in rec
             and rec.get("tflite_sha256") == file_sha256(tflite)
+            and rec.get("window_decoder") in DECODERS
         ):
-            return rec
-    return dict(art.base.tracker or {})
+            return rec["window_decoder"], rec
+    return art.decode, dict(art.base.tracker or {})

@@ -26,7 +26,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral, evaluation
 from ppgedge.evaluate.report import evaluate_model
 from ppgedge.evaluate.tracking import tracked_evaluation
-from ppgedge.export.deployed_tracker import tracker_for
+from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode
 
@@ -58,7 +58,9 @@ def evaluate_any(
         check_compatible(art.data_format, dataset)
         idx, described = eval_indices(dataset, art.base, part)
         fmt = art.data_format
-        channels, pre, decoder = fmt.channels, fmt.preprocessing, art.decode
+        # the export's choices on its int8 outputs for its .tflite, else the artifact's
+        decoder, tracker = deployed_decoding(tfl, art)
+        channels, pre = fmt.channels, fmt.preprocessing
     else:
         idx, described = eval_indices(dataset, None, "all" if part == "auto" else part)
         channels, pre, decoder = foreign_input(tfl, dataset)  # type: ignore[arg-type]
@@ -82,7 +84,6 @@ def evaluate_any(
     tracking: dict[str, Any] | None = None
     if art is not None:
         track_in = logits.numpy() if track_in is None else track_in
-        tracker = tracker_for(tfl, art)  # the export's int8 fit for a .tflite
         tracked, tracking = tracked_evaluation(name, track_in, dataset, idx, tracker, scale)
         if tracked is not None:
             evals.append(tracked)

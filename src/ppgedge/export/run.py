@@ -220,7 +220,7 @@ def export(
                 tmp / "tflm",
                 name=name,
                 data_format=fmt,
-                decode=art.decode,
+                decode=deployed.decode if deployed is not None else art.decode,
                 provenance=_provenance(art, artifact_path),
                 tracker=deployed.record if deployed is not None else art.base.tracker,
             )
@@ -341,7 +341,10 @@ def _manifest(
         if art is not None
         else None,
         "data_format": art.data_format.to_dict() if art is not None else None,
-        "decode": art.decode if art is not None else None,
+        # the bundle's per-window decoder: chosen on the int8 outputs with the tracker below
+        "decode": (deployed.decode if deployed is not None else art.decode)
+        if art is not None
+        else None,
         "files": entries,
         "tflite": {"ops": rules.ops, "input": _q(rules.input), "output": _q(rules.output)}
         if rules is not None

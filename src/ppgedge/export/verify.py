@@ -42,7 +42,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral
 from ppgedge.evaluate.tracking import tracked_evaluation
-from ppgedge.export.deployed_tracker import tracker_for
+from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.run import MANIFEST
 from ppgedge.models.bpm import decode as decode_logits
 
@@ -155,11 +155,9 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
         if art is not None:
             check_compatible(art.data_format, dataset)
             idx, described = eval_indices(dataset, art.base, part)
-            channels, pre, decoder = (
-                art.data_format.channels,
-                art.data_format.preprocessing,
-                art.decode,
-            )
+            # the export's choices on its int8 outputs (the bundle's), else the artifact's
+            decoder, record = deployed_decoding(tfl, art)
+            channels, pre = art.data_format.channels, art.data_format.preprocessing
         else:
             idx, described = eval_indices(dataset, None, "all" if part == "auto" else part)
             channels, pre, decoder = foreign_input(tfl, dataset)
@@ -218,7 +216,6 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
             (ref.argmax(1).numpy() == logits_tflm.argmax(1).numpy()).mean()
         )
     if art is not None and qp is not None:
-        record = tracker_for(tfl, art)
         _tracked(report, record, dataset, np.asarray(idx), raw_tflm, raw_litert, qp[0])
     report.seconds = round(time.perf_counter() - t0, 2)
     return report

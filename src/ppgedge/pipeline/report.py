@@ -77,6 +77,8 @@ def summary_rows(ctx: Context, stages: dict[str, dict[str, Any]]) -> list[dict[s
     ]
     # the same int8 outputs through the temporal tracker (None: the model carries none)
     rows[-1]["test_mae_tracked"] = verify.get("mae_tflm_tracked")
+    # which of the two the bundle's firmware reports (chosen on the int8 validation outputs)
+    rows[-1]["deployed_decoder"] = (verify.get("tracking") or {}).get("val_decoder")
     return rows
 
 
@@ -132,7 +134,14 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
             "",
             f"Tracked over time (the bundle's temporal tracker on the same int8 outputs): "
             f"test MAE **{rows[-1]['test_mae_tracked']:.2f}** BPM against "
-            f"{rows[-1]['test_mae']:.2f} window by window.",
+            f"{rows[-1]['test_mae']:.2f} window by window"
+            + (
+                "."
+                if rows[-1].get("deployed_decoder") is None
+                else f"; the bundle reports the "
+                f"{'tracked' if rows[-1]['deployed_decoder'] == 'tracked' else 'per-window'} "
+                "value (chosen on the int8 model's validation outputs)."
+            ),
         ]
     lines += [
         "",
