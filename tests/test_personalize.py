@@ -101,3 +101,18 @@ def test_bad_input_is_one_line_exit_2(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "float checkpoint" in lines[0], proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_the_personalised_bundle_keeps_the_exports_tracker_and_decoder(
+    exported: Path, tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path: Path
+) -> None:
+    """Only the bias bytes change: the new bundle runs the tracker and per-window decoder the
+    export fitted on the int8 outputs (it used to drop the tracker)."""
+    shipped = json.loads((exported / "export.json").read_text())
+    assert shipped["tracker"]["logits"] == "int8"
+    personalize(exported, tiny_dataset_path, _held_out(tiny_checkpoint), 1.0, tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["tracker"]["prior"] == shipped["tracker"]["prior"]
+    assert manifest["tracker"]["val_decoder"] == shipped["tracker"]["decoder"]
+    assert manifest["decode"] == shipped["decode"]
+    assert (tmp_path / "b" / f"{manifest['identifier']}_tracker.c").is_file()

@@ -39,6 +39,7 @@ from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible
 from ppgedge.export.bundle import write_bundle
+from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode as decode_logits
 from ppgedge.ownership import BUNDLE, claim
@@ -60,6 +61,7 @@ class Deployed:
     sigma: float
     train_subjects: tuple[str, ...]
     train_dataset_sha256: str | None
+    tracker: dict[str, Any] | None = None  # the export's, carried into the new bundle
 
 
 def load_deployed(model: str | Path, dataset: Dataset) -> Deployed:
@@ -86,6 +88,7 @@ def load_deployed(model: str | Path, dataset: Dataset) -> Deployed:
         )
         return Deployed(tfl, name, fmt, decoder, 1.5, (), None)
     check_compatible(art.data_format, dataset)
+    decoder, tracker = deployed_decoding(tfl, art)  # the export's (the bundle's) choices
     training = art.base.training or {}
     sigma = float((training.get("config") or {}).get("label_sigma_bpm", 1.5))
     split = training.get("split") or {}
@@ -93,10 +96,11 @@ def load_deployed(model: str | Path, dataset: Dataset) -> Deployed:
         tfl,
         name,
         art.data_format,
-        art.decode,
+        decoder,
         sigma,
         tuple(split.get("train") or ()),
         training.get("dataset_sha256"),
+        tracker,
     )
 
 
@@ -233,6 +237,7 @@ def personalize(
             data_format=dep.data_format,
             decode=dep.decode,
             provenance=prov,
+            tracker=dep.tracker,  # the same tracker: only the bias bytes differ
             tflm_src=tflm_src,
         )
     return result
