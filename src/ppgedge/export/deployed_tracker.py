@@ -43,7 +43,6 @@ class DeployedTracker:
 
     record: dict[str, Any]
     decode: str  # the bundle's per-window decoder (``record["decoder"]`` may be ``tracked``)
-    refit: bool  # True: fitted on the exported model's int8 outputs
     note: str  # one line for the export's status and manifest
 
 
@@ -78,7 +77,7 @@ def _dataset(rec: dict[str, Any], data: Path | None) -> tuple[Dataset | None, st
 
 def _kept(record: dict[str, Any], decode: str, why: str) -> DeployedTracker:
     note = f"kept as fitted on float logits ({why}: pass --data DATASET to fit it on int8)"
-    return DeployedTracker({**record, "fitted_on": f"float logits ({why})"}, decode, False, note)
+    return DeployedTracker({**record, "fitted_on": f"float logits ({why})"}, decode, note)
 
 
 def fit_deployed_tracker(
@@ -87,7 +86,7 @@ def fit_deployed_tracker(
     """Fit ``art``'s tracker on ``tflite``'s int8 outputs of its validation windows."""
     record = dict(art.base.tracker or {})
     if "prior" not in record:  # no window sequences, or a model made before trackers
-        return DeployedTracker(record, art.decode, False, "none (the model carries no tracker)")
+        return DeployedTracker(record, art.decode, "none (the model carries no tracker)")
     rec = _training_record(art)
     if rec is None:
         return _kept(record, art.decode, "the artifact records no training split")
@@ -118,8 +117,11 @@ def fit_deployed_tracker(
     if "prior" not in fitted:
         return _kept(record, art.decode, fitted.get("unavailable", "no window sequences"))
     n_val = len(parts["val"])
+    names = ", ".join(split.val[:6]) + (
+        f" and {len(split.val) - 6} more" if len(split.val) > 6 else ""
+    )
     fitted["fitted_on"] = (
-        f"{INT8_FIT} of {n_val} validation windows ({', '.join(split.val)}), "
+        f"{INT8_FIT} of {n_val} validation windows ({names}), "
         f"replacing the float record (decoder {record.get('decoder')})"
     )
     fitted["tflite_sha256"] = file_sha256(tflite)
@@ -139,7 +141,7 @@ def fit_deployed_tracker(
         + ("" if p.get("jump") is None else f", J={p['jump']:g}")
         + f"; per window {fitted['window_decoder']})"
     )
-    return DeployedTracker(fitted, fitted["window_decoder"], True, note)
+    return DeployedTracker(fitted, fitted["window_decoder"], note)
 
 
 def deployed_decoding(tflite: Path | None, art: QuantizedArtifact) -> tuple[str, dict[str, Any]]:
