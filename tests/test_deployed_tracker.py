@@ -124,3 +124,30 @@ def test_without_its_training_data_export_keeps_the_float_tracker_and_says_so(
     proc = ppgedge("export", lost, "-o", tmp_path / "c", "--format", "tflite", "--data", other)
     assert_user_error(proc, "is not the dataset this model was trained on")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_corrupt_or_huge_export_manifest_is_one_line(exported, tiny_dataset, tmp_path) -> None:
+    """verify on a folder whose export.json is broken, not an object or huge: one line, exit 2
+    (it was a JSONDecodeError / AttributeError traceback); a bare .tflite beside such a file is
+    read as a foreign model and keeps the artifact-free decoding."""
+    from ppgedge.export.verify import resolve_export
+
+    folder = tmp_path / "copy"
+    shutil.copytree(exported.out_dir, folder)
+    manifest = folder / "export.json"
+    for text, needle in (
+        ('{"tracker": [1,', "not a readable export manifest"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"files": {"tflite": {"path": 5}}}', "the export has no .tflite"),
+        (" " * (17 << 20), "is not an export manifest"),
+    ):
+        manifest.write_text(text)
+        assert_user_error(ppgedge("verify", folder, tiny_dataset.path), needle)
+    tfl = folder / exported.files["tflite"].name
+    manifest.write_text("[1, 2]")
+    _, art, notes = resolve_export(tfl)
+    assert art is None and "read as a bare .tflite" in notes[0]
+    assert deployed_decoding(tfl, exported.artifact) == (
+        exported.artifact.decode,
+        exported.artifact.base.tracker,
+    )

@@ -15,7 +15,6 @@ changed the checkpoint's float record is kept and the manifest says so.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,12 +148,11 @@ def deployed_decoding(tflite: Path | None, art: QuantizedArtifact) -> tuple[str,
     its int8 outputs (``export.json`` beside it, when the record names this very file), else
     the artifact's (its base checkpoint's float choices)."""
     if tflite is not None and Path(tflite).is_file():
-        from ppgedge.export.run import MANIFEST  # run imports this module
+        from ppgedge.export.run import MANIFEST, read_export_manifest  # run imports this module
 
-        manifest = Path(tflite).parent / MANIFEST
         try:
-            rec = json.loads(manifest.read_text(encoding="utf-8")).get("tracker")
-        except (OSError, ValueError, AttributeError):  # no or no readable export.json
+            rec = read_export_manifest(Path(tflite).parent / MANIFEST).get("tracker")
+        except PpgedgeError:  # no or no readable export.json: not this export's record
             rec = None
         if (
             isinstance(rec, dict)

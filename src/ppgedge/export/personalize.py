@@ -12,7 +12,6 @@ only in the bias bytes the report lists.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible
 from ppgedge.export.bundle import write_bundle
 from ppgedge.export.deployed_tracker import deployed_decoding
+from ppgedge.export.run import read_export_manifest
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode as decode_logits
 from ppgedge.ownership import BUNDLE, claim
@@ -80,7 +80,7 @@ def load_deployed(model: str | Path, dataset: Dataset) -> Deployed:
     name = tfl.stem
     manifest = tfl.parent / "export.json"
     if manifest.is_file():
-        name = str(json.loads(manifest.read_text(encoding="utf-8")).get("name") or name)
+        name = str(read_export_manifest(manifest).get("name") or name)
     if art is None:
         channels, pre, decoder = foreign_input(tfl, dataset)
         fmt = DataFormat(

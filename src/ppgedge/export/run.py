@@ -10,6 +10,7 @@ never ask for it again.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -42,6 +43,27 @@ from ppgedge.ownership import EXPORT, claim
 SCHEMA = "ppgedge.export/1"
 FORMATS = ("tflite", "tflm", "onnx")
 MANIFEST = "export.json"
+MANIFEST_MAX_BYTES = 16 << 20  # an export.json is tens of KB: a larger file is not ours
+
+
+def read_export_manifest(path: Path) -> dict[str, Any]:
+    """An ``export.json`` as a dict, read within a size bound; anything else is a one-line
+    error (a corrupt or foreign file beside a model must not become a traceback)."""
+    try:
+        size = path.stat().st_size
+        if size > MANIFEST_MAX_BYTES:
+            raise PpgedgeError(
+                f"{path}: {size:,} B is not an export manifest (ppgedge writes tens of KB): "
+                "export the model again"
+            )
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PpgedgeError(
+            f"{path}: not a readable export manifest ({type(exc).__name__}): export the model again"
+        ) from None
+    if not isinstance(m, dict):
+        raise PpgedgeError(f"{path}: not an export manifest (not a JSON object): export again")
+    return m
 
 
 @dataclass

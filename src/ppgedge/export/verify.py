@@ -21,7 +21,6 @@ QAT trained) is compared two ways:
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral
 from ppgedge.evaluate.tracking import tracked_evaluation
 from ppgedge.export.deployed_tracker import deployed_decoding
-from ppgedge.export.run import MANIFEST
+from ppgedge.export.run import MANIFEST, read_export_manifest
 from ppgedge.models.bpm import decode as decode_logits
 
 SCHEMA = "ppgedge.verify/2"
@@ -110,14 +109,18 @@ def resolve_export(target: Path) -> tuple[Path | None, QuantizedArtifact | None,
         manifest = target / MANIFEST
         if not manifest.is_file():
             raise PpgedgeError(f"{target}: not an export directory (no {MANIFEST})")
-        return _from_manifest(target, json.loads(manifest.read_text()), notes)
+        return _from_manifest(target, read_export_manifest(manifest), notes)
     if not target.is_file():
         raise PpgedgeError(f"{target}: no such file or directory")
     if target.suffix == ".tflite":
         manifest = target.parent / MANIFEST
         if manifest.is_file():
-            m = json.loads(manifest.read_text())
-            if (m.get("files", {}).get("tflite") or {}).get("path") == target.name:
+            try:
+                m = read_export_manifest(manifest)
+            except PpgedgeError as exc:  # someone else's file beside a bare model
+                m = {}
+                notes.append(f"{exc}; read as a bare .tflite")
+            if _entry(m, "files", "tflite").get("path") == target.name:
                 _, art, notes = _from_manifest(target.parent, m, notes)
                 return target, art, notes
         notes.append("no export.json beside the .tflite: no PyTorch comparison, argmax decoding")
@@ -125,12 +128,20 @@ def resolve_export(target: Path) -> tuple[Path | None, QuantizedArtifact | None,
     return None, load_artifact(target), notes
 
 
+def _entry(m: dict, *keys: str) -> dict:
+    """``m[k1][k2]...`` when each level is an object, else ``{}`` (a hand-edited manifest)."""
+    for key in keys:
+        m = m.get(key) if isinstance(m, dict) else None
+    return m if isinstance(m, dict) else {}
+
+
 def _from_manifest(folder: Path, m: dict, notes: list[str]):
-    tfl = folder / (m.get("files", {}).get("tflite") or {}).get("path", "")
-    if not tfl.is_file():
+    path = _entry(m, "files", "tflite").get("path")
+    tfl = folder / path if isinstance(path, str) and path else None
+    if tfl is None or not tfl.is_file():
         raise PpgedgeError(f"{folder}: the export has no .tflite (export with --format tflite)")
-    art_info = m.get("artifact") or {}
-    art_path = Path(art_info.get("path", ""))
+    art_info = _entry(m, "artifact")
+    art_path = Path(str(art_info.get("path", "")))
     art_path = art_path if art_path.is_absolute() else folder / art_path
     if not art_path.is_file():
         notes.append(f"artifact {art_path} is gone: no PyTorch comparison")
