@@ -173,6 +173,14 @@ def _render_verify(r) -> None:
         )
         table.add_row("PyTorch float", f"{r.mae_float:.3f}", "")
     console.print(table)
+    tr = r.tracking or {}
+    if tr.get("val_decoder"):
+        which = "tracked" if tr["val_decoder"] == "tracked" else "per-window"
+        console.print(
+            f"the bundle reports the {which} value: the tracker fitted on "
+            f"{safe_text(tr.get('fitted_on', 'float'))} validation outputs chose "
+            f"{safe_text(tr['val_decoder'])}"
+        )
     console.print(
         f"LiteRT vs TFLite Micro: max {r.max_step_diff_tflite_vs_tflm} int8 step(s), "
         f"{r.windows_differing:.1%} of windows differ somewhere"
