@@ -147,6 +147,8 @@ def test_a_corrupt_or_huge_export_manifest_is_one_line(exported, tiny_dataset, t
     manifest.write_text("[1, 2]")
     _, art, notes = resolve_export(tfl)
     assert art is None and "read as a bare .tflite" in notes[0]
+    proc = ppgedge("eval", tfl, tiny_dataset.path)  # eval says so too
+    assert proc.returncode == 0 and "not a JSON object" in proc.stdout, proc.stderr
     assert deployed_decoding(tfl, exported.artifact) == (
         exported.artifact.decode,
         exported.artifact.base.tracker,

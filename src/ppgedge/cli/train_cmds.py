@@ -427,6 +427,8 @@ def eval_cmd(
 def _render_eval(result: dict, per_subject: bool) -> None:
     models = result["models"]
     console.print(f"evaluated on {result['n_windows']} windows: {safe_text(result['windows'])}")
+    for note in result.get("notes") or ():
+        console.print(f"note: {safe_text(note)}")
     overall = {n: {"all": r["overall"]} for n, r in models.items()}
     console.print(metrics_table("overall", overall, "set"))
     tr = result.get("tracking")

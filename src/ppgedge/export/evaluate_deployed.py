@@ -51,9 +51,9 @@ def evaluate_any(
         raise PpgedgeError(f"{model}: no such file")
     dataset = Dataset(dataset_path)
     if model.suffix == ".tflite":
-        tfl, art, _ = resolve_export(model)
+        tfl, art, notes = resolve_export(model)
     else:
-        tfl, art = None, load_artifact(model)
+        tfl, art, notes = None, load_artifact(model), []
     if art is not None:
         check_compatible(art.data_format, dataset)
         idx, described = eval_indices(dataset, art.base, part)
@@ -95,4 +95,5 @@ def evaluate_any(
         "decode": decoder,
         "models": {e.name: e.report for e in evals},
         "tracking": tracking,
+        "notes": notes,  # e.g. a broken export.json beside the .tflite: read as foreign
     }

@@ -114,16 +114,19 @@ def resolve_export(target: Path) -> tuple[Path | None, QuantizedArtifact | None,
         raise PpgedgeError(f"{target}: no such file or directory")
     if target.suffix == ".tflite":
         manifest = target.parent / MANIFEST
-        if manifest.is_file():
-            try:
-                m = read_export_manifest(manifest)
-            except PpgedgeError as exc:  # someone else's file beside a bare model
-                m = {}
-                notes.append(f"{exc}; read as a bare .tflite")
-            if _entry(m, "files", "tflite").get("path") == target.name:
-                _, art, notes = _from_manifest(target.parent, m, notes)
-                return target, art, notes
-        notes.append("no export.json beside the .tflite: no PyTorch comparison, argmax decoding")
+        bare = "no PyTorch comparison, argmax decoding"
+        if not manifest.is_file():
+            notes.append(f"no export.json beside the .tflite: {bare}")
+            return target, None, notes
+        try:
+            m = read_export_manifest(manifest)
+        except PpgedgeError as exc:  # someone else's file beside a bare model
+            notes.append(f"{exc}; read as a bare .tflite: {bare}")
+            return target, None, notes
+        if _entry(m, "files", "tflite").get("path") == target.name:
+            _, art, notes = _from_manifest(target.parent, m, notes)
+            return target, art, notes
+        notes.append(f"the export.json beside the .tflite lists another model: {bare}")
         return target, None, notes
     return None, load_artifact(target), notes
 
