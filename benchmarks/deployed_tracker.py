@@ -55,7 +55,7 @@ from ppgedge.export.run import export, parse_formats
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.checkpoint import load_checkpoint
 
-GRIDS = {"float record": None, "int8 record": None}  # names of the two decodings
+GRIDS = ("float record", "int8 record")  # the two decodings
 
 
 def _cell(teacher: dict[str, Any], scored: dict[str, Any], record: dict[str, Any]) -> dict:
@@ -172,7 +172,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"| {r['scenario']} | {r['seed']} | {shown(a, wa)} | {shown(b, wb)} | "
                 f"{a['int8']:.2f} | {b['int8']:.2f} |"
             )
-    return "\n".join(head + checks + tables(doc, list(GRIDS))) + "\n"
+    return "\n".join(head + checks + tables(doc, GRIDS)) + "\n"
 
 
 def main() -> None:
@@ -187,7 +187,7 @@ def main() -> None:
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
         "runs": rows,
-        "summary": summarise(rows, list(GRIDS)),
+        "summary": summarise(rows, GRIDS),
     }
     write_results("deployed_tracker", doc, markdown(doc))
     print("int8 record == benchmark fit:", all(r["equals_benchmark_fit"] for r in rows))

@@ -43,8 +43,7 @@ def test_export_fits_the_tracker_on_the_exported_int8_outputs(exported, tiny_dat
     of the very .tflite exported, and the bundle, eval and verify all use it."""
     art = exported.artifact
     tfl = exported.files["tflite"]
-    s = art.base.training["split"]
-    split = Split("s", tuple(s["train"]), tuple(s["val"]), tuple(s["test"]))
+    split = Split.from_dict(art.base.training["split"])
     parts = split.indices(tiny_dataset.subject_names())
     fmt = art.data_format
     x = WindowSource(tiny_dataset, parts["val"], fmt.channels).windows(np.arange(len(parts["val"])))

@@ -86,9 +86,7 @@ def prune_cmd(
     split_d = load_checkpoint(checkpoint).training.get("split")
     if not split_d:
         raise PpgedgeError(f"{checkpoint}: no training split recorded; train it with ppgedge")
-    split = Split(
-        split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
-    )
+    split = Split.from_dict(split_d)
     out = out or claim(checkpoint.with_name(checkpoint.stem + ".pruned.pt"), CHECKPOINT)
     if rebuild:  # the candidate not kept goes beside --out: refuse a foreign file there now
         from ppgedge.compress.rebuild import rebuilt_path

@@ -568,9 +568,7 @@ def _split_of(dataset: Dataset, base: Checkpoint) -> Split | None:
     split_d = base.training.get("split")
     if not split_d or base.training.get("dataset_sha256") != dataset_sha256(dataset.path):
         return None
-    return Split(
-        split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
-    )
+    return Split.from_dict(split_d)
 
 
 def _mae(

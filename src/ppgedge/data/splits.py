@@ -32,6 +32,13 @@ class Split:
             for part in ("train", "val", "test")
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Split:
+        """The split a checkpoint records (:meth:`to_dict`)."""
+        return cls(
+            str(d.get("name", "split")), tuple(d["train"]), tuple(d["val"]), tuple(d["test"])
+        )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,

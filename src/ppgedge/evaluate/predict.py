@@ -134,9 +134,7 @@ def eval_indices(dataset: Dataset, ckpt: Checkpoint | None, part: str) -> tuple[
         raise PpgedgeError(
             f"--part {part}: the model's split does not belong to {dataset.path}; use --part all"
         )
-    split = Split(
-        split_d["name"], tuple(split_d["train"]), tuple(split_d["val"]), tuple(split_d["test"])
-    )
+    split = Split.from_dict(split_d)
     part = "test" if part == "auto" else part
     if part not in ("train", "val", "test"):
         raise PpgedgeError(f"unknown --part '{part}': use auto, train, val, test or all")

@@ -92,8 +92,7 @@ def fit_deployed_tracker(
     dataset, why = _dataset(rec, data)
     if dataset is None:
         return _kept(record, art.decode, why)
-    s = rec["split"]
-    split = Split(s.get("name", "split"), tuple(s["train"]), tuple(s["val"]), tuple(s["test"]))
+    split = Split.from_dict(rec["split"])
     parts = split.indices(dataset.subject_names())
     if len(parts["val"]) == 0 or len(parts["train"]) == 0:
         return _kept(record, art.decode, "its split leaves no training or no validation windows")

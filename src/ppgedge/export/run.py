@@ -10,7 +10,6 @@ never ask for it again.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -34,6 +33,7 @@ from ppgedge.compress.runtimes import run_raw
 from ppgedge.data.format import Dataset
 from ppgedge.data.preprocess import zscore_numpy
 from ppgedge.errors import PpgedgeError
+from ppgedge.export.bundle_manifest import NotAManifest, read_json_object
 from ppgedge.export.onnx_export import export_onnx
 from ppgedge.export.rules import check_int8_rules
 from ppgedge.models.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
@@ -50,20 +50,13 @@ def read_export_manifest(path: Path) -> dict[str, Any]:
     """An ``export.json`` as a dict, read within a size bound; anything else is a one-line
     error (a corrupt or foreign file beside a model must not become a traceback)."""
     try:
-        size = path.stat().st_size
-        if size > MANIFEST_MAX_BYTES:
-            raise PpgedgeError(
-                f"{path}: {size:,} B is not an export manifest (ppgedge writes tens of KB): "
-                "export the model again"
-            )
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return read_json_object(path, MANIFEST_MAX_BYTES)
+    except NotAManifest as exc:
+        raise PpgedgeError(f"{path} is not an export manifest ({exc}): export again") from None
+    except (OSError, ValueError) as exc:
         raise PpgedgeError(
             f"{path}: not a readable export manifest ({type(exc).__name__}): export the model again"
         ) from None
-    if not isinstance(m, dict):
-        raise PpgedgeError(f"{path}: not an export manifest (not a JSON object): export again")
-    return m
 
 
 @dataclass
@@ -242,9 +235,9 @@ def export(
                 tmp / "tflm",
                 name=name,
                 data_format=fmt,
-                decode=deployed.decode if deployed is not None else art.decode,
+                decode=deployed.decode,  # tflm implies tflite: fitted above
                 provenance=_provenance(art, artifact_path),
-                tracker=deployed.record if deployed is not None else art.base.tracker,
+                tracker=deployed.record,
             )
             seconds["tflm"] = time.perf_counter() - t0
             files["tflm"] = tmp / "tflm"
@@ -364,9 +357,7 @@ def _manifest(
         else None,
         "data_format": art.data_format.to_dict() if art is not None else None,
         # the bundle's per-window decoder: chosen on the int8 outputs with the tracker below
-        "decode": (deployed.decode if deployed is not None else art.decode)
-        if art is not None
-        else None,
+        "decode": deployed.decode if deployed else (art.decode if art is not None else None),
         "files": entries,
         "tflite": {"ops": rules.ops, "input": _q(rules.input), "output": _q(rules.output)}
         if rules is not None
