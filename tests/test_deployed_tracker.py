@@ -81,6 +81,33 @@ def test_export_fits_the_tracker_on_the_exported_int8_outputs(exported, tiny_dat
     assert report.tracking["half_width"] == got["prior"]["half_width"]
 
 
+def test_the_decoder_choice_scores_what_the_firmware_computes(exported, tiny_dataset) -> None:
+    """The validation MAEs the bundle's decoder is chosen on are those of the C decoders, which
+    dequantise the int8 outputs first: the expectation's softmax on raw int8 codes would be
+    sharpened by 1 / scale (the choice was made on that until this was fixed). verify on the
+    validation subjects measures the chosen per-window decoder at the same MAE."""
+    import torch
+
+    from ppgedge.compress.runtimes import dequantize
+    from ppgedge.models.bpm import DECODERS, decode
+
+    art = exported.artifact
+    tfl = exported.files["tflite"]
+    parts = Split.from_dict(art.base.training["split"]).indices(tiny_dataset.subject_names())
+    fmt = art.data_format
+    x = WindowSource(tiny_dataset, parts["val"], fmt.channels).windows(np.arange(len(parts["val"])))
+    scale, zero = output_qparams(tfl)
+    assert abs(scale - 1.0) > 0.05  # else raw codes and logits would decode alike
+    logits = torch.from_numpy(dequantize(run_raw(tfl, x, "tflm"), scale, zero))
+    y = np.asarray(tiny_dataset.y[parts["val"]], np.float64)
+    got = json.loads((exported.out_dir / "export.json").read_text())["tracker"]
+    for m in DECODERS:
+        want = float(np.abs(decode(logits, m).numpy() - y).mean())
+        assert got["val_mae_by_decoder"][m] == pytest.approx(want, abs=1e-4), m
+    report = verify(exported.out_dir, tiny_dataset, part="val")
+    assert report.mae_tflm == pytest.approx(got["val_mae_by_decoder"][report.decoder], abs=1e-4)
+
+
 def test_a_replaced_tflite_is_not_scored_with_the_export_record(exported, tmp_path) -> None:
     """The record names the .tflite it was fitted on by hash: another model in its place (or a
     copy without export.json) falls back to the checkpoint's record."""

@@ -123,8 +123,14 @@ def mae_by_decoder_tracked(
     prior: TransitionPrior | None,
     scale: float | None = None,
 ) -> dict[str, float]:
-    """MAE of every per-window decoder and (given a prior) of the tracker on windows ``idx``."""
+    """MAE of every per-window decoder and (given a prior) of the tracker on windows ``idx``.
+
+    With ``scale``, ``logits`` are int8 codes: the per-window decoders see them dequantised, as
+    the bundle's C decoders do (the zero point is a shift every decoder ignores; the scale is
+    not: the expectation's softmax on raw codes is sharpened by ``1 / scale``)."""
     t = torch.as_tensor(np.asarray(logits)).float()
+    if scale is not None:
+        t = t * float(scale)
     y = np.asarray(dataset.y[np.asarray(idx)], np.float64)
     maes = {m: error_summary(decode(t, m).numpy(), y)["mae"] for m in DECODERS}
     if prior is not None:

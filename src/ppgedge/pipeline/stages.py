@@ -504,8 +504,10 @@ def _qat_run(ctx: Context) -> StageResult:
 # ------------------------------------------------------------------------------------- export
 def _export_params(ctx: Context) -> dict[str, Any]:
     # the tracker and decoder are fitted on the exported model's int8 validation outputs (an
-    # export made before that shipped the float checkpoint's: the key reruns it)
-    return {**ctx.cfg["export"], "tracker_fit": "int8 validation outputs"}
+    # export made before that shipped the float checkpoint's), the per-window decoders scored on
+    # them dequantised as the C decoders compute (before, the expectation's softmax ran on raw
+    # int8 codes): the key reruns older exports
+    return {**ctx.cfg["export"], "tracker_fit": "int8 validation outputs, dequantised"}
 
 
 def _export_run(ctx: Context) -> StageResult:
