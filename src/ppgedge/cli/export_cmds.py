@@ -181,6 +181,11 @@ def _render_verify(r) -> None:
             f"{safe_text(tr.get('fitted_on', 'float'))} validation outputs chose "
             f"{safe_text(tr['val_decoder'])}"
         )
+    from ppgedge.evaluate.coverage import deployed_line
+
+    coverage = deployed_line(r.coverage, tr.get("val_decoder"))
+    if coverage:
+        console.print(f"by reference heart rate: {safe_text(coverage)}")
     console.print(
         f"LiteRT vs TFLite Micro: max {r.max_step_diff_tflite_vs_tflm} int8 step(s), "
         f"{r.windows_differing:.1%} of windows differ somewhere"

@@ -96,3 +96,13 @@ def metrics_table(title: str, rows: dict[str, dict[str, dict[str, float]]], grou
                 end_section=i == len(names) - 1,
             )
     return table
+
+
+def coverage_table(cov: dict[str, Any]) -> Table:
+    """Errors by the reference heart rate against the training recordings' range (bands
+    without windows are left out)."""
+    lo, hi = cov["trained_bpm"]
+    label = {"below": f"below {lo}", "inside": f"{lo}-{hi} (trained)", "above": f"above {hi}"}
+    keep = [b for b in label if cov["windows"].get(b)]
+    rows = {m: {label[b]: bands[b] for b in keep} for m, bands in cov["models"].items()}
+    return metrics_table("by reference heart rate", rows, "heart rate")

@@ -137,6 +137,9 @@ def _render_run(result) -> None:
             which = "tracked" if chosen == "tracked" else f"per-window ({safe_text(chosen)})"
             line += f"; the bundle reports the {which} value, chosen on validation"
         console.print(line)
+    coverage = result.summary[-1].get("heart_rate_coverage") if result.summary else None
+    if coverage:
+        console.print(f"int8 model by reference heart rate: {safe_text(coverage)}")
     console.print(f"report: {safe_text(result.report)}")
     console.print("next:")
     for cmd in result.next_commands:

@@ -22,6 +22,7 @@ from ppgedge.cli.app import (
 )
 from ppgedge.cli.render import (
     console,
+    coverage_table,
     fmt_int,
     fmt_si,
     metrics_table,
@@ -446,6 +447,9 @@ def _render_eval(result: dict, per_subject: bool) -> None:
     console.print(
         metrics_table("per activity", {n: r["per_activity"] for n, r in models.items()}, "activity")
     )
+    cov = result.get("coverage")
+    if cov:
+        console.print(coverage_table(cov))
     if per_subject:
         console.print(
             metrics_table(

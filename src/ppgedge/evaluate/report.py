@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ppgedge.data.format import Dataset
+from ppgedge.evaluate.coverage import coverage, trained_range
 from ppgedge.evaluate.predict import (
     Evaluation,
     eval_indices,
@@ -54,4 +55,7 @@ def evaluate_model(
         "decode": ckpt.decode if ckpt else None,
         "models": {e.name: e.report for e in evals},
         "tracking": tracking,
+        "coverage": coverage(
+            ((e.name, e.pred, e.true) for e in evals), trained_range(ckpt.tracker if ckpt else None)
+        ),
     }

@@ -23,6 +23,7 @@ from ppgedge.compress.runtimes import dequantize, output_qparams, run_raw
 from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
+from ppgedge.evaluate.coverage import coverage, trained_range
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral, evaluation
 from ppgedge.evaluate.report import evaluate_model
 from ppgedge.evaluate.tracking import tracked_evaluation
@@ -63,6 +64,7 @@ def evaluate_any(
         channels, pre = fmt.channels, fmt.preprocessing
     else:
         idx, described = eval_indices(dataset, None, "all" if part == "auto" else part)
+        tracker = {}  # a foreign model: no tracker, no training labels
         channels, pre, decoder = foreign_input(tfl, dataset)  # type: ignore[arg-type]
     if len(idx) == 0:
         raise PpgedgeError(f"no windows to evaluate in {described} of {dataset.path}")
@@ -95,5 +97,6 @@ def evaluate_any(
         "decode": decoder,
         "models": {e.name: e.report for e in evals},
         "tracking": tracking,
+        "coverage": coverage(((e.name, e.pred, e.true) for e in evals), trained_range(tracker)),
         "notes": notes,  # e.g. a broken export.json beside the .tflite: read as foreign
     }

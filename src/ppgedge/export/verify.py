@@ -38,6 +38,7 @@ from ppgedge.compress.tflite_file import read_model, tensor_quant
 from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
+from ppgedge.evaluate.coverage import DEPLOYED, DEPLOYED_TRACKED, coverage, trained_range
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible, eval_indices, evaluate_spectral
 from ppgedge.evaluate.tracking import tracked_evaluation
@@ -79,6 +80,8 @@ class VerifyReport:
     mae_tflm_tracked: float | None = None
     mae_litert_tracked: float | None = None
     tracking: dict[str, Any] | None = None
+    # errors below / inside / above the training recordings' heart rates (evaluate.coverage)
+    coverage: dict[str, Any] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     # per window (not in the JSON): which dataset rows, and the deployed int8 model's BPM
@@ -229,8 +232,15 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
         report.raw_argmax_agreement_fake_quant = float(
             (ref.argmax(1).numpy() == logits_tflm.argmax(1).numpy()).mean()
         )
+    tracked_pred = None
     if art is not None and qp is not None:
-        _tracked(report, record, dataset, np.asarray(idx), raw_tflm, raw_litert, qp[0])
+        tracked_pred = _tracked(
+            report, record, dataset, np.asarray(idx), raw_tflm, raw_litert, qp[0]
+        )
+    if art is not None:
+        runs = [(DEPLOYED, pred_tflm, y)]
+        runs += [] if tracked_pred is None else [(DEPLOYED_TRACKED, tracked_pred, y)]
+        report.coverage = coverage(runs, trained_range(record))
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
 
@@ -243,20 +253,21 @@ def _tracked(
     raw_tflm: np.ndarray,
     raw_litert: np.ndarray,
     scale: float,
-) -> None:
+) -> np.ndarray | None:
     """Tracked MAE beside the per-window one, on each runtime's int8 outputs (the int8 path
-    is the bundle's C tracker, bit for bit)."""
+    is the bundle's C tracker, bit for bit); returns TFLite Micro's tracked BPM."""
     ev, info = tracked_evaluation(
         "tflm", raw_tflm.reshape(len(idx), -1), dataset, idx, record, scale
     )
     report.tracking = info
     if ev is None:
-        return
+        return None
     report.mae_tflm_tracked = float(ev.report["overall"]["mae"])
     lit, _ = tracked_evaluation(
         "litert", raw_litert.reshape(len(idx), -1), dataset, idx, record, scale
     )
     report.mae_litert_tracked = float(lit.report["overall"]["mae"]) if lit else None
+    return ev.pred
 
 
 def _agreement(pred_ref: np.ndarray, pred_dev: np.ndarray, decoder: str) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ppgedge.atomic import atomic_path, write_text_atomic
+from ppgedge.evaluate.coverage import deployed_line
 from ppgedge.pipeline.stages import Context, read_json
 from ppgedge.textsafe import markdown_text as md
 
@@ -79,6 +80,10 @@ def summary_rows(ctx: Context, stages: dict[str, dict[str, Any]]) -> list[dict[s
     rows[-1]["test_mae_tracked"] = verify.get("mae_tflm_tracked")
     # which of the two the bundle's firmware reports (chosen on the int8 validation outputs)
     rows[-1]["deployed_decoder"] = (verify.get("tracking") or {}).get("val_decoder")
+    # the value the bundle reports, below / inside / above the training recordings' heart rates
+    rows[-1]["heart_rate_coverage"] = deployed_line(
+        verify.get("coverage"), rows[-1]["deployed_decoder"]
+    )
     return rows
 
 
@@ -142,6 +147,12 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
                 f"{'tracked' if rows[-1]['deployed_decoder'] == 'tracked' else 'per-window'} "
                 "value (chosen on the int8 model's validation outputs)."
             ),
+        ]
+    if rows[-1].get("heart_rate_coverage"):
+        lines += [
+            "",
+            f"By reference heart rate (the value the bundle reports): "
+            f"{md(rows[-1]['heart_rate_coverage'])}.",
         ]
     lines += [
         "",
