@@ -116,3 +116,31 @@ def test_the_personalised_bundle_keeps_the_exports_tracker_and_decoder(
     assert manifest["tracker"]["val_decoder"] == shipped["tracker"]["decoder"]
     assert manifest["decode"] == shipped["decode"]
     assert (tmp_path / "b" / f"{manifest['identifier']}_tracker.c").is_file()
+
+
+def test_the_report_scores_the_value_the_bundle_reports(
+    exported: Path, tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path: Path
+) -> None:
+    """Before and after, the tracked MAE over the scored windows is the bundle's tracker on
+    each model's TFLite Micro int8 outputs (as verify computes it), and the report names which
+    of per-window and tracked the bundle reports."""
+    from ppgedge.compress.runtimes import output_qparams, run_raw
+    from ppgedge.evaluate.tracking import tracked_evaluation
+
+    shipped = json.loads((exported / "export.json").read_text())
+    subject = _held_out(tiny_checkpoint)
+    r = personalize(exported, tiny_dataset_path, subject, 1.0, tmp_path / "b")
+    want = "tracked" if shipped["tracker"]["decoder"] == "tracked" else "per-window"
+    assert r.reports == want
+    ds = Dataset(tiny_dataset_path)
+    fmt = load_checkpoint(tiny_checkpoint).data_format
+    _, rest = subject_windows(ds, subject, 1.0, fmt.window_s)
+    src = WindowSource(ds, rest, fmt.channels, preprocessing=fmt.preprocessing)
+    x = src.windows(np.arange(len(rest)))
+    before = exported / shipped["files"]["tflite"]["path"]
+    after = next((tmp_path / "b").glob("*.tflite"))
+    for tfl, got in ((before, r.mae_before_tracked), (after, r.mae_after_tracked)):
+        raw = run_raw(tfl, x, "tflm").reshape(len(x), -1)
+        ev, _ = tracked_evaluation("m", raw, ds, rest, shipped["tracker"], output_qparams(tfl)[0])
+        assert got == pytest.approx(ev.report["overall"]["mae"])
+    assert r.mae_before_tracked != r.mae_after_tracked or r.changed["bytes_changed"] == 0

@@ -55,8 +55,14 @@ def personalize_cmd(
         time.perf_counter() - t0,
     )
     console.print(
-        f"MAE on the rest of {safe_text(r.subject)}: {r.mae_before:.2f} -> {r.mae_after:.2f} BPM "
-        "(TFLite Micro int8)"
+        f"MAE on the rest of {safe_text(r.subject)} (TFLite Micro int8): per window "
+        f"{r.mae_before:.2f} -> {r.mae_after:.2f} BPM"
+        + (
+            ""
+            if r.mae_after_tracked is None
+            else f", tracked {r.mae_before_tracked:.2f} -> {r.mae_after_tracked:.2f}"
+        )
+        + f"; the bundle reports the {r.reports} value"
     )
     console.print(
         f"changed: {c['bytes_changed']} bytes in {c['elements_changed']} of {c['elements']} "

@@ -30,18 +30,20 @@ from ppgedge.compress.bias_calibration import (
     with_bias,
 )
 from ppgedge.compress.quantize import ARTIFACT_SUFFIX
-from ppgedge.compress.runtimes import predict_logits
+from ppgedge.compress.runtimes import output_qparams, predict_logits, run_raw
 from ppgedge.data.fingerprint import dataset_sha256
 from ppgedge.data.format import DataFormat, Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible
+from ppgedge.evaluate.tracking import track_windows
 from ppgedge.export.bundle import write_bundle
 from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.run import read_export_manifest
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode as decode_logits
+from ppgedge.models.tracker import TransitionPrior
 from ppgedge.ownership import BUNDLE, claim
 
 SCHEMA = "ppgedge.personalize/1"
@@ -139,13 +141,26 @@ def _mae(tfl: Path, x: np.ndarray, y: np.ndarray, decoder: str) -> float:
     return float(error_summary(decode_logits(logits, decoder).numpy(), y)["mae"])
 
 
+def _tracked_mae(
+    tfl: Path, x: np.ndarray, dataset: Dataset, idx: np.ndarray, tracker: dict[str, Any] | None
+) -> float | None:
+    """MAE of the bundle's temporal tracker over TFLite Micro's int8 outputs of windows ``idx``
+    (the C tracker's arithmetic); ``None`` for a model without a tracker or an int8 output."""
+    qp = output_qparams(tfl)
+    if not tracker or "prior" not in tracker or qp is None:
+        return None
+    raw = run_raw(tfl, x, "tflm").astype(np.int64).reshape(len(x), -1)
+    tracked = track_windows(raw, dataset, idx, TransitionPrior.from_dict(tracker["prior"]), qp[0])
+    return float(error_summary(tracked.bpm, dataset.y[idx])["mae"])
+
+
 @dataclass
 class PersonalizeResult:
     subject: str
     minutes: float
     calibration_windows: int
     evaluation_windows: int
-    mae_before: float
+    mae_before: float  # per window, the bundle's per-window decoder
     mae_after: float
     l2: float
     basis: str
@@ -153,6 +168,11 @@ class PersonalizeResult:
     bundle: str
     tflite_sha256_before: str
     tflite_sha256_after: str
+    # the bundle's temporal tracker over the same windows (None: the model carries none), and
+    # which of the two values the bundle reports (its decoder, chosen at export)
+    mae_before_tracked: float | None = None
+    mae_after_tracked: float | None = None
+    reports: str = "per-window"
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **asdict(self)}
@@ -202,6 +222,8 @@ def personalize(
         new_tfl.write_bytes(new)
         mae_before = _mae(dep.tflite, x_rest, y_rest, dep.decode)
         mae_after = _mae(new_tfl, x_rest, y_rest, dep.decode)
+        tracked_before = _tracked_mae(dep.tflite, x_rest, dataset, rest, dep.tracker)
+        tracked_after = _tracked_mae(new_tfl, x_rest, dataset, rest, dep.tracker)
         end = layer.bias_offset + 4 * layer.bias.size
         changed = {
             "array": layer.bias_name,
@@ -227,6 +249,11 @@ def personalize(
             bundle=str(out),
             tflite_sha256_before=file_sha256(dep.tflite),
             tflite_sha256_after=file_sha256(new_tfl),
+            mae_before_tracked=tracked_before,
+            mae_after_tracked=tracked_after,
+            reports="tracked"
+            if tracked_after is not None and (dep.tracker or {}).get("decoder") == "tracked"
+            else "per-window",
         )
         prov = {"personalized": {**result.to_dict(), "parent_tflite": str(dep.tflite)}}
         prov["personalized"].pop("bundle")
