@@ -17,14 +17,14 @@ it. Writes ``benchmarks/results/coverage.{json,md}``. Run after motion_seeds.py:
 from __future__ import annotations
 
 import argparse
-import filecmp
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from deployed_tracker import reexport
 from motion import (
     OUT,
     SCENARIOS,
@@ -35,12 +35,11 @@ from motion import (
     stretch_of,
     write_results,
 )
-from motion_seeds import SEEDS, _name
+from motion_seeds import _name, score_seed_runs
 
 from ppgedge import __version__
 from ppgedge.evaluate.coverage import DEPLOYED, DEPLOYED_TRACKED, coverage, trained_range
 from ppgedge.evaluate.tracking import TRACKED, fit_tracker, track_windows
-from ppgedge.export.run import export, parse_formats
 from ppgedge.export.verify import verify
 from ppgedge.models.bpm import decode
 from ppgedge.models.checkpoint import load_checkpoint
@@ -82,17 +81,9 @@ def score_folder(job: tuple[str, int]) -> dict[str, Any]:
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     ds = run_dataset(run, teacher)
     parts = _split(teacher).indices(ds.subject_names())
-    shipped = next((run / "export").glob("*.tflite"))
     with tempfile.TemporaryDirectory(prefix="coverage-") as tmp:
-        result = export(
-            run / "qat" / "model.qat.int8.pt",
-            f"{tmp}/export",
-            formats=parse_formats("tflite,tflm"),
-            name=shipped.stem,
-            data=ds.path,
-        )
-        identical = filecmp.cmp(result.files["tflite"], shipped, shallow=False)
-        report = verify(f"{tmp}/export", ds, part="test")
+        result, _, identical = reexport(run, ds, Path(tmp) / "export")
+        report = verify(result.out_dir, ds, part="test")
     record = result.manifest["tracker"]
     trained = trained_range(record)
     assert trained is not None, f"{run}: the export's tracker records no label histogram"
@@ -219,9 +210,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="run folders at once")
     args = ap.parse_args()
-    todo = [(s, seed) for seed in SEEDS for s in SCENARIOS]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(score_folder, todo))
+    rows = score_seed_runs(score_folder, args.jobs)
     doc = {
         "schema": "ppgedge.benchmark.coverage/1",
         "ppgedge": __version__,

@@ -28,7 +28,6 @@ import argparse
 import filecmp
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ import numpy as np
 import torch
 from motion import (
     OUT,
-    SCENARIOS,
     VERDICT_VARIANT,
     _float_logits,
     _int8_logits,
@@ -46,7 +44,7 @@ from motion import (
     stretch_of,
     write_results,
 )
-from motion_seeds import SEEDS, _name
+from motion_seeds import _name, score_seed_runs
 from reacquire import intro, summarise, tables
 
 from ppgedge import __version__
@@ -75,6 +73,23 @@ def _cell(teacher: dict[str, Any], scored: dict[str, Any], record: dict[str, Any
     }
 
 
+def reexport(run: Path, ds, folder: Path):
+    """The run's QAT artifact exported again with the current code into ``folder`` (tflite and
+    the TFLite Micro bundle, the tracker fitted on ``ds``): (result, seconds, whether the
+    .tflite is byte-identical to the one the run shipped)."""
+    shipped = next((run / "export").glob("*.tflite"))
+    t0 = time.perf_counter()
+    result = export(
+        run / "qat" / "model.qat.int8.pt",
+        folder,
+        formats=parse_formats("tflite,tflm"),
+        name=shipped.stem,
+        data=ds.path,
+    )
+    seconds = time.perf_counter() - t0
+    return result, seconds, filecmp.cmp(result.files["tflite"], shipped, shallow=False)
+
+
 def score_folder(job: tuple[str, int]) -> dict[str, Any]:
     torch.set_num_threads(1)
     scenario, seed = job
@@ -82,19 +97,9 @@ def score_folder(job: tuple[str, int]) -> dict[str, Any]:
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     ds = run_dataset(run, teacher)
     parts = _split(teacher).indices(ds.subject_names())
-    shipped_tfl = next((run / "export").glob("*.tflite"))
     with tempfile.TemporaryDirectory(prefix="deployed-tracker-") as tmp:
-        t0 = time.perf_counter()
-        result = export(
-            run / "qat" / "model.qat.int8.pt",
-            Path(tmp) / "export",
-            formats=parse_formats("tflite,tflm"),
-            name=shipped_tfl.stem,
-            data=ds.path,
-        )
-        seconds = time.perf_counter() - t0
+        result, seconds, identical = reexport(run, ds, Path(tmp) / "export")
         tfl = result.files["tflite"]
-        identical = filecmp.cmp(tfl, shipped_tfl, shallow=False)
         now = result.manifest["tracker"]
         window_now = result.manifest["decode"]
         _, art, _ = resolve_export(tfl)
@@ -179,9 +184,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="run folders at once")
     args = ap.parse_args()
-    todo = [(s, seed) for seed in SEEDS for s in SCENARIOS]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(score_folder, todo))
+    rows = score_seed_runs(score_folder, args.jobs)
     doc = {
         "schema": "ppgedge.benchmark.deployed_tracker/1",
         "ppgedge": __version__,

@@ -22,7 +22,8 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ STAGES = ("teacher", "student", "pruned", "int8")
 
 def _name(scenario: str, seed: int) -> str:
     return scenario if seed == 0 else f"{scenario}-s{seed}"
+
+
+def score_seed_runs(score: Callable[[tuple[str, int]], dict], jobs: int) -> list[dict]:
+    """``score((scenario, seed))`` for every run folder of this benchmark, ``jobs`` at once (in
+    processes: each sets its own thread count), seed by seed in scenario order."""
+    todo = [(s, seed) for seed in SEEDS for s in SCENARIOS]
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(score, todo))
 
 
 def _cpu() -> str:
