@@ -73,7 +73,7 @@ PPGEDGE = str(Path(sys.executable).with_name("ppgedge"))
 TE = [f"spc_te{i:02d}" for i in range(1, 9)]
 FOLDS = {f"fold{i + 1}": [f"spc_tr{3 * i + k + 1:02d}" for k in range(3)] for i in range(4)}
 SCENARIOS = ("xact", *FOLDS, "synthetic")
-VARIANTS = ("base", "new", "consistent", "symmetric", "longtune", "taylor", "rebuild")
+VARIANTS = ("base", "new", "consistent", "symmetric", "longtune", "taylor", "rebuild", "ema")
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
 # "new": the small-data defaults with distillation on the cached, unaugmented windows (the
@@ -100,6 +100,7 @@ STRETCH = {"base": "slower", "new": "slower", "consistent": "slower"}
 # ``longtune`` folder.
 PRUNE = {
     "longtune": {"final_epochs": 20},
+    "ema": {"final_epochs": 20},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -109,6 +110,9 @@ COPIED_FROM = {
     "taylor": "symmetric",
     "rebuild": "longtune",
 }
+# "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
+# validates and keeps an exponential moving average of its weights); all stages retrained.
+EMA_DECAY = 0.99
 VERDICT_VARIANT = "longtune"  # the variant whose settings are ppgedge's defaults
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
@@ -193,6 +197,8 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
     if variant not in ("base", "new"):
         cfg["distill"] = dict(CONSISTENT_DISTILL)
     cfg["prune"] = dict(PRUNE.get(variant, {"final_epochs": 6}))
+    if variant == "ema":  # ``longtune`` with weight averaging in every training stage
+        cfg["run"]["ema_decay"] = EMA_DECAY
     return cfg
 
 

@@ -34,6 +34,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "threads": (int, 0),
         "reference_windows": (int, 3000),
         "time_stretch": (("both", "slower", "off"), "both"),
+        "ema_decay": (float, 0.0),
     },
     "data": {
         "source": (DATA_SOURCES, "synthetic"),
@@ -99,6 +100,8 @@ reference_windows = 3000  # every epoch count and patience below is x max(1, thi
                           # windows): small data gets as many steps as the default; 0 = off
 time_stretch = "both"     # label-scaled time-stretch augmentation of every training stage:
                           # both (faster too: the next window lends the samples), slower, off
+ema_decay = 0.0           # training stages validate and keep an exponential moving average
+                          # of the weights, this much per step (e.g. 0.99); 0 = off
 
 [data]
 source = "synthetic"      # synthetic | dataset (ppgedge dataset) | spc2015 | dalia | bami | generic
@@ -273,6 +276,8 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
     if not 0 <= s["teacher"]["motion_aug_p"] <= 1:
         raise PpgedgeError(f"{source}: [teacher] motion_aug_p must be between 0 and 1")
+    if not 0 <= s["run"]["ema_decay"] < 1:
+        raise PpgedgeError(f"{source}: [run] ema_decay must be 0 (off) or in (0, 1)")
     if s["run"]["reference_windows"] < 0:
         raise PpgedgeError(f"{source}: [run] reference_windows must be 0 (no scaling) or more")
     d = s["data"]

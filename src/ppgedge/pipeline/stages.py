@@ -163,6 +163,7 @@ def _train_cfg(ctx: Context, section: str, arch: str, augment: bool) -> TrainCon
         seed=ctx.cfg["run"]["seed"],
         augment=augment,
         time_stretch=ctx.cfg["run"]["time_stretch"],
+        ema_decay=ctx.cfg["run"]["ema_decay"],
     )
 
 
@@ -222,6 +223,8 @@ def _split_params(ctx: Context) -> dict[str, Any]:
     stretch = ctx.cfg["run"]["time_stretch"]
     if stretch != "slower":  # absent for the original augmentation: earlier runs stay current
         params["time_stretch"] = stretch
+    if ctx.cfg["run"]["ema_decay"]:  # absent when off: earlier runs stay current
+        params["ema_decay"] = ctx.cfg["run"]["ema_decay"]
     return params
 
 

@@ -41,6 +41,7 @@ from ppgedge.train.motion_augment import motion_augment
 from ppgedge.train.objective import Objective, Supervised
 from ppgedge.train.time_stretch import MODES as STRETCH_MODES
 from ppgedge.train.time_stretch import Neighbours, time_stretch, two_sided_stretch
+from ppgedge.train.weight_average import averaged_model
 
 
 @dataclass
@@ -62,9 +63,13 @@ class TrainConfig:
     time_stretch: str = "both"  # "both" (faster and slower), "slower", "off": time_stretch.py
     motion_aug_p: float = 0.0  # share of windows given accelerometer-driven augmentation
     seed: int = 0
+    ema_decay: float = 0.0  # EMA of the weights per step, what validation sees (0: off)
 
     def digest(self, extra: dict[str, Any]) -> str:
-        blob = json.dumps({"config": asdict(self), **extra}, sort_keys=True, default=str)
+        config = asdict(self)
+        if not self.ema_decay:  # absent when off: resume files of earlier versions still fit
+            del config["ema_decay"]
+        blob = json.dumps({"config": config, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -205,6 +210,7 @@ def _apply_resume(
     objective: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ema: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Load a resume file of this very configuration into the training objects; return its
     loop state. Anything missing or mismatched is an unusable file, named in one line."""
@@ -225,6 +231,8 @@ def _apply_resume(
         objective.load_state_dict(saved["objective"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         best = state["best_state"]
         if best is not None and set(best) != set(model.state_dict()):
             raise ValueError("best weights do not match the model")
@@ -291,6 +299,7 @@ def train(
     val_src = WindowSource(dataset, parts["val"], channels)
     two_sided = cfg.augment and cfg.time_stretch == "both"
     neighbours = Neighbours.of(train_src) if two_sided else None
+    ema = averaged_model(model, cfg.ema_decay)  # what validation and the checkpoint see
     trainable = [*model.parameters(), *objective.parameters()]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(train_src) // cfg.batch_size)
@@ -320,7 +329,7 @@ def train(
         saved = _load_resume(resume_file)
         if saved.get("digest") == digest:
             state = _apply_resume(
-                resume_file, saved, cfg.epochs, model, objective, optimizer, scheduler
+                resume_file, saved, cfg.epochs, model, objective, optimizer, scheduler, ema
             )
             resumed = True
     observer.start(cfg.epochs, steps_per_epoch, state["epoch"])
@@ -346,17 +355,20 @@ def train(
             nn.utils.clip_grad_norm_(trainable, 5.0)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(y)
             count += len(y)
             observer.batch(total / count if count else 0.0)
-        val = mae_by_decoder(model, val_src, dev)
+        judged = model if ema is None else ema.module
+        val = mae_by_decoder(judged, val_src, dev)
         val_mae = min(val.values())
         if val_mae < state["best_val"] - 1e-4:
             state.update(
                 best_val=val_mae,
                 best_epoch=epoch,
                 bad_epochs=0,
-                best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                best_state={k: v.detach().cpu().clone() for k, v in judged.state_dict().items()},
             )
         else:
             state["bad_epochs"] += 1
@@ -376,6 +388,7 @@ def train(
                     "objective": objective.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    **({} if ema is None else {"ema": ema.state_dict()}),
                     "state": state,
                 },
                 tmp,
