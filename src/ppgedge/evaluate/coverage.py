@@ -84,11 +84,16 @@ def summary_line(doc: dict[str, Any] | None, model: str) -> str | None:
         return f"{head}; every window inside"
     bands = doc["models"][model]
     parts = [
-        f"{n[b]} of {total} windows {b} ({n[b] / total:.0%}): MAE {bands[b]['mae']:.2f}"
+        f"{n[b]} of {total} windows {b} ({_share(n[b] / total)}): MAE {bands[b]['mae']:.2f}"
         for b in outside
     ]
     inside = "none inside" if n["inside"] == 0 else f"{bands['inside']['mae']:.2f} inside"
     return f"{head}; " + "; ".join(parts) + f" against {inside}"
+
+
+def _share(x: float) -> str:
+    """A share as a percentage that never rounds a few windows away to 0 %."""
+    return f"{x:.0%}" if x >= 0.01 else f"{x:.1%}" if x >= 0.001 else "<0.1%"
 
 
 def deployed_line(doc: dict[str, Any] | None, decoder: str | None) -> str | None:
