@@ -37,13 +37,12 @@ from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.predict import check_compatible
-from ppgedge.evaluate.tracking import track_windows
+from ppgedge.evaluate.tracking import tracked_evaluation
 from ppgedge.export.bundle import write_bundle
 from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.run import read_export_manifest
 from ppgedge.export.verify import foreign_input, resolve_export
 from ppgedge.models.bpm import decode as decode_logits
-from ppgedge.models.tracker import TransitionPrior
 from ppgedge.ownership import BUNDLE, claim
 
 SCHEMA = "ppgedge.personalize/1"
@@ -147,11 +146,11 @@ def _tracked_mae(
     """MAE of the bundle's temporal tracker over TFLite Micro's int8 outputs of windows ``idx``
     (the C tracker's arithmetic); ``None`` for a model without a tracker or an int8 output."""
     qp = output_qparams(tfl)
-    if not tracker or "prior" not in tracker or qp is None:
+    if not tracker or qp is None:
         return None
     raw = run_raw(tfl, x, "tflm").astype(np.int64).reshape(len(x), -1)
-    tracked = track_windows(raw, dataset, idx, TransitionPrior.from_dict(tracker["prior"]), qp[0])
-    return float(error_summary(tracked.bpm, dataset.y[idx])["mae"])
+    ev, _ = tracked_evaluation(tfl.name, raw, dataset, idx, tracker, qp[0])
+    return None if ev is None else float(ev.report["overall"]["mae"])
 
 
 @dataclass
