@@ -127,7 +127,9 @@ CONFIGS_ON_TEST = {
     "(lower than `symmetric`'s in at least 4 of 6: 5; `taylor` 3, not adopted); `rebuild` "
     "was not adopted (lower than `longtune`'s in 2 of 6, the other 4 kept the fine-tuned "
     "network and tie) although its test MAE is lower in both scenarios where it differs "
-    "(xact 9.73 vs 12.89): the rule was fixed first and is not revised after a test score",
+    "(xact 9.73 vs 12.89): the rule was fixed first and is not revised after a test score; "
+    "an eighth, `ema` (weight averaging), ran at seeds 0-2 and was not adopted (lower on "
+    "validation in 3 of 6, ema.md)",
     "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
     "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
     "optimistic",
