@@ -14,6 +14,7 @@ from cli_helpers import ppgedge
 from ppgedge.compress import quantize as Q
 from ppgedge.data.format import BPM_MIN, Dataset
 from ppgedge.data.splits import Split
+from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.coverage import (
     DEPLOYED,
     coverage,
@@ -31,12 +32,18 @@ def _record(lo: int, hi: int) -> dict:
     counts = [0] * N_CLASSES
     counts[lo - BPM_MIN] = 3
     counts[hi - BPM_MIN] = 1
-    return {"prior": {"label_counts": counts}}
+    return {"prior": {"counts": [1, 2, 1], "half_width": 1, "weight": 1.0, "label_counts": counts}}
 
 
 def test_bands_count_rounded_labels_and_keep_json_strict() -> None:
     assert trained_range(_record(60, 150)) == (60, 150)
-    assert trained_range({}) is None and trained_range({"prior": {}}) is None
+    assert trained_range({}) is None
+    assert trained_range({"prior": {"counts": [1], "half_width": 0, "weight": 1}}) is None
+    # a hand-edited record is refused in one line, as the tracker refuses it
+    bad = _record(60, 150)
+    bad["prior"]["label_counts"] = [-1] * N_CLASSES
+    with pytest.raises(PpgedgeError, match="label histogram"):
+        trained_range(bad)
     true = np.array([59.4, 59.6, 100.0, 150.4, 150.6, 180.0])
     pred = np.array([59.4, 69.6, 101.0, 150.4, 160.6, 150.0])
     doc = coverage([("m", pred, true)], (60, 150))

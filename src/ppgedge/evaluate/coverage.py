@@ -22,6 +22,7 @@ import numpy as np
 
 from ppgedge.data.format import BPM_MIN
 from ppgedge.evaluate.metrics import error_summary
+from ppgedge.models.tracker import TransitionPrior
 
 BANDS = ("below", "inside", "above")
 # verify's names for the deployed model's two decodings (TFLite Micro, per window and tracked)
@@ -32,12 +33,12 @@ def trained_range(tracker_record: dict[str, Any] | None) -> tuple[int, int] | No
     """(lowest, highest) BPM class of the training labels, from a tracker record's prior;
     ``None`` for a model that carries no label histogram (made before ppgedge stored one)."""
     prior = (tracker_record or {}).get("prior")
-    counts = prior.get("label_counts") if isinstance(prior, dict) else None
-    if not counts:
+    if not isinstance(prior, dict):
         return None
-    seen = np.flatnonzero(np.asarray(counts, np.int64) > 0)
-    if seen.size == 0:
+    counts = TransitionPrior.from_dict(prior).label_counts  # validated: 180 counts, not all 0
+    if counts is None:
         return None
+    seen = np.flatnonzero(np.asarray(counts) > 0)
     return BPM_MIN + int(seen[0]), BPM_MIN + int(seen[-1])
 
 
