@@ -30,7 +30,7 @@ from ppgedge.compress.bias_calibration import (
     with_bias,
 )
 from ppgedge.compress.quantize import ARTIFACT_SUFFIX
-from ppgedge.compress.runtimes import output_qparams, predict_logits, run_raw
+from ppgedge.compress.runtimes import dequantize, output_qparams, run_raw
 from ppgedge.data.fingerprint import dataset_sha256
 from ppgedge.data.format import DataFormat, Dataset
 from ppgedge.data.loader import WindowSource
@@ -135,22 +135,26 @@ def subject_windows(
     return calib, rest
 
 
-def _mae(tfl: Path, x: np.ndarray, y: np.ndarray, decoder: str) -> float:
-    logits = torch.from_numpy(predict_logits(tfl, x, "tflm"))
-    return float(error_summary(decode_logits(logits, decoder).numpy(), y)["mae"])
-
-
-def _tracked_mae(
-    tfl: Path, x: np.ndarray, dataset: Dataset, idx: np.ndarray, tracker: dict[str, Any] | None
-) -> float | None:
-    """MAE of the bundle's temporal tracker over TFLite Micro's int8 outputs of windows ``idx``
-    (the C tracker's arithmetic); ``None`` for a model without a tracker or an int8 output."""
+def _scores(
+    tfl: Path,
+    x: np.ndarray,
+    dataset: Dataset,
+    idx: np.ndarray,
+    decoder: str,
+    tracker: dict[str, Any] | None = None,
+) -> tuple[float, float | None]:
+    """(per-window MAE with ``decoder``, the bundle's tracker MAE or ``None``) of windows
+    ``idx`` from one TFLite Micro run: the tracker sees the int8 outputs (the C tracker's
+    arithmetic), the per-window decoder their dequantised logits (the C decoders')."""
+    raw = run_raw(tfl, x, "tflm").reshape(len(x), -1)
     qp = output_qparams(tfl)
+    logits = torch.from_numpy(dequantize(raw, *qp) if qp else raw.astype(np.float32))
+    y = dataset.y[idx]
+    mae = float(error_summary(decode_logits(logits, decoder).numpy(), y)["mae"])
     if not tracker or qp is None:
-        return None
-    raw = run_raw(tfl, x, "tflm").astype(np.int64).reshape(len(x), -1)
-    ev, _ = tracked_evaluation(tfl.name, raw, dataset, idx, tracker, qp[0])
-    return None if ev is None else float(ev.report["overall"]["mae"])
+        return mae, None
+    ev, _ = tracked_evaluation(tfl.name, raw.astype(np.int64), dataset, idx, tracker, qp[0])
+    return mae, None if ev is None else float(ev.report["overall"]["mae"])
 
 
 @dataclass
@@ -210,7 +214,7 @@ def personalize(
     )
     x = src.windows(np.arange(len(src)))
     x_cal, x_rest = x[: len(calib)], x[len(calib) :]
-    y_cal, y_rest = src.y[: len(calib)], src.y[len(calib) :]
+    y_cal = src.y[: len(calib)]
     feats = fc_inputs(dep.tflite, layer, x_cal)
     bias = fit_bias(layer, feats, y_cal, sigma=dep.sigma, l2=l2, basis=basis)
     bias_q = quantize_bias(layer, bias)
@@ -219,10 +223,10 @@ def personalize(
     with tempfile.TemporaryDirectory() as tmp:
         new_tfl = Path(tmp) / dep.tflite.name
         new_tfl.write_bytes(new)
-        mae_before = _mae(dep.tflite, x_rest, y_rest, dep.decode)
-        mae_after = _mae(new_tfl, x_rest, y_rest, dep.decode)
-        tracked_before = _tracked_mae(dep.tflite, x_rest, dataset, rest, dep.tracker)
-        tracked_after = _tracked_mae(new_tfl, x_rest, dataset, rest, dep.tracker)
+        mae_before, tracked_before = _scores(
+            dep.tflite, x_rest, dataset, rest, dep.decode, dep.tracker
+        )
+        mae_after, tracked_after = _scores(new_tfl, x_rest, dataset, rest, dep.decode, dep.tracker)
         end = layer.bias_offset + 4 * layer.bias.size
         changed = {
             "array": layer.bias_name,
