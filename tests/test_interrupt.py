@@ -247,3 +247,46 @@ def test_interrupt_inside_a_gc_callback_prints_no_traceback() -> None:
     assert proc.stdout.strip() == "recorded"
     assert "KeyboardInterrupt" not in proc.stderr
     assert "ValueError: a real bug" in proc.stderr  # still shown: not an interrupt
+
+
+def test_an_interrupt_swallowed_while_staging_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that a library swallowed while an artifact was staged (the CLI's handler noted
+    it) discards the staging: the target is not created and no hidden staging is left. A write
+    that starts after the interrupt (a resume checkpoint, the manifest) is published."""
+    from ppgedge import errors
+    from ppgedge.atomic import atomic_path, write_text_atomic
+
+    monkeypatch.setattr(errors, "_interrupted", False)
+    target = tmp_path / "artifact.txt"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("half of the work")
+        errors.note_interrupt()  # what the SIGINT handler does when the raise is eaten
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    write_text_atomic(target, "written after the interrupt")
+    assert target.read_text() == "written after the interrupt"
+
+
+def test_export_stops_at_an_interrupt_the_converter_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resnet_bundle: Path
+) -> None:
+    """The failure CI once saw: Ctrl-C landed in JAX's garbage-collection callback while the
+    converter imported it, export ran on and published; now export stops after the conversion
+    and leaves neither the folder nor its staging."""
+    from ppgedge import errors
+    from ppgedge.export import run as export_run
+
+    real = export_run.to_tflite
+
+    def swallowed(*args, **kwargs):
+        errors.note_interrupt()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(errors, "_interrupted", False)
+    monkeypatch.setattr(export_run, "to_tflite", swallowed)
+    out = tmp_path / "export"
+    with pytest.raises(KeyboardInterrupt):
+        export_run.export(resnet_bundle.parent / "resnet.ptq.int8.pt", out, formats=("tflite",))
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppgedge.errors import PpgedgeError
+from ppgedge.errors import PpgedgeError, check_interrupt, interrupt_noted
 from ppgedge.ownership import claim
 
 if TYPE_CHECKING:
@@ -34,6 +34,11 @@ def atomic_path(
     ``kind`` that recognises it, an existing file is checked when ``kind`` is given (internal
     files of folders ppgedge owns pass none). Staging names are ``.NAME.tmp-XXXXXXXX`` and
     ``.NAME.old-XXXXXXXX``, the only names :func:`ppgedge.ownership.remove_staging` removes.
+
+    A Ctrl-C that arrives while the artifact is staged and that a library swallowed (JAX's
+    garbage-collection callback cannot raise it) discards the staging instead of publishing
+    it: an interrupted command leaves nothing new. Writes that start after the interrupt
+    (a resume checkpoint, the run manifest) are published as usual.
     """
     target = Path(target)
     if kind is not None:
@@ -49,8 +54,11 @@ def atomic_path(
         os.close(fd)
         tmp = Path(name)
     _follow_umask(tmp, directory)
+    interrupted_before = interrupt_noted()
     try:
         yield tmp
+        if not interrupted_before:
+            check_interrupt()
         if directory and target.exists():
             # an empty folder of our own is the one name a folder can be renamed onto
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))

@@ -23,6 +23,11 @@ def note_interrupt() -> None:
     _interrupted = True
 
 
+def interrupt_noted() -> bool:
+    """Whether SIGINT arrived in this process (raised or swallowed)."""
+    return _interrupted
+
+
 def check_interrupt() -> None:
     """Raise KeyboardInterrupt if SIGINT arrived, whether or not it was swallowed."""
     if _interrupted:

@@ -32,7 +32,7 @@ from ppgedge.compress.quantize import (
 from ppgedge.compress.runtimes import run_raw
 from ppgedge.data.format import Dataset
 from ppgedge.data.preprocess import zscore_numpy
-from ppgedge.errors import PpgedgeError
+from ppgedge.errors import PpgedgeError, check_interrupt
 from ppgedge.export.bundle_manifest import NotAManifest, read_json_object
 from ppgedge.export.onnx_export import export_onnx
 from ppgedge.export.rules import check_int8_rules
@@ -202,6 +202,7 @@ def export(
         if "tflite" in formats and art is not None:
             t0 = time.perf_counter()
             tfl = to_tflite(art, tmp / f"{name}.tflite")
+            check_interrupt()  # a Ctrl-C the converter's imports swallowed: stop now, not later
             rules = check_int8_rules(tfl)
             if not rules.ok:
                 raise PpgedgeError(
