@@ -46,6 +46,7 @@ from ppgedge.data.importers import import_dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split, holdout
 from ppgedge.data.synth import synthesize
+from ppgedge.errors import PpgedgeError
 from ppgedge.evaluate.metrics import error_summary
 from ppgedge.export.personalize import subject_windows
 from ppgedge.models.bpm import decode
@@ -92,11 +93,12 @@ def _subject(ds: Dataset, subject: str) -> dict:
 
 
 def _feasible(ds: Dataset, subject: str, minutes: float) -> bool:
+    """Whether ``minutes`` of calibration leave at least MIN_REST_MIN of the subject to score."""
     try:
-        _, rest = subject_windows(ds, subject, minutes, FMT.window_s)
-    except Exception:  # noqa: BLE001  not enough data for this N
+        _, rest = subject_windows(ds, subject, minutes, ds.fmt.window_s)
+    except PpgedgeError:  # fewer windows than N minutes
         return False
-    return len(rest) * FMT.hop_s >= 60.0 * MIN_REST_MIN
+    return len(rest) * ds.fmt.hop_s >= 60.0 * MIN_REST_MIN
 
 
 def _key(basis: str, l2: float) -> str:

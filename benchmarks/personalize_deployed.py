@@ -30,26 +30,17 @@ import torch
 from deployed_tracker import reexport
 from motion import OUT, run_dataset, write_results
 from motion_seeds import _name
+from personalize import _feasible
 
 from ppgedge import __version__
 from ppgedge.data.format import Dataset
-from ppgedge.errors import PpgedgeError
-from ppgedge.export.personalize import DEFAULT_BASIS, DEFAULT_L2, personalize, subject_windows
+from ppgedge.export.personalize import DEFAULT_BASIS, DEFAULT_L2, personalize
 from ppgedge.models.checkpoint import load_checkpoint
 
 SCENARIO = "xact"
 SEEDS = (0, 1, 2)
 MINUTES = (1, 2, 5)
-MIN_REST_S = 60.0
 VARIANT = "longtune"  # the defaults' run folders (motion_seeds.py)
-
-
-def _feasible(ds: Dataset, subject: str, minutes: float, window_s: float) -> bool:
-    try:
-        _, rest = subject_windows(ds, subject, minutes, window_s)
-    except PpgedgeError:  # fewer windows than N minutes
-        return False
-    return len(rest) * ds.fmt.hop_s >= MIN_REST_S
 
 
 def _one(export_dir: Path, ds: Dataset, subject: str, n: int, work: Path) -> dict[str, Any]:
@@ -88,7 +79,7 @@ def score_seed(seed: int) -> dict[str, Any]:
                 s: [
                     _one(Path(tmp) / "export", ds, s, n, Path(tmp))
                     for n in MINUTES
-                    if _feasible(ds, s, n, ds.fmt.window_s)
+                    if _feasible(ds, s, n)
                 ]
                 for s in split[part]
             }
