@@ -337,6 +337,29 @@ def test_a_model_with_a_tracker_gets_the_c_tracker(bundles) -> None:
     assert "tracker" not in (bundles["mlp_micro"].path / "main.cc").read_text()
 
 
+def test_the_bundle_states_the_heart_rates_it_trained_on(bundles, models) -> None:
+    """config.h, the manifest and the README carry the training labels' BPM range (from the
+    tracker's label histogram) so firmware can flag estimates at its edges; a model without
+    one says it is unknown rather than inventing a range. Both headers compile in the tests
+    above."""
+    b = bundles["resnet_micro"]
+    macro = b.identifier.upper()
+    counts = np.asarray(models["resnet_micro"].tracker["prior"]["label_counts"])
+    seen = np.flatnonzero(counts > 0)
+    lo, hi = 30 + int(seen[0]), 30 + int(seen[-1])
+    assert 30 <= lo < hi <= 209
+    assert json.loads((b.path / "manifest.json").read_text())["trained_bpm"] == [lo, hi]
+    config = (b.path / f"{b.identifier}_config.h").read_text()
+    assert f"#define {macro}_TRAINED_BPM_KNOWN 1\n" in config
+    assert f"#define {macro}_TRAINED_BPM_MIN {lo}\n" in config
+    assert f"#define {macro}_TRAINED_BPM_MAX {hi}\n" in config
+    assert f"span {lo}-{hi} BPM" in (b.path / "README.md").read_text()
+    none = bundles["mlp_micro"]
+    assert json.loads((none.path / "manifest.json").read_text())["trained_bpm"] is None
+    config = (none.path / f"{none.identifier}_config.h").read_text()
+    assert "#define MLP_MICRO_TRAINED_BPM_KNOWN 0\n" in config and "_TRAINED_BPM_MIN" not in config
+
+
 def test_compiles_with_host_gcc_and_array_is_aligned(bundles, models, tmp_path: Path) -> None:
     cc, cxx = _tool("gcc"), _tool("g++")
     for key in ("resnet_micro", "dscnn_small"):

@@ -31,6 +31,7 @@ from ppgedge.compress.tflite_file import scales_of_tflite
 from ppgedge.data.format import BPM_MIN, DataFormat
 from ppgedge.data.preprocess import EPS, check_known
 from ppgedge.errors import PpgedgeError
+from ppgedge.evaluate.coverage import trained_range
 from ppgedge.export.arena import (
     ArenaEstimate,
     Graph,
@@ -365,6 +366,26 @@ def _arena_comment(est: ArenaEstimate) -> str:
     return "\n".join(lines)
 
 
+def _trained_block(macro: str, trained: tuple[int, int] | None) -> str:
+    """config.h lines for the heart rates the model trained on: the network does not
+    extrapolate in BPM, so firmware can flag an estimate at or past the edges of this range."""
+    if trained is None:
+        return (
+            "/* Heart rates of the training recordings: not recorded by this model (made before\n"
+            " * ppgedge stored its label histogram). */\n"
+            f"#define {macro}_TRAINED_BPM_KNOWN 0"
+        )
+    lo, hi = trained
+    return (
+        f"/* Heart rates of the training recordings: {lo}-{hi} BPM. The network does not\n"
+        " * extrapolate in BPM: estimates at or past these edges are the least reliable (see\n"
+        " * ppgedge's docs/motion-benchmark.md, heart-rate coverage). */\n"
+        f"#define {macro}_TRAINED_BPM_KNOWN 1\n"
+        f"#define {macro}_TRAINED_BPM_MIN {lo}\n"
+        f"#define {macro}_TRAINED_BPM_MAX {hi}"
+    )
+
+
 def _render(
     *,
     tflite_path: Path,
@@ -378,9 +399,11 @@ def _render(
     calls: list[ResolverCall],
     est: ArenaEstimate,
     main_extra: dict[str, str],
+    trained: tuple[int, int] | None = None,
 ) -> dict[str, str]:
     """File name -> content of every generated text file (``main_extra``: the tracker's lines
-    of ``main.cc``, see :func:`ppgedge.export.tracker_c.main_fields`)."""
+    of ``main.cc``, see :func:`ppgedge.export.tracker_c.main_fields`; ``trained``: the training
+    labels' BPM range, when the model records it)."""
     macro = ident.upper()
     inp, out = io["input"], io["output"]
     t, c = data_format.window_samples, len(data_format.channels)
@@ -437,6 +460,7 @@ def _render(
         "DECODE": decode.upper(),
         "smoothing_taps": len(SMOOTHING_WEIGHTS),
         "smoothing_weights": "{" + ", ".join(str(int(w)) for w in SMOOTHING_WEIGHTS) + "}",
+        "trained_block": _trained_block(macro, trained),
     }
     files = {
         f"{ident}_model_data.h": _template("model_data.h").substitute(fields),
@@ -471,7 +495,8 @@ def _readme(
             "exactly the model's operators (C++)"
         ),
         f"{ident}_config.h": (
-            "arena size, tensor shapes and quantisation, data format, channel order, decoder"
+            "arena size, tensor shapes and quantisation, data format, channel order, decoder, "
+            "the training heart-rate range"
         ),
         f"{ident}_preprocess.h": "preprocessing and decoding API (C99)",
         f"{ident}_preprocess.c": (
@@ -612,6 +637,7 @@ def write_bundle(
     from ppgedge.export.tracker_c import STATE_BYTES, main_fields, render_tracker
 
     has_tracker = bool(tracker and "prior" in tracker)
+    trained = trained_range(tracker) if has_tracker else None
     texts = _render(
         tflite_path=tflite_path,
         data=data,
@@ -624,6 +650,7 @@ def write_bundle(
         calls=calls,
         est=est,
         main_extra=main_fields(ident if has_tracker else None, (tracker or {}).get("decoder")),
+        trained=trained,
     )
     tracker_man = None
     if tracker and has_tracker:  # the temporal tracker, quantised to the output scale
@@ -645,6 +672,14 @@ def write_bundle(
             )
             + "; a small `margin` flags an unreliable window). Bit-exact with ppgedge's Python "
             "tracker; see docs/tracker.md.\n"
+        )
+    if trained is not None:
+        texts["README.md"] += (
+            f"\n## Trained heart-rate range\n\nThe training recordings' heart rates span "
+            f"{trained[0]}-{trained[1]} BPM (`{ident.upper()}_TRAINED_BPM_MIN` / `_MAX` in "
+            f"`{ident}_config.h`). The network does not extrapolate in BPM: treat an estimate "
+            "at or past these edges as less reliable (`ppgedge verify` splits the errors "
+            "below, inside and above this range).\n"
         )
         tracker_man = {
             "prior": prior.to_dict(),
@@ -682,6 +717,7 @@ def write_bundle(
             },
             "data_format": data_format.to_dict(),
             "decode": decode,
+            "trained_bpm": None if trained is None else list(trained),
             "tracker": tracker_man,
             "arena": est.to_dict(),
             "provenance": prov,

@@ -24,6 +24,8 @@ ${arena_comment}
 #define ${ID}_N_CLASSES ${n_classes}
 #define ${ID}_BPM_MIN ${bpm_min} /* class k is ${bpm_min} + k BPM */
 
+${trained_block}
+
 /* Data format: one window of ${window_samples} samples per channel at ${sample_rate_text} Hz
  * (${window_s_text} s), a new window every ${hop_samples} samples (${hop_s_text} s). */
 #define ${ID}_SAMPLE_RATE_HZ ${sample_rate}
