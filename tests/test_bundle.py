@@ -41,6 +41,7 @@ from ppgedge.data.synth import synthesize  # noqa: E402
 from ppgedge.errors import PpgedgeError  # noqa: E402
 from ppgedge.export import arena as A  # noqa: E402
 from ppgedge.export import bundle as B  # noqa: E402
+from ppgedge.export import op_resolver as OPR  # noqa: E402
 from ppgedge.models.bpm import DECODERS, decode  # noqa: E402
 from ppgedge.models.checkpoint import checkpoint_from_model, save_checkpoint  # noqa: E402
 from ppgedge.models.registry import create_model  # noqa: E402
@@ -185,7 +186,7 @@ def test_bundle_files_manifest_and_resolver(bundles, models) -> None:
     assert f"#define {ident.upper()}_OP_COUNT {len(ops)}" in header
     calls = [line for line in header.splitlines() if "resolver.Add" in line]
     assert [c.split("resolver.")[1].split("(")[0] for c in calls] == [
-        B.OP_RESOLVER_METHODS[o] for o in ops
+        OPR.OP_RESOLVER_METHODS[o] for o in ops
     ]
     config = (res.path / f"{ident}_config.h").read_text()
     assert f"#define {ident.upper()}_ARENA_SIZE {res.arena.total}u" in config
@@ -217,9 +218,9 @@ def test_resolver_table_matches_the_real_header() -> None:
     _tflm_includes()
     micro = TFLM_SRC / "tflite-micro/tensorflow/lite/micro"
     header = (micro / "micro_mutable_op_resolver.h").read_text()
-    for method in B.OP_RESOLVER_METHODS.values():
+    for method in OPR.OP_RESOLVER_METHODS.values():
         assert f"TfLiteStatus {method}(" in header, method
-    for op, kernel_header in B.INT8_REGISTRATIONS.items():
+    for op, kernel_header in OPR.INT8_REGISTRATIONS.items():
         assert f"Register_{op}_INT8()" in (micro / "kernels" / kernel_header).read_text(), op
 
 

@@ -26,6 +26,7 @@ from ppgedge.compress.tflite_file import read_model, schema  # noqa: E402
 from ppgedge.data.format import DataFormat  # noqa: E402
 from ppgedge.errors import PpgedgeError  # noqa: E402
 from ppgedge.export import bundle as B  # noqa: E402
+from ppgedge.export import op_resolver as OPR  # noqa: E402
 from ppgedge.firmware import measure as M  # noqa: E402
 from ppgedge.firmware.sources import locate  # noqa: E402
 from ppgedge.profile import codesize  # noqa: E402
@@ -77,10 +78,10 @@ def test_instructions_per_operator_and_cycles(measured) -> None:
 
 def test_bundle_registers_int8_kernels_that_exist_in_the_sources(resnet_bundle: Path) -> None:
     regs = locate(TFLM_SRC).registrations
-    for op in B.INT8_REGISTRATIONS:
+    for op in OPR.INT8_REGISTRATIONS:
         assert f"Register_{op}_INT8" in regs, op
         assert (
-            TFLM_SRC / "tflite-micro/tensorflow/lite/micro/kernels" / B.INT8_REGISTRATIONS[op]
+            TFLM_SRC / "tflite-micro/tensorflow/lite/micro/kernels" / OPR.INT8_REGISTRATIONS[op]
         ).is_file()
     header = (resnet_bundle.parent / "tflm" / "resnet_micro_op_resolver.h").read_text()
     assert "AddConv2D(tflite::Register_CONV_2D_INT8())" in header
