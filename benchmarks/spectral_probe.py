@@ -1,0 +1,238 @@
+"""A research probe for fold 4 (issue #16): does a network that reads the spectrum extrapolate?
+
+Fold 4's test subjects reach heart rates above any in its training pool, and the chain's
+networks (1D-ResNets ending in a fully connected layer, one weight row per BPM class) err by
+about 30 BPM there (coverage.md): a class never seen in training has a row that was never
+pulled up. A network whose output is the same function of the spectrum around every class
+cannot have that problem. This probe trains one, float only and not part of the chain:
+
+* features: each channel's power at each class frequency f_k = (30 + k) / 60 Hz and at 2 f_k
+  (a Hann-tapered DFT evaluated exactly there), in log units relative to the window's peak;
+  the accelerometer channels let it learn to discount the cadence;
+* a stack of 1-D convolutions over the class axis (kernel 5, no per-class weights or biases),
+  so class k's logit depends only on the spectrum within a few BPM of f_k and 2 f_k: a shift in
+  heart rate shifts the output.
+
+It is trained with the chain's own trainer and settings (``TrainConfig``: Gaussian targets,
+early stopping on the run's validation subjects, two-sided time stretch) on the training and
+validation subjects of the motion benchmark's default runs (seeds 0-2: the same splits as
+motion_seeds.py), and scored per window (argmax) beside those runs' teachers, split by the
+heart rates of the training recordings (below / inside / above, as ``ppgedge.evaluate.coverage``
+does). Nothing is chosen on these scores: a probe of one fixed design, scored on test once, to
+say whether this direction is worth a student that fits the firmware.
+
+Writes ``benchmarks/results/spectral_probe.{json,md}``. Run after motion_seeds.py:
+``.venv/bin/python benchmarks/spectral_probe.py`` (about 15 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from motion import OUT, _split, run_dataset, write_results
+from motion_seeds import _name
+from torch import nn
+
+from ppgedge import __version__
+from ppgedge.data.format import BPM_MIN
+from ppgedge.data.loader import WindowSource
+from ppgedge.evaluate.coverage import BANDS, band_of
+from ppgedge.models.bpm import N_CLASSES, decode
+from ppgedge.models.checkpoint import load_checkpoint
+from ppgedge.models.layers import as_4d
+from ppgedge.models.registry import register_model
+from ppgedge.train.trainer import TrainConfig, train
+
+SCENARIOS = ("fold4", "fold1", "xact")
+SEEDS = (0, 1, 2)
+VARIANT = "longtune"  # the defaults' run folders
+RATE_HZ = 32.0  # the SPC 2015 datasets of motion.py
+
+
+class SpectralProbe(nn.Module):
+    """Power at every class frequency and its double, then convolutions over the class axis."""
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        window_samples: int = 256,
+        width: int = 16,
+        depth: int = 3,
+        kernel: int = 5,
+    ) -> None:
+        super().__init__()
+        t = torch.arange(window_samples, dtype=torch.float64) / RATE_HZ
+        taper = torch.hann_window(window_samples, periodic=False, dtype=torch.float64)
+        f = (BPM_MIN + torch.arange(N_CLASSES, dtype=torch.float64)) / 60.0
+        basis = []
+        for mult in (1, 2):
+            phase = 2 * math.pi * mult * f[:, None] * t[None, :]
+            basis += [torch.cos(phase) * taper, torch.sin(phase) * taper]
+        self.register_buffer("basis", torch.stack(basis).float())  # (4, K, T)
+        cin = 2 * in_channels
+        convs: list[nn.Module] = []
+        for _ in range(depth):
+            convs += [
+                nn.Conv1d(cin, width, kernel, padding=kernel // 2),
+                nn.BatchNorm1d(width),
+                nn.ReLU(),
+            ]
+            cin = width
+        convs.append(nn.Conv1d(cin, 1, kernel, padding=kernel // 2))
+        self.convs = nn.Sequential(*convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = as_4d(x)[:, :, 0, :]  # (B, C, T)
+        proj = torch.einsum("bct,mkt->bcmk", x, self.basis)  # (B, C, 4, K)
+        power = proj[:, :, 0::2] ** 2 + proj[:, :, 1::2] ** 2  # (B, C, 2, K): f and 2f
+        logp = torch.log(power + 1e-6)
+        logp = logp - logp.amax(dim=-1, keepdim=True)  # relative to the window's peak
+        return self.convs(logp.flatten(1, 2)).squeeze(1)  # (B, K)
+
+
+register_model("spectral_probe", family="probe", description="benchmarks/spectral_probe.py")(
+    SpectralProbe
+)
+
+
+def _predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        out = [model(torch.from_numpy(x[i : i + 256]).float()) for i in range(0, len(x), 256)]
+    return decode(torch.cat(out), "argmax").numpy()
+
+
+def _bands(pred: np.ndarray, true: np.ndarray, trained: tuple[int, int]) -> dict[str, Any]:
+    bands = band_of(true, trained)
+    doc: dict[str, Any] = {"all": float(np.abs(pred - true).mean())}
+    for b in BANDS:
+        on = bands == b
+        doc[b] = float(np.abs(pred[on] - true[on]).mean()) if on.any() else None
+        doc[b + "_windows"] = int(on.sum())
+    return doc
+
+
+def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
+    run = OUT / f"{_name(scenario, seed)}_{VARIANT}"
+    teacher = load_checkpoint(run / "teacher" / "teacher.pt")
+    ds = run_dataset(run, teacher)
+    split = _split(teacher)
+    parts = split.indices(ds.subject_names())
+    y_train = np.rint(ds.y[parts["train"]])
+    trained = (int(y_train.min()), int(y_train.max()))
+    fmt = teacher.data_format
+    assert fmt.sample_rate_hz == RATE_HZ, fmt
+    cfg = TrainConfig(
+        arch="spectral_probe",
+        arch_kwargs={"window_samples": fmt.window_samples},
+        epochs=40,
+        patience=10,
+        seed=seed,
+    )
+    t0 = time.perf_counter()
+    ckpt = train(ds, split, work / f"{scenario}-{seed}.pt", cfg, device="cpu")
+    seconds = time.perf_counter() - t0
+    model = ckpt.build()
+    out: dict[str, Any] = {
+        "run": run.name,
+        "trained_bpm": list(trained),
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(seconds, 1),
+    }
+    for part in ("val", "test"):
+        idx = parts[part]
+        src = WindowSource(ds, idx, fmt.channels, preprocessing=fmt.preprocessing)
+        x, y = src.windows(np.arange(len(src))), src.y
+        out[part] = {
+            "probe": _bands(_predict(model, x), y, trained),
+            "teacher": _bands(_predict(teacher.build(), x), y, trained),
+        }
+    return out
+
+
+def _cell(d: dict[str, Any], band: str) -> str:
+    v = d[band]
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    lines = [
+        "# Spectral probe: a network over the spectrum, beside the chain's teacher "
+        "(`benchmarks/spectral_probe.py`)",
+        "",
+        f"ppgedge {doc['version']}, {doc['date']}, 2 CPU cores, float, per-window argmax. The "
+        "probe (power at every class frequency and its double, convolutions over the class "
+        "axis, no per-class weights) trained with the chain's trainer on each default run's "
+        "training and validation subjects; the teacher is that run's resnet_medium. MAE in BPM "
+        "on all windows and split by the training recordings' heart-rate range. One fixed "
+        "design, nothing chosen on these scores; test scored once.",
+        "",
+        "| scenario | seed | part | probe all | teacher all | probe inside | teacher inside | "
+        "probe outside (windows) | teacher outside |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["runs"]:
+        for part in ("val", "test"):
+            p, t = r[part]["probe"], r[part]["teacher"]
+            outside = "above" if p["above_windows"] >= p["below_windows"] else "below"
+            n = p[outside + "_windows"]
+            lines.append(
+                f"| {r['scenario']} | {r['seed']} | {part} | {p['all']:.2f} | {t['all']:.2f} | "
+                f"{_cell(p, 'inside')} | {_cell(t, 'inside')} | "
+                f"{_cell(p, outside)} ({n} {outside}) | {_cell(t, outside)} |"
+            )
+    lines += ["", "Mean over seeds (test):", ""]
+    for s in SCENARIOS:
+        rs = [r for r in doc["runs"] if r["scenario"] == s]
+        if not rs:
+            continue
+        mean = {
+            who: {
+                band: np.mean(
+                    [r["test"][who][band] for r in rs if r["test"][who][band] is not None]
+                )
+                if any(r["test"][who][band] is not None for r in rs)
+                else None
+                for band in ("all", "inside", "above", "below")
+            }
+            for who in ("probe", "teacher")
+        }
+        parts = ", ".join(
+            f"{band} probe {mean['probe'][band]:.2f} / teacher {mean['teacher'][band]:.2f}"
+            for band in ("all", "inside", "above", "below")
+            if mean["probe"][band] is not None
+        )
+        lines.append(f"- {s}: {parts}")
+    params = sorted({r["params"] for r in doc["runs"]})
+    lines += ["", f"Probe parameters: {params[0]:,}. {doc['seconds']:.0f} s in all.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="spectral-probe-") as tmp:
+        for scenario in SCENARIOS:
+            for seed in SEEDS:
+                r = probe(scenario, seed, Path(tmp))
+                runs.append({"scenario": scenario, "seed": seed, **r})
+                print(scenario, seed, r["test"]["probe"]["all"], r["test"]["teacher"]["all"])
+    doc = {
+        "schema": "ppgedge.bench.spectral_probe/1",
+        "version": __version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "seconds": time.perf_counter() - t0,
+    }
+    write_results("spectral_probe", doc, _markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
