@@ -19,10 +19,13 @@ validation subjects of the motion benchmark's default runs (seeds 0-2: the same 
 motion_seeds.py), and scored per window (argmax) beside those runs' teachers, split by the
 heart rates of the training recordings (below / inside / above, as ``ppgedge.evaluate.coverage``
 does). Nothing is chosen on these scores: a probe of one fixed design, scored on test once, to
-say whether this direction is worth a student that fits the firmware.
+say whether this direction is worth a student that fits the firmware. A second table (added
+after the first was scored, fixed before its own runs) adds the probe's log-probabilities to
+the teacher's with a weight chosen on each run's validation subjects: whether the two kinds of
+evidence combine.
 
 Writes ``benchmarks/results/spectral_probe.{json,md}``. Run after motion_seeds.py:
-``.venv/bin/python benchmarks/spectral_probe.py`` (about 15 min on 2 cores).
+``.venv/bin/python benchmarks/spectral_probe.py`` (about 1 min on 2 cores).
 """
 
 from __future__ import annotations
