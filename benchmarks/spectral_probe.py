@@ -22,7 +22,8 @@ does). Nothing is chosen on these scores: a probe of one fixed design, scored on
 say whether this direction is worth a student that fits the firmware. A second table (added
 after the first was scored, fixed before its own runs) adds the probe's log-probabilities to
 the teacher's with a weight chosen on each run's validation subjects: whether the two kinds of
-evidence combine.
+evidence combine. A third (fixed after those two were scored, before its own runs) does the
+same with the deployed int8 model in TensorFlow Lite Micro instead of the teacher.
 
 Writes ``benchmarks/results/spectral_probe.{json,md}``. Run after motion_seeds.py:
 ``.venv/bin/python benchmarks/spectral_probe.py`` (about 1 min on 2 cores).
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from motion import OUT, _split, run_dataset, write_results
+from motion import OUT, _int8_logits, _split, run_dataset, write_results
 from motion_seeds import _name
 from torch import nn
 
@@ -46,6 +47,7 @@ from ppgedge import __version__
 from ppgedge.data.format import BPM_MIN
 from ppgedge.data.loader import WindowSource
 from ppgedge.evaluate.coverage import BANDS, band_of
+from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import N_CLASSES, decode
 from ppgedge.models.checkpoint import load_checkpoint
 from ppgedge.models.layers import as_4d
@@ -174,6 +176,23 @@ def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
     for part in ("val", "test"):
         pred = _argmax(w * logp[part][0] + (1 - w) * logp[part][1])
         out[part]["combined"] = _bands(pred, ys[part], trained)
+    # the same with the deployed int8 model (the run's .tflite in TFLite Micro) for the teacher
+    tfl = next((run / "export").glob("*.tflite"))
+    _, art, _ = resolve_export(tfl)
+    for part in ("val", "test"):
+        raw, scale = _int8_logits(tfl, art, ds, parts[part])
+        int8 = torch.log_softmax(torch.from_numpy(raw * scale).float(), dim=-1)
+        logp[part] = (logp[part][0], int8)
+        out[part]["int8"] = _bands(_argmax(int8), ys[part], trained)
+    val = {
+        w: float(np.abs(_argmax(w * logp["val"][0] + (1 - w) * logp["val"][1]) - ys["val"]).mean())
+        for w in COMBINE_WEIGHTS
+    }
+    w = min(COMBINE_WEIGHTS, key=lambda k: (val[k], k))
+    out["combine_int8"] = {"val_mae_by_weight": val, "weight": w}
+    for part in ("val", "test"):
+        pred = _argmax(w * logp[part][0] + (1 - w) * logp[part][1])
+        out[part]["int8_combined"] = _bands(pred, ys[part], trained)
     return out
 
 
@@ -222,11 +241,12 @@ def _markdown(doc: dict[str, Any]) -> str:
                 else None
                 for band in ("all", "inside", "above", "below")
             }
-            for who in ("probe", "teacher", "combined")
+            for who in ("probe", "teacher", "combined", "int8", "int8_combined")
         }
         parts = ", ".join(
             f"{band} probe {mean['probe'][band]:.2f} / teacher {mean['teacher'][band]:.2f} / "
-            f"combined {mean['combined'][band]:.2f}"
+            f"combined {mean['combined'][band]:.2f} / int8 {mean['int8'][band]:.2f} / "
+            f"int8 + probe {mean['int8_combined'][band]:.2f}"
             for band in ("all", "inside", "above", "below")
             if mean["probe"][band] is not None
         )
@@ -247,6 +267,24 @@ def _markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {r['scenario']} | {r['seed']} | {r['combine']['weight']:g} | {c['all']:.2f} | "
             f"{t['all']:.2f} | {_cell(c, 'inside')} | {_cell(c, outside)} |"
+        )
+    lines += [
+        "",
+        "The deployed int8 model (the run's .tflite in TensorFlow Lite Micro, per-window argmax) "
+        "alone and combined with the probe the same way (weight chosen on validation; a third "
+        "probe, fixed after the two tables above were scored and before its own runs), test:",
+        "",
+        "| scenario | seed | weight | int8 + probe all | int8 all | int8 + probe inside | "
+        "int8 inside | int8 + probe outside | int8 outside |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["runs"]:
+        c, t = r["test"]["int8_combined"], r["test"]["int8"]
+        outside = "above" if c["above_windows"] >= c["below_windows"] else "below"
+        lines.append(
+            f"| {r['scenario']} | {r['seed']} | {r['combine_int8']['weight']:g} | "
+            f"{c['all']:.2f} | {t['all']:.2f} | {_cell(c, 'inside')} | {_cell(t, 'inside')} | "
+            f"{_cell(c, outside)} | {_cell(t, outside)} |"
         )
     params = sorted({r["params"] for r in doc["runs"]})
     lines += ["", f"Probe parameters: {params[0]:,}. {doc['seconds']:.0f} s in all.", ""]
