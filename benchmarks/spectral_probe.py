@@ -54,7 +54,7 @@ from ppgedge.models.layers import as_4d
 from ppgedge.models.registry import register_model
 from ppgedge.train.trainer import TrainConfig, train
 
-SCENARIOS = ("fold4", "fold1", "xact")
+SCENARIOS = ("fold4", "fold1", "fold2", "fold3", "xact")
 SEEDS = (0, 1, 2)
 VARIANT = "longtune"  # the defaults' run folders
 RATE_HZ = 32.0  # the SPC 2015 datasets of motion.py
