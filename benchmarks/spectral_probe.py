@@ -23,7 +23,8 @@ say whether this direction is worth a student that fits the firmware. A second t
 after the first was scored, fixed before its own runs) adds the probe's log-probabilities to
 the teacher's with a weight chosen on each run's validation subjects: whether the two kinds of
 evidence combine. A third (fixed after those two were scored, before its own runs) does the
-same with the deployed int8 model in TensorFlow Lite Micro instead of the teacher.
+same with the deployed int8 model in TensorFlow Lite Micro instead of the teacher; a fourth
+(fixed after the third was scored) puts the temporal tracker on both, as export fits it.
 
 Writes ``benchmarks/results/spectral_probe.{json,md}``. Run after motion_seeds.py:
 ``.venv/bin/python benchmarks/spectral_probe.py`` (about 1 min on 2 cores).
@@ -39,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from motion import OUT, _int8_logits, _split, run_dataset, write_results
+from motion import OUT, _int8_logits, _split, run_dataset, score_model, stretch_of, write_results
 from motion_seeds import _name
 from torch import nn
 
@@ -193,6 +194,13 @@ def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
     for part in ("val", "test"):
         pred = _argmax(w * logp[part][0] + (1 - w) * logp[part][1])
         out[part]["int8_combined"] = _bands(pred, ys[part], trained)
+    # with the temporal tracker: fitted and the decoder chosen on validation, as export does
+    # (float arithmetic on the dequantised or combined log-probabilities)
+    stretch = stretch_of(teacher)
+    for key, weight in (("int8_tracked", 0.0), ("int8_combined_tracked", w)):
+        series = {p: (weight * logp[p][0] + (1 - weight) * logp[p][1]).numpy() for p in logp}
+        scored = score_model(key, series, "argmax", ds, parts, stretch=stretch)
+        out[key] = {"decoder": scored["chosen_decoder"], "test_mae": scored["mae_chosen"]}
     return out
 
 
@@ -286,6 +294,27 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"{c['all']:.2f} | {t['all']:.2f} | {_cell(c, 'inside')} | {_cell(t, 'inside')} | "
             f"{_cell(c, outside)} | {_cell(t, outside)} |"
         )
+    lines += [
+        "",
+        "With the temporal tracker (fitted and the decoder chosen on validation, as export does; "
+        "a fourth probe, fixed after the tables above were scored and before its own runs), "
+        "test, decoder chosen:",
+        "",
+        "| scenario | seed | int8 | int8 + probe |",
+        "|---|---:|---|---|",
+    ]
+    for r in doc["runs"]:
+        a, b = r["int8_tracked"], r["int8_combined_tracked"]
+        lines.append(
+            f"| {r['scenario']} | {r['seed']} | {a['test_mae']:.2f} ({a['decoder']}) | "
+            f"{b['test_mae']:.2f} ({b['decoder']}) |"
+        )
+    for s in SCENARIOS:
+        rs = [r for r in doc["runs"] if r["scenario"] == s]
+        if rs:
+            a = np.mean([r["int8_tracked"]["test_mae"] for r in rs])
+            b = np.mean([r["int8_combined_tracked"]["test_mae"] for r in rs])
+            lines.append(f"| {s} | mean | {a:.2f} | {b:.2f} |")
     params = sorted({r["params"] for r in doc["runs"]})
     lines += ["", f"Probe parameters: {params[0]:,}. {doc['seconds']:.0f} s in all.", ""]
     return "\n".join(lines)
