@@ -120,6 +120,15 @@ def _argmax(logp: torch.Tensor) -> np.ndarray:
     return decode(logp, "argmax").numpy()
 
 
+def _combine_weight(probe: torch.Tensor, other: torch.Tensor, y: np.ndarray) -> dict[str, Any]:
+    """The probe's weight in ``w * probe + (1 - w) * other`` with the lowest validation MAE
+    (ties: the smaller weight, i.e. less of the probe)."""
+    val = {
+        w: float(np.abs(_argmax(w * probe + (1 - w) * other) - y).mean()) for w in COMBINE_WEIGHTS
+    }
+    return {"val_mae_by_weight": val, "weight": min(COMBINE_WEIGHTS, key=lambda k: (val[k], k))}
+
+
 def _bands(pred: np.ndarray, true: np.ndarray, trained: tuple[int, int]) -> dict[str, Any]:
     bands = band_of(true, trained)
     doc: dict[str, Any] = {"all": float(np.abs(pred - true).mean())}
@@ -157,43 +166,30 @@ def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
         "params": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(seconds, 1),
     }
-    logp, ys = {}, {}
+    probe_logp, teacher_logp, int8_logp, ys = {}, {}, {}, {}
+    tfl = next((run / "export").glob("*.tflite"))  # the deployed int8 model, in TFLite Micro
+    _, art, _ = resolve_export(tfl)
     for part in ("val", "test"):
         idx = parts[part]
         src = WindowSource(ds, idx, fmt.channels, preprocessing=fmt.preprocessing)
         x, ys[part] = src.windows(np.arange(len(src))), src.y
-        logp[part] = (_log_probs(model, x), _log_probs(teacher.build(), x))
+        probe_logp[part], teacher_logp[part] = _log_probs(model, x), _log_probs(teacher.build(), x)
+        raw, scale = _int8_logits(tfl, art, ds, idx)
+        int8_logp[part] = torch.log_softmax(torch.from_numpy(raw * scale).float(), dim=-1)
         out[part] = {
-            "probe": _bands(_argmax(logp[part][0]), ys[part], trained),
-            "teacher": _bands(_argmax(logp[part][1]), ys[part], trained),
+            "probe": _bands(_argmax(probe_logp[part]), ys[part], trained),
+            "teacher": _bands(_argmax(teacher_logp[part]), ys[part], trained),
+            "int8": _bands(_argmax(int8_logp[part]), ys[part], trained),
         }
-    # the two as one product of experts, the probe's weight chosen on validation (ties: less)
-    val = {
-        w: float(np.abs(_argmax(w * logp["val"][0] + (1 - w) * logp["val"][1]) - ys["val"]).mean())
-        for w in COMBINE_WEIGHTS
-    }
-    w = min(COMBINE_WEIGHTS, key=lambda k: (val[k], k))
-    out["combine"] = {"val_mae_by_weight": val, "weight": w}
-    for part in ("val", "test"):
-        pred = _argmax(w * logp[part][0] + (1 - w) * logp[part][1])
-        out[part]["combined"] = _bands(pred, ys[part], trained)
-    # the same with the deployed int8 model (the run's .tflite in TFLite Micro) for the teacher
-    tfl = next((run / "export").glob("*.tflite"))
-    _, art, _ = resolve_export(tfl)
-    for part in ("val", "test"):
-        raw, scale = _int8_logits(tfl, art, ds, parts[part])
-        int8 = torch.log_softmax(torch.from_numpy(raw * scale).float(), dim=-1)
-        logp[part] = (logp[part][0], int8)
-        out[part]["int8"] = _bands(_argmax(int8), ys[part], trained)
-    val = {
-        w: float(np.abs(_argmax(w * logp["val"][0] + (1 - w) * logp["val"][1]) - ys["val"]).mean())
-        for w in COMBINE_WEIGHTS
-    }
-    w = min(COMBINE_WEIGHTS, key=lambda k: (val[k], k))
-    out["combine_int8"] = {"val_mae_by_weight": val, "weight": w}
-    for part in ("val", "test"):
-        pred = _argmax(w * logp[part][0] + (1 - w) * logp[part][1])
-        out[part]["int8_combined"] = _bands(pred, ys[part], trained)
+    # each model and the probe as one product of experts, the weight chosen on validation
+    for key, other in (("combined", teacher_logp), ("int8_combined", int8_logp)):
+        w = _combine_weight(probe_logp["val"], other["val"], ys["val"])
+        out["combine" if key == "combined" else "combine_int8"] = w
+        for part in ("val", "test"):
+            mixed = w["weight"] * probe_logp[part] + (1 - w["weight"]) * other[part]
+            out[part][key] = _bands(_argmax(mixed), ys[part], trained)
+    logp = {p: (probe_logp[p], int8_logp[p]) for p in ("val", "test")}
+    w = out["combine_int8"]["weight"]
     # with the temporal tracker: fitted and the decoder chosen on validation, as export does
     # (float arithmetic on the dequantised or combined log-probabilities)
     stretch = stretch_of(teacher)
@@ -259,41 +255,33 @@ def _markdown(doc: dict[str, Any]) -> str:
             if mean["probe"][band] is not None
         )
         lines.append(f"- {s}: {parts}")
-    lines += [
-        "",
-        "Probe and teacher combined (weighted sum of log-probabilities, the probe's weight from "
-        f"{list(COMBINE_WEIGHTS)} chosen on each run's validation subjects, ties to the smaller; "
-        "added after the table above was scored, fixed before its own runs), test:",
-        "",
-        "| scenario | seed | weight | combined all | teacher all | combined inside | "
-        "combined outside |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in doc["runs"]:
-        c, t = r["test"]["combined"], r["test"]["teacher"]
-        outside = "above" if c["above_windows"] >= c["below_windows"] else "below"
-        lines.append(
-            f"| {r['scenario']} | {r['seed']} | {r['combine']['weight']:g} | {c['all']:.2f} | "
-            f"{t['all']:.2f} | {_cell(c, 'inside')} | {_cell(c, outside)} |"
-        )
-    lines += [
-        "",
-        "The deployed int8 model (the run's .tflite in TensorFlow Lite Micro, per-window argmax) "
-        "alone and combined with the probe the same way (weight chosen on validation; a third "
-        "probe, fixed after the two tables above were scored and before its own runs), test:",
-        "",
-        "| scenario | seed | weight | int8 + probe all | int8 all | int8 + probe inside | "
-        "int8 inside | int8 + probe outside | int8 outside |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in doc["runs"]:
-        c, t = r["test"]["int8_combined"], r["test"]["int8"]
-        outside = "above" if c["above_windows"] >= c["below_windows"] else "below"
-        lines.append(
-            f"| {r['scenario']} | {r['seed']} | {r['combine_int8']['weight']:g} | "
-            f"{c['all']:.2f} | {t['all']:.2f} | {_cell(c, 'inside')} | {_cell(t, 'inside')} | "
-            f"{_cell(c, outside)} | {_cell(t, outside)} |"
-        )
+    tables = (
+        ("combined", "teacher", "combine", "Probe and teacher combined (weighted sum of "
+         f"log-probabilities, the probe's weight from {list(COMBINE_WEIGHTS)} chosen on each "
+         "run's validation subjects, ties to the smaller; added after the table above was "
+         "scored, fixed before its own runs), test:"),
+        ("int8_combined", "int8", "combine_int8", "The deployed int8 model (the run's .tflite "
+         "in TensorFlow Lite Micro, per-window argmax) alone and combined with the probe the "
+         "same way (weight chosen on validation; a third probe, fixed after the two tables "
+         "above were scored and before its own runs), test:"),
+    )  # fmt: skip
+    for mixed, alone, choice, title in tables:
+        lines += [
+            "",
+            title,
+            "",
+            f"| scenario | seed | weight | {alone} + probe all | {alone} all | {alone} + probe "
+            f"inside | {alone} inside | {alone} + probe outside | {alone} outside |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in doc["runs"]:
+            c, t = r["test"][mixed], r["test"][alone]
+            outside = "above" if c["above_windows"] >= c["below_windows"] else "below"
+            lines.append(
+                f"| {r['scenario']} | {r['seed']} | {r[choice]['weight']:g} | "
+                f"{c['all']:.2f} | {t['all']:.2f} | {_cell(c, 'inside')} | "
+                f"{_cell(t, 'inside')} | {_cell(c, outside)} | {_cell(t, outside)} |"
+            )
     lines += [
         "",
         "With the temporal tracker (fitted and the decoder chosen on validation, as export does; "
