@@ -48,6 +48,7 @@ from ppgedge import __version__
 from ppgedge.data.format import BPM_MIN
 from ppgedge.data.loader import WindowSource
 from ppgedge.evaluate.coverage import BANDS, band_of
+from ppgedge.evaluate.tracking import fit_tracker
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import N_CLASSES, decode
 from ppgedge.models.checkpoint import load_checkpoint
@@ -139,7 +140,15 @@ def _bands(pred: np.ndarray, true: np.ndarray, trained: tuple[int, int]) -> dict
     return doc
 
 
-def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
+def probe(
+    scenario: str,
+    seed: int,
+    work: Path,
+    channels: str = "all",
+    scored: tuple[str, ...] = ("val", "test"),
+) -> dict[str, Any]:
+    """Train the probe on ``channels`` of the run's split and score it on the ``scored`` parts
+    (validation only: the tracker's validation MAE in place of its test MAE)."""
     run = OUT / f"{_name(scenario, seed)}_{VARIANT}"
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     ds = run_dataset(run, teacher)
@@ -152,6 +161,7 @@ def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
     cfg = TrainConfig(
         arch="spectral_probe",
         arch_kwargs={"window_samples": fmt.window_samples},
+        channels=channels,
         epochs=40,
         patience=10,
         seed=seed,
@@ -169,11 +179,16 @@ def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
     probe_logp, teacher_logp, int8_logp, ys = {}, {}, {}, {}
     tfl = next((run / "export").glob("*.tflite"))  # the deployed int8 model, in TFLite Micro
     _, art, _ = resolve_export(tfl)
-    for part in ("val", "test"):
+    own = ckpt.data_format.channels  # the probe's channels (the teacher's, or fewer)
+    for part in scored:
         idx = parts[part]
         src = WindowSource(ds, idx, fmt.channels, preprocessing=fmt.preprocessing)
         x, ys[part] = src.windows(np.arange(len(src))), src.y
-        probe_logp[part], teacher_logp[part] = _log_probs(model, x), _log_probs(teacher.build(), x)
+        x_own = x[:, [fmt.channels.index(c) for c in own]]
+        probe_logp[part], teacher_logp[part] = (
+            _log_probs(model, x_own),
+            _log_probs(teacher.build(), x),
+        )
         raw, scale = _int8_logits(tfl, art, ds, idx)
         int8_logp[part] = torch.log_softmax(torch.from_numpy(raw * scale).float(), dim=-1)
         out[part] = {
@@ -185,18 +200,28 @@ def probe(scenario: str, seed: int, work: Path) -> dict[str, Any]:
     for key, other in (("combined", teacher_logp), ("int8_combined", int8_logp)):
         w = _combine_weight(probe_logp["val"], other["val"], ys["val"])
         out["combine" if key == "combined" else "combine_int8"] = w
-        for part in ("val", "test"):
+        for part in scored:
             mixed = w["weight"] * probe_logp[part] + (1 - w["weight"]) * other[part]
             out[part][key] = _bands(_argmax(mixed), ys[part], trained)
-    logp = {p: (probe_logp[p], int8_logp[p]) for p in ("val", "test")}
+    logp = {p: (probe_logp[p], int8_logp[p]) for p in scored}
     w = out["combine_int8"]["weight"]
     # with the temporal tracker: fitted and the decoder chosen on validation, as export does
     # (float arithmetic on the dequantised or combined log-probabilities)
     stretch = stretch_of(teacher)
     for key, weight in (("int8_tracked", 0.0), ("int8_combined_tracked", w)):
         series = {p: (weight * logp[p][0] + (1 - weight) * logp[p][1]).numpy() for p in logp}
-        scored = score_model(key, series, "argmax", ds, parts, stretch=stretch)
-        out[key] = {"decoder": scored["chosen_decoder"], "test_mae": scored["mae_chosen"]}
+        if "test" in scored:
+            scored_run = score_model(key, series, "argmax", ds, parts, stretch=stretch)
+            out[key] = {
+                "decoder": scored_run["chosen_decoder"],
+                "test_mae": scored_run["mae_chosen"],
+            }
+        else:
+            rec = fit_tracker(ds, parts["train"], parts["val"], series["val"], stretch=stretch)
+            out[key] = {
+                "decoder": rec["decoder"],
+                "val_mae": rec["val_mae_by_decoder"][rec["decoder"]],
+            }
     return out
 
 
