@@ -47,7 +47,8 @@ from torch import nn
 from ppgedge import __version__
 from ppgedge.data.format import BPM_MIN
 from ppgedge.data.loader import WindowSource
-from ppgedge.evaluate.coverage import BANDS, band_of
+from ppgedge.evaluate.coverage import BANDS, coverage
+from ppgedge.evaluate.metrics import error_summary
 from ppgedge.evaluate.tracking import fit_tracker
 from ppgedge.export.verify import resolve_export
 from ppgedge.models.bpm import N_CLASSES, decode
@@ -131,12 +132,14 @@ def _combine_weight(probe: torch.Tensor, other: torch.Tensor, y: np.ndarray) -> 
 
 
 def _bands(pred: np.ndarray, true: np.ndarray, trained: tuple[int, int]) -> dict[str, Any]:
-    bands = band_of(true, trained)
-    doc: dict[str, Any] = {"all": float(np.abs(pred - true).mean())}
+    """MAE on all windows and below / inside / above the trained range (``coverage``'s split),
+    with the windows in each band."""
+    cov = coverage([("model", pred, true)], trained)
+    doc: dict[str, Any] = {"all": error_summary(pred, true)["mae"]}
     for b in BANDS:
-        on = bands == b
-        doc[b] = float(np.abs(pred[on] - true[on]).mean()) if on.any() else None
-        doc[b + "_windows"] = int(on.sum())
+        summary = cov["models"]["model"][b]
+        doc[b] = None if summary is None else summary["mae"]
+        doc[b + "_windows"] = cov["windows"][b]
     return doc
 
 
@@ -180,15 +183,13 @@ def probe(
     tfl = next((run / "export").glob("*.tflite"))  # the deployed int8 model, in TFLite Micro
     _, art, _ = resolve_export(tfl)
     own = ckpt.data_format.channels  # the probe's channels (the teacher's, or fewer)
+    net = teacher.build()
     for part in scored:
         idx = parts[part]
         src = WindowSource(ds, idx, fmt.channels, preprocessing=fmt.preprocessing)
         x, ys[part] = src.windows(np.arange(len(src))), src.y
         x_own = x[:, [fmt.channels.index(c) for c in own]]
-        probe_logp[part], teacher_logp[part] = (
-            _log_probs(model, x_own),
-            _log_probs(teacher.build(), x),
-        )
+        probe_logp[part], teacher_logp[part] = _log_probs(model, x_own), _log_probs(net, x)
         raw, scale = _int8_logits(tfl, art, ds, idx)
         int8_logp[part] = torch.log_softmax(torch.from_numpy(raw * scale).float(), dim=-1)
         out[part] = {
