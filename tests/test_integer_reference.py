@@ -1,6 +1,7 @@
 """The integer reference: the artifact's own PyTorch graph, run in TFLite Micro's int8
 arithmetic, equals the TFLite Micro host runtime on the exported .tflite bit for bit (residual
-ADD + MEAN in a QAT ResNet, depthwise convolutions, Linear+ReLU after an int8 average pool);
+ADD + MEAN in a QAT ResNet, depthwise convolutions, Linear+ReLU after an int8 average pool, a
+spectral head beside a ResNet);
 operators it does not know are refused with one line."""
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ def _windows(dataset: Dataset, art: Q.QuantizedArtifact, n: int = 96) -> np.ndar
 
 @pytest.fixture(scope="module")
 def artifacts(tiny_checkpoint: Path, tiny_dataset: Dataset, tmp_path_factory) -> dict:
-    """QAT of the trained ResNet (residual add, mean); PTQ of a depthwise CNN and an MLP, each
-    trained one epoch (untrained, the depthwise CNN answers one class for every window)."""
+    """QAT of the trained ResNet (residual add, mean); PTQ of a depthwise CNN, an MLP and a
+    ResNet with a spectral head (fixed pooling convolution and DFT, a class-major RESHAPE,
+    unpadded convolutions, the final sum of two logit vectors), each trained one epoch
+    (untrained, the depthwise CNN answers one class for every window)."""
     work = tmp_path_factory.mktemp("intref")
     qat = Q.qat(tiny_checkpoint, tiny_dataset, None, work / "r.int8.pt", epochs=1, n_calibration=64)
     out = {"resnet_micro_qat": qat.artifact}
     split = holdout(tiny_dataset.subjects, seed=0)
     calib = _windows(tiny_dataset, qat.artifact, 32)
-    for arch in ("dscnn_small", "mlp_micro"):
+    for arch in ("dscnn_small", "mlp_micro", "resnet_small_spectral"):
         ckpt = work / f"{arch}.pt"
         # one-sided stretch: with the two-sided default, one epoch leaves dscnn_small's
         # output constant on these windows, and a constant output proves nothing about rounding
@@ -56,7 +59,9 @@ def artifacts(tiny_checkpoint: Path, tiny_dataset: Dataset, tmp_path_factory) ->
     return out
 
 
-@pytest.mark.parametrize("name", ["resnet_micro_qat", "dscnn_small", "mlp_micro"])
+@pytest.mark.parametrize(
+    "name", ["resnet_micro_qat", "dscnn_small", "mlp_micro", "resnet_small_spectral"]
+)
 def test_integer_reference_equals_tflm_bit_for_bit(
     name: str, artifacts: dict, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:

@@ -40,18 +40,19 @@ from ppgedge.ownership import CHECKPOINT, SWEEP, claims
 def models_cmd(
     channels: int = typer.Option(4, help="Input channels for the counts."),
     window_samples: int = typer.Option(256, help="Window length in samples for the counts."),
+    sample_rate_hz: float = typer.Option(32.0, help="Sample rate for the counts."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the model zoo with parameters and MACs."""
     from rich.table import Table
 
     from ppgedge.models import count_macs, count_parameters, create_model, list_models
+    from ppgedge.models.registry import format_kwargs
 
     rows = []
     for e in list_models():
         kwargs = {"in_channels": channels}
-        if e.family == "mlp":
-            kwargs["window_samples"] = window_samples
+        kwargs |= format_kwargs(e.name, window_samples, sample_rate_hz)
         m = create_model(e.name, **kwargs)
         rows.append(
             {

@@ -1,4 +1,4 @@
-"""The TFLite quantizer, with the two fusions litert-torch's ``PT2EQuantizer`` does not annotate.
+"""The TFLite quantizer, with the patterns litert-torch's ``PT2EQuantizer`` does not annotate.
 
 What QAT simulates must be what the ``.tflite`` computes. litert-torch 0.10 annotates
 Conv+ReLU as one unit but not Linear+ReLU, and it leaves ``avg_pool2d`` unquantised:
@@ -13,6 +13,12 @@ Conv+ReLU as one unit but not Linear+ReLU, and it leaves ``avg_pool2d`` unquanti
   and quantises the result; the device quantises the input and averages int8 values, whose
   output must keep the input's scale (TFLite's AVERAGE_POOL_2D). Annotated like litert-torch's
   max pool: the input gets an activation grid and the output shares it.
+* **A sum that ends the graph** (a spectral head's logits added to the ResNet's): the stock
+  ``add`` annotator finds adds by their source partition, which a top-level ``+`` in a
+  model's ``forward`` does not always carry, and left unannotated the sum runs in float
+  between two DEQUANTIZE ops: the model is no longer full-int8. Annotated after the stock
+  list (only adds still unannotated) as the stock one does: both inputs and the output on
+  activation grids.
 
 Each annotator is one function registered in litert-torch's own annotator table under a new
 name; :class:`TFLiteQuantizer` runs them before the stock list, so the stock ``linear``
@@ -29,6 +35,8 @@ from torch.fx import GraphModule, Node
 
 LINEAR_RELU = "ppgedge_linear_relu"
 AVG_POOL = "ppgedge_avg_pool2d"
+ADD = "ppgedge_add"
+_ADD = (torch.ops.aten.add.Tensor,)
 _RELU = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
 _AVG_POOL = (torch.ops.aten.avg_pool2d.default,)
 
@@ -120,17 +128,46 @@ def annotate_avg_pool2d(
     return partitions
 
 
+def annotate_remaining_add(
+    gm: GraphModule, config: Any, filter_fn: Callable[[Node], bool] | None = None
+) -> list[list[Node]]:
+    """Every ``add`` of two tensors the stock annotators left alone: inputs and output on
+    activation grids (TFLite's int8 ADD rescales both inputs to the output's)."""
+    from litert_torch.quantize import pt2e_quantizer_utils as u
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    partitions = []
+    for add in gm.graph.nodes:
+        if add.op != "call_function" or add.target not in _ADD or len(add.args) != 2:
+            continue
+        a, b = add.args
+        if not (isinstance(a, Node) and isinstance(b, Node)) or add.kwargs.get("alpha", 1) != 1:
+            continue
+        if _is_annotated([add]) or (filter_fn and not filter_fn(add)):
+            continue
+        qspec = u.get_input_act_qspec(config)
+        add.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={a: qspec, b: qspec},
+            output_qspec=u.get_output_act_qspec(config),
+            _annotated=True,
+        )
+        partitions.append([add])
+    return partitions
+
+
 def tflite_quantizer(config: Any) -> Any:
     """litert-torch's ``PT2EQuantizer`` with :func:`annotate_linear_relu` and
-    :func:`annotate_avg_pool2d` run first, set globally to ``config``."""
+    :func:`annotate_avg_pool2d` run first and :func:`annotate_remaining_add` last, set
+    globally to ``config``."""
     from litert_torch.quantize import pt2e_quantizer as q
     from litert_torch.quantize import pt2e_quantizer_utils as u
 
     u.OP_TO_ANNOTATOR.setdefault(LINEAR_RELU, annotate_linear_relu)
     u.OP_TO_ANNOTATOR.setdefault(AVG_POOL, annotate_avg_pool2d)
+    u.OP_TO_ANNOTATOR.setdefault(ADD, annotate_remaining_add)
 
     class TFLiteQuantizer(q.PT2EQuantizer):
-        STATIC_OPS = [LINEAR_RELU, AVG_POOL, *q.PT2EQuantizer.STATIC_OPS]
+        STATIC_OPS = [LINEAR_RELU, AVG_POOL, *q.PT2EQuantizer.STATIC_OPS, ADD]
 
     return TFLiteQuantizer().set_global(config)
 

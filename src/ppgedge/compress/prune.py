@@ -217,14 +217,16 @@ def _torch_pruning() -> Any:
 
 
 def _output_layers(model: nn.Module) -> list[nn.Module]:
-    """The classifier layers (180 outputs): their outputs are the BPM classes, never pruned."""
+    """The layers never pruned: the classifiers (180 outputs, the BPM classes) and fixed
+    transforms."""
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == N_CLASSES]
     if not heads:
         raise PpgedgeError(
             f"{type(model).__name__} has no linear layer with {N_CLASSES} outputs: "
             "not a ppgedge heart-rate model"
         )
-    return heads
+    # layers that hold a fixed transform (a spectral head's DFT) are never pruned either
+    return heads + [m for m in model.modules() if getattr(m, "ppgedge_unprunable", False)]
 
 
 class ChannelPruner:

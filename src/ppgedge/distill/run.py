@@ -21,6 +21,7 @@ from ppgedge.distill.teachers import Teacher, check_teacher_matches, load_teache
 from ppgedge.errors import PpgedgeError
 from ppgedge.models import create_model
 from ppgedge.models.checkpoint import Checkpoint, load_checkpoint
+from ppgedge.models.registry import format_kwargs
 from ppgedge.train.trainer import TrainConfig, TrainingObserver, pick_device, train
 
 METHODS = (*DISTILLERS, "progressive")
@@ -59,8 +60,9 @@ def build_distiller(
 def _student_kwargs(student: str, cfg: TrainConfig, teacher: Teacher) -> dict[str, Any]:
     kwargs = dict(cfg.arch_kwargs)
     kwargs.setdefault("in_channels", len(resolve_channels(cfg.channels)))
-    if student.startswith("mlp"):
-        kwargs.setdefault("window_samples", teacher.data_format.window_samples)
+    fmt = teacher.data_format
+    for key, value in format_kwargs(student, fmt.window_samples, fmt.sample_rate_hz).items():
+        kwargs.setdefault(key, value)
     return kwargs
 
 

@@ -1,11 +1,11 @@
 """The rules a deployable int8 ``.tflite`` must pass, checked on the flatbuffer itself.
 
 A firmware engineer needs: int8 input and output (no float glue on the device), per-channel int8
-weights and int32 biases (the TFLite int8 scheme CMSIS-NN kernels implement), no float tensors
-anywhere, no QUANTIZE/DEQUANTIZE inside the graph (each is a requantisation pass the network did
-not need), no TRANSPOSE (it costs a second copy of its tensor in SRAM and a pass over it), and
-only operators TFLite Micro registers. Each violation names the operator and the tensor (layer)
-that produced it, so the user can find the layer in their model.
+weights and int32 biases (the TFLite int8 scheme CMSIS-NN kernels implement; optional on a fully
+connected layer), no float tensors anywhere, no QUANTIZE/DEQUANTIZE inside the graph (each is a
+requantisation pass the network did not need), no TRANSPOSE (it costs a second copy of its tensor
+in SRAM and a pass over it), and only operators TFLite Micro registers. Each violation names the
+operator and the tensor (layer) that produced it, so the user can find the layer in their model.
 """
 
 from __future__ import annotations
@@ -112,6 +112,9 @@ def check_int8_rules(path: str | Path) -> RuleReport:
                 )
             if len(w["zero_point"]) and any(int(z) != 0 for z in w["zero_point"]):
                 v.append(f"{name} at layer '{layer}': weights are not symmetric (zero point != 0)")
-            if len(inputs) < 3:
+            # FULLY_CONNECTED's bias is optional in TFLite Micro and CMSIS-NN (the kernel passes
+            # GetOptionalTensorData(bias) on and arm_nn_vec_mat_mult_t_s8 adds it `if (bias)`);
+            # the converter drops an all-zero one, e.g. a fixed DFT layer's
+            if len(inputs) < 3 and name != "FULLY_CONNECTED":
                 v.append(f"{name} at layer '{layer}': no bias (int32 bias expected)")
     return report

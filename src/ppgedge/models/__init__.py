@@ -5,6 +5,7 @@ from ppgedge.models import (  # noqa: F401  (registration side effects)
     ensemble,  # noqa: F401,I001  (after the members it builds)
     mlp,
     resnet,
+    spectral,
 )
 from ppgedge.models.registry import (
     count_macs,

@@ -61,16 +61,31 @@ class MLP(nn.Module):
         return self.head(self.body(_flatten_time_major(x)))
 
 
-@register_model("mlp", family="mlp", description="MLP over the pooled window, ~0.19 M params")
+@register_model(
+    "mlp",
+    family="mlp",
+    description="MLP over the pooled window, ~0.19 M params",
+    format_knobs=("window_samples",),
+)
 def mlp(**kwargs) -> MLP:
     return MLP(**kwargs)
 
 
-@register_model("mlp_micro", family="mlp", description="micro MLP student, ~5 k params")
+@register_model(
+    "mlp_micro",
+    family="mlp",
+    description="micro MLP student, ~5 k params",
+    format_knobs=("window_samples",),
+)
 def mlp_micro(**kwargs) -> MLP:
     return MLP(**({"hidden": (16,), "pool": 8} | kwargs))
 
 
-@register_model("mlp_small", family="mlp", description="small MLP student, ~14 k params")
+@register_model(
+    "mlp_small",
+    family="mlp",
+    description="small MLP student, ~14 k params",
+    format_knobs=("window_samples",),
+)
 def mlp_small(**kwargs) -> MLP:
     return MLP(**({"hidden": (32,), "pool": 4} | kwargs))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ppgedge.data.format import MAX_RATE_HZ
 from ppgedge.errors import PpgedgeError
 
 
@@ -23,21 +24,34 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     family: str
     description: str
+    format_knobs: tuple[str, ...] = ()  # knobs set from the data format (see format_kwargs)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, family: str, description: str) -> Callable:
-    """Decorator: register ``builder(**kwargs) -> nn.Module`` under ``name``."""
+def register_model(
+    name: str, *, family: str, description: str, format_knobs: tuple[str, ...] = ()
+) -> Callable:
+    """Decorator: register ``builder(**kwargs) -> nn.Module`` under ``name``.
+
+    ``format_knobs`` names the knobs (``window_samples``, ``sample_rate_hz``) the model takes
+    from the data it is trained on rather than from the user."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, family, description)
+        _REGISTRY[name] = ModelEntry(name, builder, family, description, tuple(format_knobs))
         return builder
 
     return wrap
+
+
+def format_kwargs(name: str, window_samples: int, sample_rate_hz: float) -> dict[str, Any]:
+    """The knobs ``name`` takes from the data format, e.g. an MLP's input length."""
+    entry = _REGISTRY.get(name)
+    known = {"window_samples": window_samples, "sample_rate_hz": float(sample_rate_hz)}
+    return {k: known[k] for k in entry.format_knobs} if entry else {}
 
 
 def list_models(*, include_composite: bool = False) -> list[ModelEntry]:
@@ -82,6 +96,8 @@ KNOB_RANGES: dict[str, tuple[int, int]] = {
     "num_classes": (1, 4096),
     "window_samples": (8, 1 << 16),
     "pool": (1, 1 << 16),
+    "head_width": (1, 256),
+    "head_depth": (1, 8),
 }
 MAX_HIDDEN_LAYERS, MAX_HIDDEN = 8, 8192
 MAX_ENSEMBLE_MEMBERS = 16
@@ -108,6 +124,13 @@ def check_arch_kwargs(name: str, kwargs: Any, where: str = "model") -> None:
     for key, value in kwargs.items():
         if key in KNOB_RANGES:
             _knob(key, value, where)
+        elif key == "sample_rate_hz":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PpgedgeError(f"{where}: 'sample_rate_hz' is not a number")
+            if not 1.0 <= value <= MAX_RATE_HZ:
+                raise PpgedgeError(
+                    f"{where}: 'sample_rate_hz' is {value}, expected 1 to {MAX_RATE_HZ:g}"
+                )
         elif key == "hidden":
             if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_HIDDEN_LAYERS:
                 raise PpgedgeError(

@@ -35,7 +35,7 @@ from ppgedge.models.checkpoint import (
     model_record,
     save_checkpoint,
 )
-from ppgedge.models.registry import count_macs, count_parameters, create_model
+from ppgedge.models.registry import count_macs, count_parameters, create_model, format_kwargs
 from ppgedge.models.tracker import LabelStretch
 from ppgedge.train.motion_augment import motion_augment
 from ppgedge.train.objective import Objective, Supervised
@@ -286,8 +286,8 @@ def train(
             )
         kwargs = dict(parent_ckpt.arch_kwargs)
     kwargs.setdefault("in_channels", len(channels))
-    if cfg.arch.startswith("mlp"):
-        kwargs.setdefault("window_samples", fmt.window_samples)
+    for key, value in format_kwargs(cfg.arch, fmt.window_samples, fmt.sample_rate_hz).items():
+        kwargs.setdefault(key, value)
 
     torch.manual_seed(cfg.seed)
     # a parent (fine-tuning, or a pruned model) rebuilds itself, including changed layer shapes

@@ -1,19 +1,26 @@
-"""Weight averaging (``[run] ema_decay``) on the motion benchmark, judged on validation
-subjects over three seeds (issue #16).
+"""A candidate default for the motion benchmark, judged on validation subjects over three
+seeds (issue #16).
 
-Variant ``ema`` of motion.py is the defaults (``longtune``) with ``[run] ema_decay = 0.99``:
-every training stage (teacher, distilled and from-scratch students, pruning fine-tunes)
-validates, early-stops on and keeps an exponential moving average of its weights. Rule fixed
-before any of these runs (docs/motion-benchmark.md, "Weight averaging"): **adopt
-``ema_decay = 0.99`` as the default if the deployed int8 model's validation MAE (TFLite Micro,
-the decoder its bundle reports), mean over run seeds 0-2, is lower than the defaults' in at
-least 4 of the 6 scenarios**; the ``ema`` runs are then scored on test once, whatever the
-verdict. The defaults' figures are the 18 seed runs as deployed_tracker.py exported them with
-the current code (deployed_tracker.json, ``int8 record``).
+Each candidate is a variant of motion.py: the defaults (``longtune``) with one change.
 
-Writes ``benchmarks/results/ema.{json,md}`` and run folders ``<scenario>[-sN]_ema`` under
-benchmarks/out/motion. Run: ``.venv/bin/python benchmarks/ema.py`` (18 chains, two at once:
-about 40 min on 2 cores).
+* ``ema``: ``[run] ema_decay = 0.99`` (every training stage, the teacher included, validates,
+  early-stops on and keeps an exponential moving average of its weights); all stages
+  retrained.
+* ``spectral``: the student ``resnet_small_spectral`` (resnet_small plus a spectral head over
+  the PPG, ppgedge/models/spectral.py), distilled, pruned to the same budget, QAT and exported
+  as the defaults; run from a copy of the ``longtune`` folder (the same teacher).
+
+One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
+"Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
+validation MAE (TFLite Micro, the decoder its bundle reports), mean over run seeds 0-2, is lower
+than the defaults' in at least 4 of the 6 scenarios**; its runs are then scored on test once,
+whatever the verdict. The defaults' figures are the 18 seed runs as deployed_tracker.py exported
+them with the current code (deployed_tracker.json, ``int8 record``).
+
+Writes ``benchmarks/results/<candidate>.{json,md}`` and run folders
+``<scenario>[-sN]_<candidate>`` under benchmarks/out/motion. Run:
+``.venv/bin/python benchmarks/candidate.py ema`` (18 chains, two at once: about 40 min on
+2 cores; ``spectral`` about 30 min, its teacher reused).
 """
 
 from __future__ import annotations
@@ -27,13 +34,33 @@ from typing import Any
 
 import numpy as np
 import torch
-from motion import EMA_DECAY, RESULTS, SCENARIOS, _datasets, run_chain, write_results
+from motion import (
+    EMA_DECAY,
+    RESULTS,
+    SCENARIOS,
+    SPECTRAL_STUDENT,
+    _datasets,
+    run_chain,
+    write_results,
+)
 from motion_seeds import SEEDS, _name
 
 from ppgedge import __version__
 
 FOLDS = ("fold1", "fold2", "fold3", "fold4")
 MIN_LOWER = 4  # of 6 scenarios
+CANDIDATES: dict[str, dict[str, str]] = {
+    "ema": {
+        "title": "Weight averaging",
+        "change": f"`[run] ema_decay = {EMA_DECAY}` (every training stage keeps an exponential "
+        "moving average of its weights), every stage retrained",
+    },
+    "spectral": {
+        "title": "Spectral head",
+        "change": f"the student `{SPECTRAL_STUDENT}` (resnet_small plus a spectral head over "
+        "the PPG), the same teacher, distilled, pruned to the same budget, QAT and exported",
+    },
+}
 
 
 def _deployed(run: Path) -> dict[str, Any]:
@@ -56,9 +83,9 @@ def _deployed(run: Path) -> dict[str, Any]:
     }
 
 
-def _one(job: tuple[str, int], data: dict[str, Path]) -> dict[str, Any]:
+def _one(job: tuple[str, int], variant: str, data: dict[str, Path]) -> dict[str, Any]:
     scenario, seed = job
-    run, seconds = run_chain(_name(scenario, seed), "ema", data)
+    run, seconds = run_chain(_name(scenario, seed), variant, data)
     return {"scenario": scenario, "seed": seed, "seconds": seconds, **_deployed(run)}
 
 
@@ -80,30 +107,30 @@ def summarise(rows: list[dict[str, Any]], base: dict) -> dict[str, Any]:
         rs = [r for r in rows if r["scenario"] == sc]
         bs = [base[(sc, r["seed"])] for r in rs]
         per[sc] = {
-            "val_ema": float(np.mean([r["val"] for r in rs])),
+            "val_candidate": float(np.mean([r["val"] for r in rs])),
             "val_defaults": float(np.mean([b["val"] for b in bs])),
-            "test_ema": float(np.mean([r["test"] for r in rs])),
+            "test_candidate": float(np.mean([r["test"] for r in rs])),
             "test_defaults": float(np.mean([b["test"] for b in bs])),
             "teacher_defaults": float(np.mean([b["teacher"] for b in bs])),
         }
-    lower = [sc for sc, c in per.items() if c["val_ema"] < c["val_defaults"]]
+    lower = [sc for sc, c in per.items() if c["val_candidate"] < c["val_defaults"]]
     return {
         "scenarios": per,
         "lower_on_validation": lower,
         "adopted": len(lower) >= MIN_LOWER,
-        "fold_mean_ema": float(np.mean([per[f]["test_ema"] for f in FOLDS])),
+        "fold_mean_candidate": float(np.mean([per[f]["test_candidate"] for f in FOLDS])),
         "fold_mean_defaults": float(np.mean([per[f]["test_defaults"] for f in FOLDS])),
     }
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    s = doc["summary"]
+    s, v = doc["summary"], doc["candidate"]
+    c0 = CANDIDATES[v]
     lines = [
-        "# Weight averaging on the motion benchmark (issue #16)",
+        f"# {c0['title']} on the motion benchmark (issue #16)",
         "",
-        f"ppgedge {doc['ppgedge']}, {doc['date']}. Variant `ema` = the defaults with "
-        f"`[run] ema_decay = {doc['ema_decay']}` (every training stage keeps an exponential "
-        "moving average of its weights), run seeds 0-2, every stage retrained; the defaults are "
+        f"ppgedge {doc['ppgedge']}, {doc['date']}. Variant `{v}` = the defaults with "
+        f"{c0['change']}; run seeds 0-2; the defaults are "
         "the 18 seed runs of motion_seeds.md as exported with the current code "
         "(deployed_tracker.md). Deployed int8 model in TFLite Micro, the value its bundle "
         "reports; MAE in BPM, mean over seeds.",
@@ -113,20 +140,20 @@ def markdown(doc: dict[str, Any]) -> str:
         f"({', '.join(s['lower_on_validation']) or 'none'}): "
         f"**{'adopted' if s['adopted'] else 'not adopted'}**.",
         "",
-        "| scenario | val defaults | val ema | test defaults | test ema |",
+        f"| scenario | val defaults | val {v} | test defaults | test {v} |",
         "|---|---:|---:|---:|---:|",
     ]
     for sc, c in s["scenarios"].items():
         lines.append(
-            f"| {sc} | {c['val_defaults']:.2f} | {c['val_ema']:.2f} | "
-            f"{c['test_defaults']:.2f} | {c['test_ema']:.2f} |"
+            f"| {sc} | {c['val_defaults']:.2f} | {c['val_candidate']:.2f} | "
+            f"{c['test_defaults']:.2f} | {c['test_candidate']:.2f} |"
         )
     lines += [
         "",
-        f"4-fold mean (test): defaults {s['fold_mean_defaults']:.2f}, ema "
-        f"{s['fold_mean_ema']:.2f} (target 4.0). Scored on test once.",
+        f"4-fold mean (test): defaults {s['fold_mean_defaults']:.2f}, {v} "
+        f"{s['fold_mean_candidate']:.2f} (target 4.0). Scored on test once.",
         "",
-        "Per run (ema): scenario, seed, decoder, validation, test, chain seconds:",
+        f"Per run ({v}): scenario, seed, decoder, validation, test, chain seconds:",
         "",
         "| scenario | seed | decoder | val | test | seconds |",
         "|---|---|---|---:|---:|---:|",
@@ -141,22 +168,24 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("candidate", choices=sorted(CANDIDATES), help="the variant to judge")
     ap.add_argument("--jobs", type=int, default=2, help="chains run at once")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = _datasets()
     jobs = [(s, seed) for seed in SEEDS for s in SCENARIOS]
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda j: _one(j, data), jobs))
+        rows = list(pool.map(lambda j: _one(j, args.candidate, data), jobs))
     doc = {
-        "schema": "ppgedge.benchmark.ema/1",
+        "schema": "ppgedge.benchmark.candidate/1",
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
-        "ema_decay": EMA_DECAY,
+        "candidate": args.candidate,
+        "change": CANDIDATES[args.candidate]["change"],
         "runs": rows,
         "summary": summarise(rows, _baseline()),
     }
-    write_results("ema", doc, markdown(doc))
+    write_results(args.candidate, doc, markdown(doc))
     print(markdown(doc))
 
 
