@@ -13,6 +13,7 @@ import pytest
 from cli_helpers import assert_user_error, ppgedge  # noqa: E402
 
 from ppgedge.compress import quantize as Q  # noqa: E402
+from ppgedge.compress.bias_calibration import final_layer  # noqa: E402
 from ppgedge.compress.integer_reference import integer_logits  # noqa: E402
 from ppgedge.compress.prune import prune  # noqa: E402
 from ppgedge.compress.runtimes import run_raw  # noqa: E402
@@ -55,6 +56,9 @@ def test_every_zoo_architecture_exports_deployable_int8(
     assert np.abs(tflm - litert).max() <= 1
     # the PyTorch graph in TFLite Micro's integer arithmetic: what verify compares against
     assert np.array_equal(integer_logits(Q.load_artifact(art).reference(), x).astype(int), tflm)
+    if arch == "resnet_small_spectral":  # the output is a sum: no final bias to personalise
+        with pytest.raises(PpgedgeError, match="last op is ADD, not FULLY_CONNECTED"):
+            final_layer(tfl)
 
 
 @pytest.fixture(scope="module")

@@ -90,9 +90,11 @@ def final_layer(path: str | Path) -> FinalLayer:
     ops = list(sub.operators)
     last = ops[-1] if ops else None
     if last is None or op_name(model, last) != "FULLY_CONNECTED":
+        what = op_name(model, last) if last is not None else "missing"
         raise PpgedgeError(
-            f"{path}: the last op is not FULLY_CONNECTED, so there is no final-layer bias to "
-            "personalise: use a ppgedge export of a BPM model"
+            f"{path}: the last op is {what}, not FULLY_CONNECTED, so there is no final-layer "
+            "bias to personalise: use a ppgedge export of a model that ends in its classifier "
+            "(not one whose output is a sum of two heads, such as resnet_small_spectral)"
         )
     if int(last.outputs[0]) != int(sub.outputs[0]) or len(last.inputs) < 3 or last.inputs[2] < 0:
         raise PpgedgeError(f"{path}: the final FULLY_CONNECTED has no bias or is not the output")
