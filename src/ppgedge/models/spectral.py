@@ -121,8 +121,11 @@ class SpectralHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ppg = self.pool(as_4d(x)).flatten(1)  # (B, n)
         parts = self.act(self.dft(ppg))  # (B, bins * 4), class-major
-        # static sizes only: the int8 graph must not depend on the batch size
-        grid = parts.reshape(-1, 1, self.bins, PARTS).permute(0, 3, 1, 2)  # (B, 4, 1, bins)
+        # static sizes only (the int8 graph must not depend on the batch size), and `view`,
+        # not `reshape`: the quantizer lets a view and the permute after it share the ReLU's
+        # int8 grid, as the single RESHAPE they convert to does; after a `reshape` QAT would
+        # requantise onto a second grid that the device never uses (not bit-exact)
+        grid = parts.view(-1, 1, self.bins, PARTS).permute(0, 3, 1, 2)  # (B, 4, 1, bins)
         return self.convs(grid).flatten(1)  # (B, K)
 
 
