@@ -145,7 +145,9 @@ CONFIGS_ON_TEST = {
     "network and tie) although its test MAE is lower in both scenarios where it differs "
     "(xact 9.73 vs 12.89): the rule was fixed first and is not revised after a test score; "
     "an eighth, `ema` (weight averaging), ran at seeds 0-2 and was not adopted (lower on "
-    "validation in 3 of 6, ema.md)",
+    "validation in 3 of 6, ema.md); a ninth, `spectral` (the resnet_small_spectral "
+    "student), ran at seeds 0-2 and was not adopted (lower on validation in 1 of 6, "
+    "spectral.md)",
     "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
     "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
     "optimistic",
