@@ -33,7 +33,7 @@ from ppgedge.compress.pt2e import (
 from ppgedge.data.format import DataFormat
 from ppgedge.errors import PpgedgeError
 from ppgedge.models.checkpoint import SCHEMA as CHECKPOINT_SCHEMA
-from ppgedge.models.checkpoint import Checkpoint, load_weights_only
+from ppgedge.models.checkpoint import Checkpoint, load_weights_only, story_fields
 from ppgedge.ownership import CHECKPOINT, claim
 
 SCHEMA = "ppgedge.quantized/1"
@@ -174,13 +174,7 @@ def load_artifact(path: str | Path) -> QuantizedArtifact:
             base=base,
             scheme=sch,
             prepared_state=state,
-            metrics=dict(raw.get("metrics") or {}),
-            training=dict(raw.get("training") or {}),
-            parent=raw.get("parent"),
-            lineage=list(raw.get("lineage") or []),
-            created=str(raw.get("created", "")),
-            ppgedge_version=str(raw.get("ppgedge_version", "")),
-            path=path,
+            **story_fields(raw, path),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PpgedgeError(

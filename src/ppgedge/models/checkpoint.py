@@ -143,13 +143,7 @@ class Checkpoint:
                 decode=str(raw.get("decode", "argmax")),
                 tracker=dict(raw.get("tracker") or {}),
                 layer_shapes=dict(raw.get("layer_shapes") or {}),
-                metrics=dict(raw.get("metrics") or {}),
-                training=dict(raw.get("training") or {}),
-                parent=raw.get("parent"),
-                lineage=list(raw.get("lineage") or []),
-                created=str(raw.get("created", "")),
-                ppgedge_version=str(raw.get("ppgedge_version", "")),
-                path=path,
+                **story_fields(raw, path),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PpgedgeError(f"{path}: checkpoint is missing field {exc}: re-create it") from None
@@ -170,6 +164,20 @@ class Checkpoint:
         d.pop("state_dict")
         d["parameters"] = count_parameters(self.build())
         return d
+
+
+def story_fields(raw: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """The fields every stored artifact carries about itself (metrics, how it was trained,
+    its parent and lineage, when and by which version), read from a loaded record."""
+    return {
+        "metrics": dict(raw.get("metrics") or {}),
+        "training": dict(raw.get("training") or {}),
+        "parent": raw.get("parent"),
+        "lineage": list(raw.get("lineage") or []),
+        "created": str(raw.get("created", "")),
+        "ppgedge_version": str(raw.get("ppgedge_version", "")),
+        "path": path,
+    }
 
 
 def model_record(path: str | Path, ckpt: Checkpoint) -> dict[str, Any]:
