@@ -245,3 +245,20 @@ def test_artifact_from_before_the_fused_annotations_is_refused(
     torch.save(raw, old)
     with pytest.raises(PpgedgeError, match="re-create it"):
         Q.load_artifact(old).prepared()
+
+
+def test_a_state_that_no_longer_fits_says_why(ptq_result: Q.QuantResult) -> None:
+    """Same libraries, different graph (the model's code changed since the artifact was
+    saved): the message must not blame the versions."""
+    import dataclasses
+
+    art = ptq_result.artifact
+    state = dict(art.prepared_state)
+    state.pop(next(iter(state)))
+    stale = dataclasses.replace(art, prepared_state=state)
+    with pytest.raises(PpgedgeError, match="libraries are the same.*re-create it") as err:
+        stale.prepared()
+    assert "\n" not in str(err.value)
+    other = dataclasses.replace(stale, scheme={**art.scheme, "versions": {"torch": "0.0"}})
+    with pytest.raises(PpgedgeError, match=r"other library versions \({'torch': '0.0'}"):
+        other.prepared()

@@ -28,6 +28,7 @@ from ppgedge.compress.pt2e import (
     QUANTIZER_CONFIG,
     _pt2e,
     build_prepared,
+    scheme,
     set_observers,
 )
 from ppgedge.data.format import DataFormat
@@ -83,9 +84,16 @@ class QuantizedArtifact:
             prepared.load_state_dict(self.prepared_state, strict=True)
         except (RuntimeError, KeyError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:160]
+            saved, now = self.scheme.get("versions"), scheme(self.is_qat)["versions"]
+            why = (
+                f"it was made with other library versions ({saved}; now {now})"
+                if saved != now
+                else "the libraries are the same, so the graph ppgedge builds for this model "
+                f"changed since ppgedge {self.ppgedge_version or '?'} saved it"
+            )
             raise PpgedgeError(
                 f"{self.path or 'artifact'}: saved quantizer state does not fit the rebuilt "
-                f"graph ({first}); it was made by other versions ({self.scheme.get('versions')})"
+                f"graph ({first}); {why}: re-create it (ppgedge qat or ppgedge quantize)"
             ) from None
         if self.is_qat:
             set_observers(prepared, False)

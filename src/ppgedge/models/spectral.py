@@ -19,7 +19,7 @@ Everything is int8-friendly and cheap enough for the nRF52840 budget:
   follow (the extra BPM beyond the range replace padding: no PAD op, real spectrum at the
   edges); the final sum is quantised like any ADD.
 
-About 86 k MACs and 46 k fixed int8 weights at 32 Hz and 8 s windows. The pooling and DFT
+About 86 k MACs and 48 k fixed int8 weights at 32 Hz and 8 s windows. The pooling and DFT
 layers are fixed (:class:`FixedPool`, :class:`FixedBasis`): never pruned, never trained.
 """
 
@@ -156,7 +156,7 @@ class SpectralResNet(ResNet1D):
 @register_model(
     "resnet_small_spectral",
     family="resnet",
-    description="resnet_small plus a spectral head over the PPG (~1 k params)",
+    description="resnet_small + spectral head over the PPG (48 k fixed DFT weights)",
     format_knobs=("window_samples", "sample_rate_hz"),
 )
 def resnet_small_spectral(**kwargs) -> SpectralResNet:
