@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from cli_helpers import assert_user_error, ppgedge
 
 from ppgedge.errors import PpgedgeError
 from ppgedge.models import create_model
@@ -88,3 +89,16 @@ def test_the_fixed_layers_do_not_train() -> None:
 def test_a_checkpoints_spectral_knobs_are_bounded(kwargs: dict) -> None:
     with pytest.raises(PpgedgeError):
         check_arch_kwargs("resnet_small_spectral", kwargs, "ckpt.pt")
+
+
+def test_a_head_that_would_read_no_ppg_is_refused(tiny_dataset_path, tmp_path) -> None:
+    with pytest.raises(PpgedgeError, match="reads 'ppg' from the first input channel"):
+        format_kwargs("resnet_small_spectral", 256, 32.0, ("acc_x", "acc_y", "acc_z"))
+    assert format_kwargs("resnet_small_spectral", 256, 32.0, ("ppg", "acc_x"))
+    out = tmp_path / "s.pt"
+    proc = ppgedge(
+        "train", str(tiny_dataset_path), "--model", "resnet_small_spectral", "--channels",
+        "acc", "--epochs", "1", "--out", str(out),
+    )  # fmt: skip
+    assert_user_error(proc, "reads 'ppg' from the first input channel")
+    assert not out.exists()

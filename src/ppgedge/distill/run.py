@@ -59,9 +59,11 @@ def build_distiller(
 
 def _student_kwargs(student: str, cfg: TrainConfig, teacher: Teacher) -> dict[str, Any]:
     kwargs = dict(cfg.arch_kwargs)
-    kwargs.setdefault("in_channels", len(resolve_channels(cfg.channels)))
+    channels = resolve_channels(cfg.channels)
+    kwargs.setdefault("in_channels", len(channels))
     fmt = teacher.data_format
-    for key, value in format_kwargs(student, fmt.window_samples, fmt.sample_rate_hz).items():
+    knobs = format_kwargs(student, fmt.window_samples, fmt.sample_rate_hz, channels)
+    for key, value in knobs.items():
         kwargs.setdefault(key, value)
     return kwargs
 

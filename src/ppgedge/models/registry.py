@@ -7,7 +7,7 @@ needs ``(name, kwargs)`` to rebuild its network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,33 +25,60 @@ class ModelEntry:
     family: str
     description: str
     format_knobs: tuple[str, ...] = ()  # knobs set from the data format (see format_kwargs)
+    first_channel: str = ""  # the input channel the model reads first, by name ("" = any)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, *, family: str, description: str, format_knobs: tuple[str, ...] = ()
+    name: str,
+    *,
+    family: str,
+    description: str,
+    format_knobs: tuple[str, ...] = (),
+    first_channel: str = "",
 ) -> Callable:
     """Decorator: register ``builder(**kwargs) -> nn.Module`` under ``name``.
 
     ``format_knobs`` names the knobs (``window_samples``, ``sample_rate_hz``) the model takes
-    from the data it is trained on rather than from the user."""
+    from the data it is trained on rather than from the user; ``first_channel`` the channel a
+    model reads by position (a spectral head reads the PPG from channel 0)."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, family, description, tuple(format_knobs))
+        _REGISTRY[name] = ModelEntry(
+            name, builder, family, description, tuple(format_knobs), first_channel
+        )
         return builder
 
     return wrap
 
 
-def format_kwargs(name: str, window_samples: int, sample_rate_hz: float) -> dict[str, Any]:
-    """The knobs ``name`` takes from the data format, e.g. an MLP's input length."""
+def format_kwargs(
+    name: str,
+    window_samples: int,
+    sample_rate_hz: float,
+    channels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The knobs ``name`` takes from the data format, e.g. an MLP's input length; with the
+    ``channels`` it will be trained on, refuse a model that would read the wrong one."""
     entry = _REGISTRY.get(name)
+    if entry is None:
+        return {}
+    if (
+        channels is not None
+        and entry.first_channel
+        and (not channels or channels[0] != entry.first_channel)
+    ):
+        raise PpgedgeError(
+            f"model '{name}' reads '{entry.first_channel}' from the first input channel, but "
+            f"the channels are {list(channels)}: list '{entry.first_channel}' first (e.g. "
+            f'channels = "all") or choose another model'
+        )
     known = {"window_samples": window_samples, "sample_rate_hz": float(sample_rate_hz)}
-    return {k: known[k] for k in entry.format_knobs} if entry else {}
+    return {k: known[k] for k in entry.format_knobs}
 
 
 def list_models(*, include_composite: bool = False) -> list[ModelEntry]:

@@ -158,6 +158,7 @@ class SpectralResNet(ResNet1D):
     family="resnet",
     description="resnet_small + spectral head over the PPG (48 k fixed DFT weights)",
     format_knobs=("window_samples", "sample_rate_hz"),
+    first_channel="ppg",
 )
 def resnet_small_spectral(**kwargs) -> SpectralResNet:
     return SpectralResNet(**({"width": 8, "depth": 1, "stages": 4, "kernel": 5} | kwargs))

@@ -286,7 +286,8 @@ def train(
             )
         kwargs = dict(parent_ckpt.arch_kwargs)
     kwargs.setdefault("in_channels", len(channels))
-    for key, value in format_kwargs(cfg.arch, fmt.window_samples, fmt.sample_rate_hz).items():
+    knobs = format_kwargs(cfg.arch, fmt.window_samples, fmt.sample_rate_hz, channels)
+    for key, value in knobs.items():
         kwargs.setdefault(key, value)
 
     torch.manual_seed(cfg.seed)
