@@ -70,6 +70,12 @@ def test_the_chain_builds_it_from_the_data_format() -> None:
     assert model.spectral.pool_by == 3 and model.spectral.dft.in_features == 66
 
 
+@pytest.mark.parametrize("rate", [0.0, 5.0, float("nan"), 1e6])
+def test_a_sample_rate_the_head_cannot_read_is_a_user_error(rate: float) -> None:
+    with pytest.raises(PpgedgeError, match="sample_rate_hz"):
+        create_model("resnet_small_spectral", window_samples=256, sample_rate_hz=rate)
+
+
 def test_the_fixed_layers_do_not_train() -> None:
     model = _model()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

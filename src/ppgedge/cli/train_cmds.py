@@ -40,7 +40,7 @@ from ppgedge.ownership import CHECKPOINT, SWEEP, claims
 def models_cmd(
     channels: int = typer.Option(4, help="Input channels for the counts."),
     window_samples: int = typer.Option(256, help="Window length in samples for the counts."),
-    sample_rate_hz: float = typer.Option(32.0, help="Sample rate for the counts."),
+    sample_rate_hz: float = typer.Option(32.0, min=1.0, help="Sample rate for the counts."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the model zoo with parameters and MACs."""

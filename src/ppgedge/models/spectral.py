@@ -30,6 +30,7 @@ import math
 import torch
 from torch import nn
 
+from ppgedge.data.format import MAX_RATE_HZ
 from ppgedge.models.bpm import BPM_MIN, N_CLASSES
 from ppgedge.models.layers import as_4d
 from ppgedge.models.registry import register_model
@@ -101,6 +102,11 @@ class SpectralHead(nn.Module):
         kernel: int = 5,
     ) -> None:
         super().__init__()
+        if not MIN_POOLED_RATE_HZ <= sample_rate_hz <= MAX_RATE_HZ:  # also refuses NaN
+            raise TypeError(
+                f"sample_rate_hz {sample_rate_hz} is not from {MIN_POOLED_RATE_HZ:g} to "
+                f"{MAX_RATE_HZ:g} Hz (209 BPM needs at least 7 samples a second)"
+            )
         self.pool_by = pool_factor(sample_rate_hz)  # a remainder of samples is left out
         self.pool = FixedPool(in_channels, self.pool_by)
         # each unpadded convolution eats kernel // 2 classes at either end: the DFT reads that
