@@ -74,6 +74,8 @@ def test_the_chain_builds_it_from_the_data_format() -> None:
 def test_a_sample_rate_the_head_cannot_read_is_a_user_error(rate: float) -> None:
     with pytest.raises(PpgedgeError, match="sample_rate_hz"):
         create_model("resnet_small_spectral", window_samples=256, sample_rate_hz=rate)
+    with pytest.raises(PpgedgeError, match="fewer than 8 samples"):
+        create_model("resnet_small_spectral", window_samples=16, sample_rate_hz=1000.0)
 
 
 def test_the_fixed_layers_do_not_train() -> None:

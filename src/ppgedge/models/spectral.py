@@ -108,6 +108,11 @@ class SpectralHead(nn.Module):
                 f"{MAX_RATE_HZ:g} Hz (209 BPM needs at least 7 samples a second)"
             )
         self.pool_by = pool_factor(sample_rate_hz)  # a remainder of samples is left out
+        if window_samples // self.pool_by < 8:
+            raise TypeError(
+                f"a window of {window_samples} samples at {sample_rate_hz:g} Hz leaves the "
+                "spectral head fewer than 8 samples"
+            )
         self.pool = FixedPool(in_channels, self.pool_by)
         # each unpadded convolution eats kernel // 2 classes at either end: the DFT reads that
         # many BPM beyond the range instead (no PAD op, and real spectrum at the edges)
