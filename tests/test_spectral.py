@@ -110,3 +110,11 @@ def test_a_head_that_would_read_no_ppg_is_refused(tiny_dataset_path, tmp_path) -
     )  # fmt: skip
     assert_user_error(proc, "reads 'ppg' from the first input channel")
     assert not out.exists()
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[run]\nout = "{tmp_path / "run"}"\n[data]\nchannels = "acc"\n'
+        '[distill]\nstudent = "resnet_small_spectral"\n'
+    )
+    proc = ppgedge("run", "--config", str(config))
+    assert_user_error(proc, "reads 'ppg' from the first input channel")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -67,18 +67,22 @@ def format_kwargs(
     entry = _REGISTRY.get(name)
     if entry is None:
         return {}
-    if (
-        channels is not None
-        and entry.first_channel
-        and (not channels or channels[0] != entry.first_channel)
-    ):
-        raise PpgedgeError(
-            f"model '{name}' reads '{entry.first_channel}' from the first input channel, but "
-            f"the channels are {list(channels)}: list '{entry.first_channel}' first (e.g. "
-            f'channels = "all") or choose another model'
-        )
+    if channels is not None:
+        check_channels(name, channels)
     known = {"window_samples": window_samples, "sample_rate_hz": float(sample_rate_hz)}
     return {k: known[k] for k in entry.format_knobs}
+
+
+def check_channels(name: str, channels: Sequence[str]) -> None:
+    """Refuse input channels a registered model would misread (it reads one by position)."""
+    entry = _REGISTRY.get(name)
+    first = entry.first_channel if entry else ""
+    if first and (not channels or channels[0] != first):
+        raise PpgedgeError(
+            f"model '{name}' reads '{first}' from the first input channel, but the channels "
+            f"are {list(channels)}: list '{first}' first (e.g. channels = \"all\") or choose "
+            "another model"
+        )
 
 
 def list_models(*, include_composite: bool = False) -> list[ModelEntry]:

@@ -77,6 +77,7 @@ def run_pipeline(
     restart: bool = False,
 ) -> RunResult:
     """Run or continue the chain described by ``cfg`` in its output directory."""
+    _check_models(cfg)
     option = "--out" if out is not None else "[run] out"
     out = Path(out) if out is not None else cfg.resolve_path(cfg["run"]["out"])
     if from_stage is not None and from_stage not in STAGES:
@@ -149,6 +150,19 @@ def run_pipeline(
         next_commands=next_commands(ctx),
         skipped=skipped,
     )
+
+
+def _check_models(cfg: RunConfig) -> None:
+    """Refuse an unknown model, or a student that would misread the channels, before any
+    stage runs (not after the teacher has trained)."""
+    from ppgedge.data.format import resolve_channels
+    from ppgedge.models.registry import check_arch_kwargs, check_channels
+
+    student = cfg["distill"]["student"]
+    check_arch_kwargs(student, {}, "[distill] student")
+    if not cfg["teacher"]["path"]:
+        check_arch_kwargs(cfg["teacher"]["arch"], {}, "[teacher] arch")
+    check_channels(student, resolve_channels(cfg["data"]["channels"]))
 
 
 def next_commands(ctx: Context) -> list[str]:
