@@ -162,3 +162,28 @@ def test_formats_and_plan(resnet_bundle: Path) -> None:
         for b0, b1, f1, l1 in spans[i + 1 :]:
             if f0 <= l1 and f1 <= l0:  # live together
                 assert a1 <= b0 or b1 <= a0
+
+
+def test_a_fully_connected_layer_on_the_1x1_path_is_bit_exact(
+    tiny_dataset, tiny_dataset_path: Path, fw_cache: Path, tmp_path: Path
+) -> None:
+    """A spectral head's DFT is a fully connected op with a 4-D output, which TFLM's
+    CMSIS-NN kernel runs as arm_convolve_1x1_s8_fast: the AOT code must call the same."""
+    from ppgedge.compress import quantize as Q
+    from ppgedge.export import bundle as B
+    from ppgedge.models import create_model
+    from ppgedge.models.checkpoint import checkpoint_from_model, save_checkpoint
+
+    ckpt = save_checkpoint(
+        checkpoint_from_model(create_model("resnet_small_spectral"), tiny_dataset.fmt),
+        tmp_path / "s.pt",
+    )
+    art = Q.ptq(ckpt, tiny_dataset, tmp_path / "s.int8.pt", n_windows=32)
+    tfl = Q.to_tflite(art.path, tmp_path / "spectral.tflite")
+    fmt, decode = art.artifact.data_format, art.artifact.decode
+    B.write_bundle(tfl, tmp_path / "tflm", name="spectral", data_format=fmt, decode=decode)
+    kernels = [(la.op.name, la.kernel) for la in generate(tfl, "spectral").layers]
+    assert ("FULLY_CONNECTED", "arm_convolve_1x1_s8_fast") in kernels
+    r = compare(tfl, "cortex-m4", windows=4, data=tiny_dataset_path, tflm_src=TFLM_SRC,
+                cache=fw_cache)  # fmt: skip
+    assert r.bit_exact_device and r.bit_exact_host

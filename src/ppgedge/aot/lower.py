@@ -180,11 +180,15 @@ def _fully_connected(g: AotGraph, op: Op, p: str) -> Layer:
     _int8_io(g, op, op.inputs[0], op.outputs[0])
     w, b, consts = _weights(g, op, p)
     accum, depth = int(w.shape[-1]), int(y.shape[-1])
-    if len(y.shape) > 2 and accum % 4 == 0:
-        # TFLM's cmsis_nn/fully_connected.cc routes this to a 1x1 convolution
-        raise _refuse(g, op, f"a {len(y.shape)}-D fully-connected output (TFLM's 1x1-conv path)")
     batches = y.elements // depth
     lo, hi = _act(g, op, y)
+    bias = f"{p}_b" if b is not None else "NULL"
+    if len(y.shape) > 2 and accum % 4 == 0:
+        if len(w.scale) == 1:  # TFLM then fills per-channel arrays in a scratch buffer
+            raise _refuse(g, op, f"a {len(y.shape)}-D fully-connected output with per-tensor "
+                                 "weights (TFLM's 1x1-conv path)")  # fmt: skip
+        return _fully_connected_as_1x1(op, p, (x, y), (accum, depth, batches), (lo, hi), consts,
+                                       bias, w)  # fmt: skip
     consts += [
         f"static const cmsis_nn_fc_params {p}_p = {{{-x.zp}, 0, {y.zp}, {{{lo}, {hi}}}}};",
         _dims(f"{p}_in", batches, 1, 1, accum), _dims(f"{p}_f", accum, 1, 1, depth),
@@ -198,7 +202,37 @@ def _fully_connected(g: AotGraph, op: Op, p: str) -> Layer:
         kernel = "arm_fully_connected_s8"
         m, s = P.fc_per_tensor(x.s, w.s, y.s)
         consts.append(f"static const cmsis_nn_per_tensor_quant_params {p}_q = {{{m}, {s}}};")
-    bias = f"{p}_b" if b is not None else "NULL"
+    call = (f"{kernel}(&no_ctx, &{p}_p, &{p}_q, &{p}_in, $t{x.index}, &{p}_f, {p}_w, "
+            f"&{p}_bd, {bias}, &{p}_out, $t{y.index});")  # fmt: skip
+    return Layer(op, kernel, call, consts, 0)
+
+
+def _fully_connected_as_1x1(
+    op: Op,
+    p: str,
+    io: tuple[Tensor, Tensor],
+    sizes: tuple[int, int, int],
+    act: tuple[int, int],
+    consts: list[str],
+    bias: str,
+    w: Tensor,
+) -> Layer:
+    """A fully connected op with an output of more than 2 dimensions and an input depth that
+    is a multiple of 4: TFLM's cmsis_nn/fully_connected.cc (EvalQuantizedInt8) runs it as
+    ``arm_convolve_1x1_s8_fast`` with the FC's dims (n = batches, 1 x 1 x accum input, accum x
+    1 x 1 x depth filter), stride 1, no padding, and per-channel requantisation. Its scratch
+    buffer is empty with GCC (arm_convolve_1x1_s8_fast_get_buffer_size), as here. Per-tensor
+    weights, for which TFLM builds the per-channel arrays in a scratch buffer, are refused."""
+    (x, y), (accum, depth, batches), (lo, hi) = io, sizes, act
+    mults, shifts = P.per_channel(x.s, w.scale, y.s, depth)
+    consts += _requant(p, mults, shifts)
+    consts += [
+        f"static const cmsis_nn_conv_params {p}_p = {{{-x.zp}, {y.zp}, {{1, 1}}, {{0, 0}}, "
+        f"{{1, 1}}, {{{lo}, {hi}}}}};",
+        _dims(f"{p}_in", batches, 1, 1, accum), _dims(f"{p}_f", accum, 1, 1, depth),
+        _dims(f"{p}_bd", 1, 1, 1, depth), _dims(f"{p}_out", batches, 1, 1, depth),
+    ]  # fmt: skip
+    kernel = "arm_convolve_1x1_s8_fast"
     call = (f"{kernel}(&no_ctx, &{p}_p, &{p}_q, &{p}_in, $t{x.index}, &{p}_f, {p}_w, "
             f"&{p}_bd, {bias}, &{p}_out, $t{y.index});")  # fmt: skip
     return Layer(op, kernel, call, consts, 0)
