@@ -153,7 +153,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"4-fold mean (test): defaults {s['fold_mean_defaults']:.2f}, {v} "
         f"{s['fold_mean_candidate']:.2f} (target 4.0). Scored on test once.",
         "",
-        f"Per run ({v}): scenario, seed, decoder, validation, test, chain seconds:",
+        f"Per run ({v}): scenario, seed, decoder, validation, test, seconds of this "
+        "invocation of the chain (stages already current are skipped):",
         "",
         "| scenario | seed | decoder | val | test | seconds |",
         "|---|---|---|---:|---:|---:|",
