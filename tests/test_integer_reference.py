@@ -114,6 +114,20 @@ def test_layout_ops_keep_their_inputs_int8_grid(arch: str, tiny_dataset: Dataset
     assert pairs  # every zoo model has a flatten after its pooling
 
 
+def test_a_reshape_keeps_its_producers_observer(tiny_dataset: Dataset, monkeypatch) -> None:
+    """The quantizer shares a ``reshape``'s grid like a ``view``'s: the spectral head written
+    with ``reshape`` (as it first was) passes the layout check too."""
+    from ppgedge.models import spectral
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = self.act(self.dft(self.pool(spectral.as_4d(x)).flatten(1)))
+        grid = parts.reshape(-1, 1, self.bins, spectral.PARTS).permute(0, 3, 1, 2)
+        return self.convs(grid).flatten(1)
+
+    monkeypatch.setattr(spectral.SpectralHead, "forward", forward)
+    test_layout_ops_keep_their_inputs_int8_grid("resnet_small_spectral", tiny_dataset)
+
+
 def test_unsupported_operator_is_one_line(artifacts: dict, tiny_dataset: Dataset) -> None:
     art = artifacts["resnet_micro_qat"]
     ref = art.reference()
