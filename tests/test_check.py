@@ -350,7 +350,7 @@ def _verify_doc(model: Path, mae: float, *, spectral: float = 19.3, float_mae: f
     import hashlib
 
     return {
-        "schema": "ppgedge.verify/2",
+        "schema": "ppgedge.verify/3",
         "tflite": str(model),
         "tflite_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "windows": 891,

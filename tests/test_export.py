@@ -131,13 +131,32 @@ def test_verify_reports_runtimes_and_pytorch(exported, tiny_dataset: Dataset) ->
     assert 0.0 <= report.argmax_agreement_fake_quant <= 1.0
     assert report.within_1bpm_fake_quant >= report.argmax_agreement_fake_quant
     d = report.to_dict()
-    assert d["schema"] == "ppgedge.verify/2" and d["ok"] == report.ok
+    assert d["schema"] == "ppgedge.verify/3" and d["ok"] == report.ok
+    assert d["mae_gap_fake_quant"] == pytest.approx(report.mae_tflm - report.mae_pytorch)
     # the artifact and a bare .tflite verify too (the latter without a PyTorch comparison)
     assert verify(exported.artifact_path, tiny_dataset).windows == report.windows
     bare = exported.out_dir.parent / "bare.tflite"
     bare.write_bytes(exported.files["tflite"].read_bytes())
     foreign = verify(bare, tiny_dataset)
     assert foreign.mae_pytorch is None and foreign.notes
+
+
+def test_verify_gates_on_the_integer_reference_not_the_fake_quant_gap() -> None:
+    """A bit-exact export whose fake-quant simulation reads 0.3 BPM off passes (the gap is
+    the simulation's float rounding); an export the integer reference disagrees with, or
+    could not be compared with, fails whatever its MAE."""
+    from ppgedge.export.verify import VerifyReport
+
+    def report(agreement: float | None, mae_pytorch: float) -> VerifyReport:
+        return VerifyReport(
+            tflite="m.tflite", windows=400, part="test", decoder="argmax",
+            max_step_diff_tflite_vs_tflm=1, windows_differing=0.1, mae_tflm=16.3,
+            mae_litert=16.3, mae_pytorch=mae_pytorch, argmax_agreement_pytorch=agreement,
+        )  # fmt: skip
+
+    assert report(1.0, 16.0).ok and "mae_within_0.1_bpm" not in report(1.0, 16.0).checks
+    assert not report(0.95, 16.3).ok
+    assert not report(None, 16.3).ok
 
 
 def test_eval_scores_the_artifact_and_the_tflite_as_deployed(exported, tiny_dataset) -> None:

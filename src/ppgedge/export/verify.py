@@ -11,12 +11,17 @@ QAT trained) is compared two ways:
   .tflite, so agreement proves that the converter carried every weight, scale and fusion
   through. Verification needs its decoded BPM to agree with TFLite Micro on at least 99 % of
   windows (bit-exact outputs give 100 %).
-* **as the float fake-quant simulation** QAT trains and evaluates. Its MAE must be within 0.1
-  BPM of the deployed MAE. Its class agreement is reported, not required: float and integer
+* **as the float fake-quant simulation** QAT trains on. Its MAE and class agreement are
+  reported beside the deployed ones (``mae_gap_fake_quant``), not required: float and integer
   requantisation differ by one step here and there (TFLite Micro quantises biases to int32 and
   rounds twice), those flips compound through the layers, and neighbouring BPM classes are
   often nearer than one output step, so the simulation's decoded class differs on 4-25 % of
-  windows (export benchmark) while the BPM it decodes stays within 1 BPM on 97.6-100 %.
+  windows (export benchmark) while the BPM it decodes stays within 1 BPM on 97.6-100 %. On the
+  few hundred test windows of a small real dataset that moves the MAE by more than 0.1 BPM on
+  6 of the motion benchmark's 18 default bundles (at most 0.27), each bit-exact with the
+  integer reference: a check on it failed correct exports, so verify no longer gates on it and
+  says so in a note when the gap exceeds 0.1 BPM (QAT's own fake-quant validation MAE is off
+  by about as much; ``ppgedge qat`` also measures the deployed one, by default).
 """
 
 from __future__ import annotations
@@ -46,10 +51,10 @@ from ppgedge.export.deployed_tracker import deployed_decoding
 from ppgedge.export.run import MANIFEST, read_export_manifest
 from ppgedge.models.bpm import decode as decode_logits
 
-SCHEMA = "ppgedge.verify/2"
+SCHEMA = "ppgedge.verify/3"
 MAX_STEPS = 1
 MIN_AGREEMENT = 0.99
-MAX_MAE_GAP = 0.1
+NOTE_MAE_GAP = 0.1  # BPM: a larger fake-quant gap is noted, not failed
 
 
 @dataclass
@@ -63,6 +68,7 @@ class VerifyReport:
     mae_tflm: float
     mae_litert: float
     mae_pytorch: float | None = None  # the fake-quant simulation QAT evaluates
+    mae_gap_fake_quant: float | None = None  # mae_tflm - mae_pytorch (reported, not gated)
     mae_float: float | None = None
     # the PyTorch graph executed in TFLite Micro's integer arithmetic
     max_step_diff_pytorch_vs_tflm: int | None = None
@@ -92,8 +98,8 @@ class VerifyReport:
     def checks(self) -> dict[str, bool]:
         out = {"litert_within_1_step": self.max_step_diff_tflite_vs_tflm <= MAX_STEPS}
         if self.mae_pytorch is not None:
+            # the integer reference, the proof; the fake-quant gap is reported (module doc)
             out["argmax_agreement_ge_99pct"] = (self.argmax_agreement_pytorch or 0) >= MIN_AGREEMENT
-            out["mae_within_0.1_bpm"] = abs(self.mae_tflm - self.mae_pytorch) <= MAX_MAE_GAP
         return out
 
     @property
@@ -215,6 +221,14 @@ def verify(target: str | Path, dataset: Dataset, *, part: str = "auto") -> Verif
             flt = art.float_model()(xt)
         pred_sim = decode_logits(ref, decoder).numpy()
         report.mae_pytorch = float(error_summary(pred_sim, y)["mae"])
+        report.mae_gap_fake_quant = report.mae_tflm - report.mae_pytorch
+        if abs(report.mae_gap_fake_quant) > NOTE_MAE_GAP:
+            report.notes.append(
+                f"the fake-quant simulation QAT trains on reads {report.mae_pytorch:.2f} BPM "
+                f"against {report.mae_tflm:.2f} deployed ({report.mae_gap_fake_quant:+.2f}): "
+                "its float rounding, not the deployment (the integer reference is the check), "
+                "so QAT's fake-quant validation MAE is off by about as much"
+            )
         report.mae_float = float(error_summary(decode_logits(flt, decoder).numpy(), y)["mae"])
         try:
             raw_int = integer_logits(graph, x).astype(np.int16)

@@ -565,7 +565,7 @@ def _verify_run(ctx: Context) -> StageResult:
             "agreement": report.argmax_agreement_pytorch,
         },
         f"{ctx.rel(ctx.verify_path)}: int8 MAE {report.mae_tflm:.2f} BPM in TFLite Micro "
-        f"(PyTorch {report.mae_pytorch:.2f}); "
+        f"(fake-quant {report.mae_pytorch:.2f}); "
         + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in report.checks.items()),
     )
 
