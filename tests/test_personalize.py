@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppgedge.compress.bias_calibration import final_layer, with_bias
+from ppgedge.compress.bias_calibration import branch_logits, fc_inputs, final_layer, with_bias
+from ppgedge.compress.runtimes import output_qparams, run_raw
 from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
 from ppgedge.errors import PpgedgeError
@@ -79,6 +80,56 @@ def test_refit_changes_only_bias_bytes_and_undoes_an_offset(
     # calibration windows come first in recording order, scoring windows after them
     assert len(cal) == r.calibration_windows and len(rest) == r.evaluation_windows
     assert ds.start_s[cal].max() + ds.fmt.window_s <= 60.0 <= ds.start_s[rest].min()
+
+
+def test_a_classifier_summed_with_a_branch_is_refitted_through_the_sum(
+    tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path: Path
+) -> None:
+    """resnet_small_spectral ends in ADD(classifier, spectral head): the classifier's bias is
+    refitted with the head's logits added (both from TFLite Micro), and only its bytes move."""
+    from ppgedge.compress.quantize import ptq, to_tflite
+    from ppgedge.models.checkpoint import checkpoint_from_model, save_checkpoint
+    from ppgedge.models.registry import create_model
+
+    ds = Dataset(tiny_dataset_path)
+    model = create_model("resnet_small_spectral")
+    ckpt = save_checkpoint(checkpoint_from_model(model, ds.fmt), tmp_path / "s.pt")
+    art = ptq(ckpt, ds, tmp_path / "s.int8.pt", n_windows=16).path
+    tfl = to_tflite(art, tmp_path / "export" / "s.tflite")  # bare: argmax decoding
+    layer = final_layer(tfl)
+    assert layer.branch is not None
+    subject = _held_out(tiny_checkpoint)
+    # what the fit optimises is what the device outputs, classifier + branch, within the
+    # rounding of the classifier's output and of the ADD (away from int8 saturation)
+    cal, _ = subject_windows(ds, subject, 1.0, ds.fmt.window_s)
+    x = WindowSource(ds, cal, ds.fmt.channels).windows(np.arange(len(cal)))
+    fc = layer.accumulate(fc_inputs(tfl, layer, x)) + layer.bias * layer.bias_scale
+    out_scale, out_zp = output_qparams(tfl)
+    raw = run_raw(tfl, x, "tflm").reshape(len(x), -1).astype(float)
+    inside = (raw > -128) & (raw < 127)  # (a few outputs of this untrained model saturate)
+    device = (raw - out_zp) * out_scale
+    fit_view = fc + branch_logits(tfl, layer, x)
+    step = layer.output_scale + out_scale
+    assert inside.mean() > 0.9 and np.abs(fit_view - device)[inside].max() <= 2 * step
+    assert np.abs(fc - device)[inside].max() > 10 * step  # without the branch: far off
+    offset = np.zeros_like(layer.bias)  # 40 classifier output steps up on 150-169 BPM
+    offset[120:140] = np.round(40 * layer.output_scale / layer.bias_scale[120:140])
+    bad, _ = with_bias(tfl.read_bytes(), layer, layer.bias + offset)
+    tfl.write_bytes(bad)
+    r = personalize(
+        tfl, tiny_dataset_path, subject, 1.0, tmp_path / "bundle", l2=1e-3, basis="free"
+    )
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    new_tfl = tmp_path / "bundle" / f"{manifest['identifier']}.tflite"
+    refit = final_layer(new_tfl).bias.astype(np.int64)
+    pushed = slice(120, 140)
+    removed = (layer.bias[pushed] + offset[pushed] - refit[pushed]) / offset[pushed]
+    assert removed.mean() > 0.5, removed
+    assert r.changed["outside_bias"] == 0 and r.changed["bytes_changed"] > 0
+    diff = np.flatnonzero(
+        np.frombuffer(new_tfl.read_bytes(), np.uint8) != np.frombuffer(bad, np.uint8)
+    )
+    assert diff.min() >= layer.bias_offset and diff.max() < r.changed["bias_bytes"][1]
 
 
 def test_bad_input_is_one_line_exit_2(

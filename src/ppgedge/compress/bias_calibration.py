@@ -5,10 +5,13 @@ changing only the last layer's int32 bias keeps every weight, every scale and th
 were, so the new model is the old file with a few hundred bytes rewritten, and the firmware
 image differs only there. The steps:
 
-1. find the final FULLY_CONNECTED op (it must produce the graph's output) and its int8 input,
-   int8 weights, int32 bias and their scales;
-2. compute the op's int8 input activations as TFLite Micro does, by running a copy of the
-   model whose output is that input tensor (the FC op dropped): the device's arithmetic;
+1. find the final FULLY_CONNECTED op and its int8 input, int8 weights, int32 bias and their
+   scales. It produces the graph's output, or one input of a final ADD whose other input is a
+   parallel branch (``resnet_small_spectral``'s spectral head): the classifier's bias is
+   refitted with the branch's logits added, as the device adds them;
+2. compute the op's int8 input activations (and the branch's int8 output) as TFLite Micro
+   does, by running a copy of the model whose output is that tensor (the FC and the final ADD
+   dropped): the device's arithmetic;
 3. fit the float bias with the weights fixed, minimising the cross-entropy against the
    project's Gaussian targets plus an L2 pull towards the deployed bias, with full-batch L-BFGS
    (deterministic). The change may be free (one value per class) or a low-order polynomial of
@@ -24,6 +27,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import flatbuffers
 import numpy as np
@@ -36,6 +40,16 @@ from ppgedge.models.bpm import gaussian_targets
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 BASES = ("free", "linear", "quadratic", "cubic")
+
+
+@dataclass
+class Branch:
+    """The other input of a final ``ADD(classifier, branch)``: its int8 tensor and grid."""
+
+    add_op_index: int
+    tensor: int
+    scale: float
+    zero_point: int
 
 
 @dataclass
@@ -53,6 +67,7 @@ class FinalLayer:
     bias_offset: int  # byte offset of the bias data in the file
     output_scale: float
     output_zero_point: int
+    branch: Branch | None = None  # the output is this layer's plus a branch's (ADD)
 
     @property
     def bias_scale(self) -> np.ndarray:
@@ -82,21 +97,28 @@ def _buffer_bytes(data: bytes, index: int) -> tuple[int, int]:
 
 
 def final_layer(path: str | Path) -> FinalLayer:
-    """The last op, which must be an int8 FULLY_CONNECTED with an int32 bias producing the
-    model's output; anything else is one line saying why it cannot be personalised."""
+    """The classifier: the last op, an int8 FULLY_CONNECTED with an int32 bias producing the
+    model's output, or a final ADD of such a layer and another branch; anything else is one
+    line saying why it cannot be personalised."""
     path = Path(path)
     model = read_model(path)
     sub = model.subgraphs[0]
     ops = list(sub.operators)
     last = ops[-1] if ops else None
-    if last is None or op_name(model, last) != "FULLY_CONNECTED":
+    index, branch = len(ops) - 1, None
+    if last is not None and op_name(model, last) == "ADD":
+        index, branch = _summed_classifier(path, model, sub, ops)
+        last = ops[index]
+    elif last is None or op_name(model, last) != "FULLY_CONNECTED":
         what = op_name(model, last) if last is not None else "missing"
         raise PpgedgeError(
-            f"{path}: the last op is {what}, not FULLY_CONNECTED, so there is no final-layer "
-            "bias to personalise: use a ppgedge export of a model that ends in its classifier "
-            "(not one whose output is a sum of two heads, such as resnet_small_spectral)"
+            f"{path}: the last op is {what}, not FULLY_CONNECTED (or an ADD of one), so there "
+            "is no final-layer bias to personalise: use a ppgedge export of a model that ends "
+            "in its classifier"
         )
-    if int(last.outputs[0]) != int(sub.outputs[0]) or len(last.inputs) < 3 or last.inputs[2] < 0:
+    # (a summed classifier was found as a biased FULLY_CONNECTED feeding the final ADD)
+    is_output = branch is not None or int(last.outputs[0]) == int(sub.outputs[0])
+    if not is_output or len(last.inputs) < 3 or last.inputs[2] < 0:
         raise PpgedgeError(f"{path}: the final FULLY_CONNECTED has no bias or is not the output")
     x_q, w_q, b_q, y_q = (tensor_quant(sub, int(i)) for i in (*last.inputs[:3], last.outputs[0]))
     if (x_q["dtype"], w_q["dtype"], b_q["dtype"]) != ("INT8", "INT8", "INT32"):
@@ -115,7 +137,7 @@ def final_layer(path: str | Path) -> FinalLayer:
     weights = np.frombuffer(data, np.int8, w_len, w_off).reshape(n_out, -1).copy()
     bias = np.frombuffer(data, "<i4", n_out, b_off).astype(np.int32)
     return FinalLayer(
-        op_index=len(ops) - 1,
+        op_index=index,
         input_tensor=int(last.inputs[0]),
         bias_name=b_q["name"],
         input_scale=float(x_q["scale"][0]),
@@ -126,23 +148,77 @@ def final_layer(path: str | Path) -> FinalLayer:
         bias_offset=b_off,
         output_scale=float(y_q["scale"][0]),
         output_zero_point=int(y_q["zero_point"][0]),
+        branch=branch,
     )
+
+
+def _summed_classifier(path: Path, model: Any, sub: Any, ops: list) -> tuple[int, Branch]:
+    """(op index of the classifier, the other branch) of a graph ending in ``ADD(a, b)``: the
+    classifier is the input made by a FULLY_CONNECTED with a bias that feeds nothing else."""
+    add = ops[-1]
+    if int(add.outputs[0]) != int(sub.outputs[0]) or len(add.inputs) != 2:
+        raise PpgedgeError(f"{path}: the final ADD is not the model's only output")
+    producer = {int(t): i for i, op in enumerate(ops) for t in op.outputs}
+    readers: dict[int, int] = {}
+    for op in ops:
+        for t in op.inputs:
+            readers[int(t)] = readers.get(int(t), 0) + 1
+    found = []
+    for k, t in enumerate(int(t) for t in add.inputs):
+        i = producer.get(t)
+        if i is None or op_name(model, ops[i]) != "FULLY_CONNECTED" or readers.get(t) != 1:
+            continue
+        if len(ops[i].inputs) >= 3 and ops[i].inputs[2] >= 0:
+            found.append((i, int(add.inputs[1 - k])))
+    if len(found) != 1:
+        why = "neither is" if not found else "both are"
+        raise PpgedgeError(
+            f"{path}: the model's output is an ADD of two branches and {why} a classifier "
+            "(a FULLY_CONNECTED with a bias that feeds only the sum): nothing to personalise"
+        )
+    index, other = found[0]
+    q = tensor_quant(sub, other)
+    if q["dtype"] != "INT8":
+        raise PpgedgeError(
+            f"{path}: the final ADD's other input is {q['dtype']}, not int8: personalise the "
+            "int8 export (ppgedge export), not a float model"
+        )
+    return index, Branch(len(ops) - 1, other, float(q["scale"][0]), int(q["zero_point"][0]))
 
 
 def fc_inputs(path: str | Path, layer: FinalLayer, windows: np.ndarray) -> np.ndarray:
     """int8 (N, in) inputs of the final layer as TFLite Micro computes them: a copy of the
     model that stops before the final op, its output the op's input tensor."""
+    return _trunk_output(path, layer, windows, layer.input_tensor).astype(np.int8)
+
+
+def branch_logits(path: str | Path, layer: FinalLayer, windows: np.ndarray) -> np.ndarray | None:
+    """Float (N, K) logits the branch adds to the classifier's (None: no branch), from its
+    int8 output as TFLite Micro computes it."""
+    if layer.branch is None:
+        return None
+    b = layer.branch
+    raw = _trunk_output(path, layer, windows, b.tensor).astype(np.float64)
+    return (raw - b.zero_point) * b.scale
+
+
+def _trunk_output(
+    path: str | Path, layer: FinalLayer, windows: np.ndarray, tensor: int
+) -> np.ndarray:
+    """int8 (N, -1) values of ``tensor``: the model without the classifier and the final ADD,
+    run in TFLite Micro with ``tensor`` as its output."""
     model = read_model(path)
     sub = model.subgraphs[0]
-    sub.operators = sub.operators[: layer.op_index]
-    sub.outputs = [layer.input_tensor]
+    drop = {layer.op_index} | ({layer.branch.add_op_index} if layer.branch else set())
+    sub.operators = [op for i, op in enumerate(sub.operators) if i not in drop]
+    sub.outputs = [tensor]
     builder = flatbuffers.Builder(1 << 16)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     with tempfile.TemporaryDirectory() as tmp:
         trunk = Path(tmp) / "trunk.tflite"
         trunk.write_bytes(bytes(builder.Output()))
         raw = run_raw(trunk, windows, "tflm")
-    return raw.reshape(len(windows), -1).astype(np.int8)
+    return raw.reshape(len(windows), -1)
 
 
 def fit_bias(
@@ -154,11 +230,18 @@ def fit_bias(
     l2: float = 0.1,
     basis: str = "free",
     max_iter: int = 200,
+    branch: np.ndarray | None = None,
 ) -> np.ndarray:
     """Float bias minimising cross-entropy to Gaussian targets + ``l2`` x mean squared change
     from the deployed bias (in float logits, so ``l2`` means the same whatever the output
-    scale); weights fixed. ``basis`` shapes the change (see the module doc)."""
+    scale); weights fixed. ``basis`` shapes the change (see the module doc). ``branch``: the
+    float logits a final ADD sums with the classifier's (:func:`branch_logits`); the
+    classifier's int8 saturation is not modelled (QAT fitted its range to its values)."""
+    if (branch is None) != (layer.branch is None):
+        raise ValueError("branch logits are needed exactly when the model ends in an ADD")
     base = torch.from_numpy(layer.accumulate(features))
+    if branch is not None:
+        base = base + torch.from_numpy(np.asarray(branch, np.float64))
     b0 = torch.from_numpy(layer.bias.astype(np.float64) * layer.bias_scale)
     target = gaussian_targets(torch.from_numpy(np.asarray(bpm, np.float32)), sigma).double()
     shape = torch.from_numpy(_basis(basis, b0.numel()))
