@@ -9,6 +9,9 @@ Each candidate is a variant of motion.py: the defaults (``longtune``) with one c
 * ``spectral``: the student ``resnet_small_spectral`` (resnet_small plus a spectral head over
   the PPG, ppgedge/models/spectral.py), distilled, pruned to the same budget, QAT and exported
   as the defaults; run from a copy of the ``longtune`` folder (the same teacher).
+* ``mix``: ``[distill] mix = 0.4`` (function matching: half the distillation windows get up
+  to 40 % of another window mixed in, the teacher labelling the mix; the pruning fine-tunes,
+  which inherit the student's settings, too); from a copy of the ``longtune`` folder.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from motion import (
+    DISTILL_MIX,
     EMA_DECAY,
     RESULTS,
     SCENARIOS,
@@ -59,6 +63,12 @@ CANDIDATES: dict[str, dict[str, str]] = {
         "title": "Spectral head",
         "change": f"the student `{SPECTRAL_STUDENT}` (resnet_small plus a spectral head over "
         "the PPG), the same teacher, distilled, pruned to the same budget, QAT and exported",
+    },
+    "mix": {
+        "title": "Function matching",
+        "change": f"`[distill] mix = {DISTILL_MIX}` (half the distillation windows get up to "
+        f"{DISTILL_MIX:.0%} of another window mixed in, the teacher labelling the mix; the "
+        "pruning fine-tunes inherit it), the same teacher",
     },
 }
 

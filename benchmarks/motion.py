@@ -83,6 +83,7 @@ VARIANTS = (
     "rebuild",
     "ema",
     "spectral",
+    "mix",
 )
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
@@ -112,6 +113,7 @@ PRUNE = {
     "longtune": {"final_epochs": 20},
     "ema": {"final_epochs": 20},
     "spectral": {"final_epochs": 20},
+    "mix": {"final_epochs": 20},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -121,6 +123,7 @@ COPIED_FROM = {
     "taylor": "symmetric",
     "rebuild": "longtune",
     "spectral": "longtune",
+    "mix": "longtune",
 }
 # "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
 # validates and keeps an exponential moving average of its weights); all stages retrained.
@@ -129,6 +132,10 @@ EMA_DECAY = 0.99
 # spectral head over the PPG, models/spectral.py), from a copy of the ``longtune`` folder (the
 # same teacher; the chain reruns from the distill stage).
 SPECTRAL_STUDENT = "resnet_small_spectral"
+# "mix": ``longtune`` with ``[distill] mix`` (half the distillation windows get up to this share
+# of another window mixed in, the teacher labelling the mix: function matching), from a copy
+# of the ``longtune`` folder (the same teacher; the chain reruns from the distill stage).
+DISTILL_MIX = 0.4
 VERDICT_VARIANT = "longtune"  # the variant whose settings are ppgedge's defaults
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
@@ -221,6 +228,8 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         cfg["run"]["ema_decay"] = EMA_DECAY
     if variant == "spectral":
         cfg["distill"]["student"] = SPECTRAL_STUDENT
+    if variant == "mix":
+        cfg["distill"]["mix"] = DISTILL_MIX
     return cfg
 
 

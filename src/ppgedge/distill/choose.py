@@ -53,7 +53,7 @@ def keep_better(
         dataset,
         split,
         alt,
-        replace(cfg, arch=student, augment=True),
+        replace(cfg, arch=student, augment=True, mix_max=0.0),  # the teacher's augmentation
         device=device,
         observer=observer,
         restart=restart,

@@ -63,6 +63,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "patience": (int, 6),
         "keep_better": (bool, True),
         "augment": (bool, True),
+        "mix": (float, 0.0),
     },
     "prune": {
         "to": (str, "target"),
@@ -130,6 +131,8 @@ epochs = 20
 patience = 6
 keep_better = true        # also train the student from scratch; keep the better on validation
 augment = true            # distil on augmented windows, the teacher labelling the same ones
+mix = 0.0                 # with augment: half the windows get up to this share (< 0.5) of
+                          # another window mixed in, the teacher labelling the mix; 0 = off
 
 [prune]
 to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"
@@ -276,6 +279,10 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
     if not 0 <= s["teacher"]["motion_aug_p"] <= 1:
         raise PpgedgeError(f"{source}: [teacher] motion_aug_p must be between 0 and 1")
+    if not 0 <= s["distill"]["mix"] < 0.5:  # also refuses NaN
+        raise PpgedgeError(f"{source}: [distill] mix must be 0 (off) or in (0, 0.5)")
+    if s["distill"]["mix"] and not s["distill"]["augment"]:
+        raise PpgedgeError(f"{source}: [distill] mix needs augment = true (it is augmentation)")
     if not 0 <= s["run"]["ema_decay"] < 1:
         raise PpgedgeError(f"{source}: [run] ema_decay must be 0 (off) or in (0, 1)")
     if s["run"]["reference_windows"] < 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +297,10 @@ def _teacher_mae(ctx: Context, teacher) -> float:
 
 # ------------------------------------------------------------------------------------ distill
 def _distill_params(ctx: Context) -> dict[str, Any]:
-    return {**ctx.cfg["distill"], **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
+    d = dict(ctx.cfg["distill"])
+    if not d["mix"]:  # absent when off: earlier runs stay up to date
+        del d["mix"]
+    return {**d, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
 
 
 def _distill_inputs(ctx: Context) -> list[Path]:
@@ -311,7 +314,7 @@ def _distill_run(ctx: Context) -> StageResult:
     d = ctx.cfg["distill"]
     # augment: "consistent teaching" (the teacher labels the very augmented window the student
     # sees, so the cached logits are bypassed and the teacher runs online)
-    cfg = _train_cfg(ctx, "distill", d["student"], augment=d["augment"])
+    cfg = replace(_train_cfg(ctx, "distill", d["student"], augment=d["augment"]), mix_max=d["mix"])
     common = {
         "method": d["method"],
         "cache_dir": ctx.out / "cache",

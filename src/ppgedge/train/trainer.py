@@ -64,11 +64,13 @@ class TrainConfig:
     motion_aug_p: float = 0.0  # share of windows given accelerometer-driven augmentation
     seed: int = 0
     ema_decay: float = 0.0  # EMA of the weights per step, what validation sees (0: off)
+    mix_max: float = 0.0  # mix in up to this share of another window, labels kept (0: off)
 
     def digest(self, extra: dict[str, Any]) -> str:
         config = asdict(self)
-        if not self.ema_decay:  # absent when off: resume files of earlier versions still fit
-            del config["ema_decay"]
+        for knob in ("ema_decay", "mix_max"):  # absent when off: resume files of earlier
+            if not config[knob]:  # versions still fit
+                del config[knob]
         blob = json.dumps({"config": config, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -159,8 +161,25 @@ def augment_batch(
     if stretch is not None and stretch.mode == "slower":
         x, y = time_stretch(x, y, rng, cfg.max_stretch, cfg.stretch_p)
         y = y.clamp(min=BPM_MIN)
+    if cfg.mix_max > 0:
+        x = mix_windows(x, rng, cfg.mix_max)
     noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
     return x + 0.05 * noise, y
+
+
+def mix_windows(x: torch.Tensor, rng: np.random.Generator, mix_max: float) -> torch.Tensor:
+    """Half the windows become ``(1 - a) x_i + a x_j`` with another window ``j`` of the batch
+    and ``a`` uniform in ``[0, mix_max)``, every channel alike; the labels stay ``x_i``'s (``a``
+    stays under one half). For distillation ("function matching"): the teacher labels the
+    mixed window the student sees, so the student learns the teacher's response to a second
+    rhythm in the signal, not only on the recorded windows."""
+    b = x.shape[0]
+    if b < 2:
+        return x
+    a = np.where(rng.random(b) < 0.5, rng.uniform(0.0, mix_max, b), 0.0).astype(np.float32)
+    other = (np.arange(b) + rng.integers(1, b, b)) % b  # never the window itself
+    w = torch.from_numpy(a).to(x.device)[:, None, None]
+    return (1 - w) * x + w * x[torch.from_numpy(other).to(x.device)]
 
 
 def warmup_cosine(
