@@ -34,6 +34,25 @@ def _held_out(tiny_checkpoint: Path) -> str:
     return load_checkpoint(tiny_checkpoint).training["split"]["test"][0]
 
 
+def _doctor_and_refit(tfl: Path, layer, offset: np.ndarray, data: Path, subject: str):
+    """Add ``offset`` to the final bias of ``tfl`` in place, personalise it on one minute of
+    ``subject`` into ``tfl``'s folder's sibling ``bundle``, and check the fit pulled most of
+    the offset on classes 120-139 back. Returns (doctored bytes, result, new .tflite,
+    manifest)."""
+    bad, changed = with_bias(tfl.read_bytes(), layer, layer.bias + offset)
+    assert changed and all(layer.bias_offset <= o < layer.bias_offset + 720 for o in changed)
+    tfl.write_bytes(bad)
+    out = tfl.parent.parent / "bundle"
+    r = personalize(tfl, data, subject, 1.0, out, l2=1e-3, basis="free")
+    manifest = json.loads((out / "manifest.json").read_text())
+    new_tfl = out / f"{manifest['identifier']}.tflite"
+    refit = final_layer(new_tfl).bias.astype(np.int64)
+    pushed = slice(120, 140)
+    removed = (layer.bias[pushed] + offset[pushed] - refit[pushed]) / offset[pushed]
+    assert removed.mean() > 0.5, removed  # the fit pulls the pushed-up classes back
+    return bad, r, new_tfl, manifest
+
+
 def test_refit_changes_only_bias_bytes_and_undoes_an_offset(
     exported: Path, tiny_checkpoint: Path, tiny_dataset_path: Path, tmp_path: Path
 ) -> None:
@@ -47,20 +66,8 @@ def test_refit_changes_only_bias_bytes_and_undoes_an_offset(
     layer = final_layer(tfl)
     offset = np.zeros_like(layer.bias)
     offset[120:140] = np.round(255 * layer.output_scale / layer.bias_scale[120:140])  # 150-169 BPM
-    bad, changed = with_bias(tfl.read_bytes(), layer, layer.bias + offset)
-    assert changed and all(layer.bias_offset <= o < layer.bias_offset + 720 for o in changed)
-    tfl.write_bytes(bad)
     subject = _held_out(tiny_checkpoint)
-    r = personalize(
-        tfl, tiny_dataset_path, subject, 1.0, tmp_path / "bundle", l2=1e-3, basis="free"
-    )
-    # the fit pulls the pushed-up classes back: most of the offset is gone
-    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    new_tfl = tmp_path / "bundle" / f"{manifest['identifier']}.tflite"
-    refit = final_layer(new_tfl).bias.astype(np.int64)
-    pushed = slice(120, 140)
-    removed = (layer.bias[pushed] + offset[pushed] - refit[pushed]) / offset[pushed]
-    assert removed.mean() > 0.5, removed
+    bad, r, new_tfl, manifest = _doctor_and_refit(tfl, layer, offset, tiny_dataset_path, subject)
     # on the calibration minute itself the personalised model is far better than the doctored
     ds = Dataset(tiny_dataset_path)
     cal, rest = subject_windows(ds, subject, 1.0, ds.fmt.window_s)
@@ -114,17 +121,7 @@ def test_a_classifier_summed_with_a_branch_is_refitted_through_the_sum(
     assert np.abs(fc - device)[inside].max() > 10 * step  # without the branch: far off
     offset = np.zeros_like(layer.bias)  # 40 classifier output steps up on 150-169 BPM
     offset[120:140] = np.round(40 * layer.output_scale / layer.bias_scale[120:140])
-    bad, _ = with_bias(tfl.read_bytes(), layer, layer.bias + offset)
-    tfl.write_bytes(bad)
-    r = personalize(
-        tfl, tiny_dataset_path, subject, 1.0, tmp_path / "bundle", l2=1e-3, basis="free"
-    )
-    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    new_tfl = tmp_path / "bundle" / f"{manifest['identifier']}.tflite"
-    refit = final_layer(new_tfl).bias.astype(np.int64)
-    pushed = slice(120, 140)
-    removed = (layer.bias[pushed] + offset[pushed] - refit[pushed]) / offset[pushed]
-    assert removed.mean() > 0.5, removed
+    bad, r, new_tfl, _ = _doctor_and_refit(tfl, layer, offset, tiny_dataset_path, subject)
     assert r.changed["outside_bias"] == 0 and r.changed["bytes_changed"] > 0
     diff = np.flatnonzero(
         np.frombuffer(new_tfl.read_bytes(), np.uint8) != np.frombuffer(bad, np.uint8)
