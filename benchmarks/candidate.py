@@ -1,7 +1,8 @@
 """A candidate default for the motion benchmark, judged on validation subjects over three
 seeds (issue #16).
 
-Each candidate is a variant of motion.py: the defaults (``longtune``) with one change.
+Each candidate is a variant of motion.py: the defaults of its time with one change
+(:data:`BASE_OF`; ``longtune`` until ``mix`` was adopted, ``mix`` since).
 
 * ``ema``: ``[run] ema_decay = 0.99`` (every training stage, the teacher included, validates,
   early-stops on and keeps an exponential moving average of its weights); all stages
@@ -17,8 +18,9 @@ One rule for every candidate, fixed before the first candidate's runs (docs/moti
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
 validation MAE (TFLite Micro, the decoder its bundle reports), mean over run seeds 0-2, is lower
 than the defaults' in at least 4 of the 6 scenarios**; its runs are then scored on test once,
-whatever the verdict. The defaults' figures are the 18 seed runs as deployed_tracker.py exported
-them with the current code (deployed_tracker.json, ``int8 record``).
+whatever the verdict. The defaults' figures: for ``longtune``, the 18 seed runs as
+deployed_tracker.py exported them with the current code (deployed_tracker.json, ``int8
+record``); for an adopted candidate, its own results file (the same teachers either way).
 
 Writes ``benchmarks/results/<candidate>.{json,md}`` and run folders
 ``<scenario>[-sN]_<candidate>`` under benchmarks/out/motion. Run:
@@ -99,9 +101,13 @@ def _one(job: tuple[str, int], variant: str, data: dict[str, Path]) -> dict[str,
     return {"scenario": scenario, "seed": seed, "seconds": seconds, **_deployed(run)}
 
 
-def _baseline() -> dict[tuple[str, int], dict[str, float]]:
+# the defaults each candidate changed one thing of (its runs start from copies of theirs)
+BASE_OF = {"ema": "longtune", "spectral": "longtune", "mix": "longtune"}
+
+
+def _baseline(base: str) -> dict[tuple[str, int], dict[str, float]]:
     doc = json.loads((RESULTS / "deployed_tracker.json").read_text())
-    return {
+    out = {
         (r["scenario"], r["seed"]): {
             "val": r["int8 record"]["int8_val"],
             "test": r["int8 record"]["int8"],
@@ -109,6 +115,10 @@ def _baseline() -> dict[tuple[str, int], dict[str, float]]:
         }
         for r in doc["runs"]
     }
+    if base != "longtune":  # an adopted candidate: its own runs, the same teachers
+        for r in json.loads((RESULTS / f"{base}.json").read_text())["runs"]:
+            out[(r["scenario"], r["seed"])] |= {"val": r["val"], "test": r["test"]}
+    return out
 
 
 def summarise(rows: list[dict[str, Any]], base: dict) -> dict[str, Any]:
@@ -141,8 +151,13 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"ppgedge {doc['ppgedge']}, {doc['date']}. Variant `{v}` = the defaults with "
         f"{c0['change']}; run seeds 0-2; the defaults are "
-        "the 18 seed runs of motion_seeds.md as exported with the current code "
-        "(deployed_tracker.md). Deployed int8 model in TFLite Micro, the value its bundle "
+        + (
+            "the 18 seed runs of motion_seeds.md as exported with the current code "
+            "(deployed_tracker.md)"
+            if BASE_OF[v] == "longtune"
+            else f"the 18 runs of {BASE_OF[v]}.md"
+        )
+        + ". Deployed int8 model in TFLite Micro, the value its bundle "
         "reports; MAE in BPM, mean over seeds.",
         "",
         f"Rule fixed before the runs: adopt if the validation MAE is lower than the defaults' "
@@ -194,7 +209,7 @@ def main() -> None:
         "candidate": args.candidate,
         "change": CANDIDATES[args.candidate]["change"],
         "runs": rows,
-        "summary": summarise(rows, _baseline()),
+        "summary": summarise(rows, _baseline(BASE_OF[args.candidate])),
     }
     write_results(args.candidate, doc, markdown(doc))
     print(markdown(doc))

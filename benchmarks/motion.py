@@ -136,7 +136,9 @@ SPECTRAL_STUDENT = "resnet_small_spectral"
 # of another window mixed in, the teacher labelling the mix: function matching), from a copy
 # of the ``longtune`` folder (the same teacher; the chain reruns from the distill stage).
 DISTILL_MIX = 0.4
-VERDICT_VARIANT = "longtune"  # the variant whose settings are ppgedge's defaults
+VERDICT_VARIANT = "mix"  # the variant whose settings are ppgedge's defaults (since
+# 2026-12-06; "longtune" before: the seed studies deployed_tracker, coverage, reacquire,
+# label_prior and decoder_margin were made on those runs)
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
 CONFIGS_ON_TEST = {
@@ -228,8 +230,9 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         cfg["run"]["ema_decay"] = EMA_DECAY
     if variant == "spectral":
         cfg["distill"]["student"] = SPECTRAL_STUDENT
-    if variant == "mix":
-        cfg["distill"]["mix"] = DISTILL_MIX
+    # function matching is the default since ``mix`` won on validation: every other variant
+    # pins the mix it was run with (none), so its folder stays current
+    cfg["distill"]["mix"] = DISTILL_MIX if variant == "mix" else 0.0
     return cfg
 
 

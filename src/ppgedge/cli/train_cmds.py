@@ -30,7 +30,7 @@ from ppgedge.cli.render import (
     safe_text,
     status,
 )
-from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS
+from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS, check_mix
 from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import CHECKPOINT, SWEEP, claims
 
@@ -224,6 +224,11 @@ def distill_cmd(
     patience: int = typer.Option(8, min=1),
     seed: int = typer.Option(0),
     augment: bool = typer.Option(False, help="Augment inputs (the teacher then runs online)."),
+    mix: float = typer.Option(
+        0.0,
+        help="With --augment: half the windows get up to this share (< 0.5) of another window "
+        "mixed in, the teacher labelling the mix (function matching; `ppgedge run` uses 0.4).",
+    ),
     time_stretch: TimeStretch = TIME_STRETCH,
     cache_dir: Path | None = typer.Option(
         None, help="Teacher-output cache (default $PPGEDGE_CACHE or ~/.cache/ppgedge)."
@@ -233,6 +238,9 @@ def distill_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Distil a teacher into a small student."""
+    check_mix(mix, "--mix")
+    if mix and not augment:
+        raise PpgedgeError(f"--mix {mix:g} mixes augmented windows: add --augment, or --mix 0")
     from ppgedge.cli.progress import training_progress  # torch: imported only to train
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
@@ -251,6 +259,7 @@ def distill_cmd(
         augment=augment,
         time_stretch=time_stretch,
         seed=seed,
+        mix_max=mix,
     )
     t0 = time.perf_counter()
     with training_progress(f"{method} {student}", json_out) as observer:

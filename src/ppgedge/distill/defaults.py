@@ -1,4 +1,7 @@
-"""The default sweep grid (no heavy imports: the CLI reads it at start-up)."""
+"""The default sweep grid and distillation settings (no heavy imports: the CLI reads them at
+start-up)."""
+
+from ppgedge.errors import PpgedgeError
 
 DEFAULT_STUDENTS = (
     "resnet_micro",
@@ -11,3 +14,14 @@ DEFAULT_STUDENTS = (
     "mlp",
 )
 DEFAULT_METHODS = ("scratch", "hard", "soft", "dkd", "feature")
+
+# function matching (``[distill] mix``, trainer.mix_windows): adopted on validation subjects,
+# docs/motion-benchmark.md "Function matching"
+DEFAULT_MIX = 0.4
+MAX_MIX = 0.5  # exclusive: the labelled window must dominate the mix
+
+
+def check_mix(mix: float, name: str) -> None:
+    """One line for a share the mix cannot use (NaN included)."""
+    if not 0 <= mix < MAX_MIX:
+        raise PpgedgeError(f"{name} must be 0 (off) or in (0, {MAX_MIX:g}), got {mix:g}")

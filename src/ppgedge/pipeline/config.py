@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ppgedge.data.format import resolve_channels
+from ppgedge.distill.defaults import DEFAULT_MIX, check_mix
 from ppgedge.errors import PpgedgeError
 from ppgedge.profile.targets import DEFAULT_TARGET
 
@@ -63,7 +64,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "patience": (int, 6),
         "keep_better": (bool, True),
         "augment": (bool, True),
-        "mix": (float, 0.0),
+        "mix": (float, DEFAULT_MIX),
     },
     "prune": {
         "to": (str, "target"),
@@ -131,8 +132,9 @@ epochs = 20
 patience = 6
 keep_better = true        # also train the student from scratch; keep the better on validation
 augment = true            # distil on augmented windows, the teacher labelling the same ones
-mix = 0.0                 # with augment: half the windows get up to this share (< 0.5) of
+mix = 0.4                 # with augment: half the windows get up to this share (< 0.5) of
                           # another window mixed in, the teacher labelling the mix; 0 = off
+                          # (off by itself when augment = false)
 
 [prune]
 to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"
@@ -233,6 +235,9 @@ def validate(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
                 )
             kind = SCHEMA[section][key][0]
             sections[section][key] = _coerce(value, kind, f"{source}: [{section}] {key}")
+    d = sections["distill"]
+    if not d["augment"] and "mix" not in raw.get("distill", {}):
+        d["mix"] = 0.0  # the default mix is an augmentation: off with augment = false
     _check_values(sections, source)
     return sections
 
@@ -279,10 +284,12 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
     if not 0 <= s["teacher"]["motion_aug_p"] <= 1:
         raise PpgedgeError(f"{source}: [teacher] motion_aug_p must be between 0 and 1")
-    if not 0 <= s["distill"]["mix"] < 0.5:  # also refuses NaN
-        raise PpgedgeError(f"{source}: [distill] mix must be 0 (off) or in (0, 0.5)")
+    check_mix(s["distill"]["mix"], f"{source}: [distill] mix")
     if s["distill"]["mix"] and not s["distill"]["augment"]:
-        raise PpgedgeError(f"{source}: [distill] mix needs augment = true (it is augmentation)")
+        raise PpgedgeError(
+            f"{source}: [distill] mix = {s['distill']['mix']:g} mixes augmented windows, but "
+            "augment = false: set augment = true, or mix = 0"
+        )
     if not 0 <= s["run"]["ema_decay"] < 1:
         raise PpgedgeError(f"{source}: [run] ema_decay must be 0 (off) or in (0, 1)")
     if s["run"]["reference_windows"] < 0:
