@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from deployed_tracker import reexport
-from motion import OUT, run_dataset, write_results
+from motion import OUT, VERDICT_VARIANT, run_dataset, write_results
 from motion_seeds import _name
 from personalize import _feasible
 
@@ -40,7 +40,8 @@ from ppgedge.models.checkpoint import load_checkpoint
 SCENARIO = "xact"
 SEEDS = (0, 1, 2)
 MINUTES = (1, 2, 5)
-VARIANT = "longtune"  # the defaults' run folders (motion_seeds.py)
+VARIANT = VERDICT_VARIANT  # the defaults' run folders: `mix` (candidate.py mix) since it
+# was adopted; `longtune` (motion_seeds.py) before
 
 
 def _one(export_dir: Path, ds: Dataset, subject: str, n: int, work: Path) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def _one(export_dir: Path, ds: Dataset, subject: str, n: int, work: Path) -> dic
 def score_seed(seed: int) -> dict[str, Any]:
     run = OUT / f"{_name(SCENARIO, seed)}_{VARIANT}"
     if not (run / "qat" / "model.qat.int8.pt").is_file():
-        raise SystemExit(f"{run}: no finished run: run benchmarks/motion_seeds.py first")
+        raise SystemExit(f"{run}: no finished run: run benchmarks/candidate.py mix first")
     teacher = load_checkpoint(run / "teacher" / "teacher.pt")
     ds = run_dataset(run, teacher)
     split = teacher.training["split"]
@@ -113,7 +114,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"ppgedge {doc['version']}, {doc['date']}, 2 CPU cores. `ppgedge personalize` with its "
         f"defaults (basis {doc['basis']}, l2 {doc['l2']:g}; one configuration, nothing chosen "
         "here) on the bundles of the across-activities runs (trained on the 12 SPC 2015 "
-        "treadmill subjects; seeds 0-2, motion_seeds.py), re-exported with the current code. "
+        f"treadmill subjects; seeds 0-2, variant `{VARIANT}`), re-exported with the current "
+        "code. "
         "MAE (BPM, TensorFlow Lite Micro int8) as the bundle reports it (its tracker when the "
         "export chose it), on each subject's windows after the first N minutes, before and "
         "after: each pair on the same windows (so N columns differ in windows). Better/worse: "
