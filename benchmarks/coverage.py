@@ -157,8 +157,9 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# Error inside and outside the trained heart rates (issue #16)",
         "",
-        f"ppgedge {doc['ppgedge']}, {doc['date']}. The 18 seed runs of motion_seeds.md "
-        "(defaults, seeds 0-2), no retraining: each int8 model re-exported (every .tflite "
+        f"ppgedge {doc['ppgedge']}, {doc['date']}. The 18 seed runs of the defaults "
+        f"(variant `{doc.get('variant', 'longtune')}`, seeds 0-2), no retraining: each int8 "
+        "model re-exported (every .tflite "
         f"byte-identical to the run's: {all(r['tflite_identical'] for r in doc['runs'])}) and "
         "verified on its test subjects, scoring the value the bundle reports (TFLite Micro "
         "int8, the export's decoder and tracker); the teacher with the decoder its validation "
@@ -215,6 +216,7 @@ def main() -> None:
         "schema": "ppgedge.benchmark.coverage/1",
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
+        "variant": VERDICT_VARIANT,
         "runs": rows,
         "summary": summarise(rows),
     }
