@@ -13,6 +13,8 @@ Each candidate is a variant of motion.py: the defaults of its time with one chan
 * ``mix``: ``[distill] mix = 0.4`` (function matching: half the distillation windows get up
   to 40 % of another window mixed in, the teacher labelling the mix; the pruning fine-tunes,
   which inherit the student's settings, too); from a copy of the ``longtune`` folder.
+* ``patient``: ``mix`` with ``[distill] epochs = 40, patience = 12`` (doubled); from a copy
+  of the ``mix`` folder.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -42,6 +44,7 @@ import torch
 from motion import (
     DISTILL_MIX,
     EMA_DECAY,
+    PATIENT_DISTILL,
     RESULTS,
     SCENARIOS,
     SPECTRAL_STUDENT,
@@ -71,6 +74,12 @@ CANDIDATES: dict[str, dict[str, str]] = {
         "change": f"`[distill] mix = {DISTILL_MIX}` (half the distillation windows get up to "
         f"{DISTILL_MIX:.0%} of another window mixed in, the teacher labelling the mix; the "
         "pruning fine-tunes inherit it), the same teacher",
+    },
+    "patient": {
+        "title": "A patient teacher",
+        "change": f"the distillation stage's epochs and patience doubled (`[distill] epochs = "
+        f"{PATIENT_DISTILL['epochs']}, patience = {PATIENT_DISTILL['patience']}`, before the "
+        "data scaling), the same teacher",
     },
 }
 
@@ -102,7 +111,7 @@ def _one(job: tuple[str, int], variant: str, data: dict[str, Path]) -> dict[str,
 
 
 # the defaults each candidate changed one thing of (its runs start from copies of theirs)
-BASE_OF = {"ema": "longtune", "spectral": "longtune", "mix": "longtune"}
+BASE_OF = {"ema": "longtune", "spectral": "longtune", "mix": "longtune", "patient": "mix"}
 
 
 def _baseline(base: str) -> dict[tuple[str, int], dict[str, float]]:

@@ -84,6 +84,7 @@ VARIANTS = (
     "ema",
     "spectral",
     "mix",
+    "patient",
 )
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
@@ -114,6 +115,7 @@ PRUNE = {
     "ema": {"final_epochs": 20},
     "spectral": {"final_epochs": 20},
     "mix": {"final_epochs": 20},
+    "patient": {"final_epochs": 20},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -124,6 +126,7 @@ COPIED_FROM = {
     "rebuild": "longtune",
     "spectral": "longtune",
     "mix": "longtune",
+    "patient": "mix",
 }
 # "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
 # validates and keeps an exponential moving average of its weights); all stages retrained.
@@ -136,6 +139,10 @@ SPECTRAL_STUDENT = "resnet_small_spectral"
 # of another window mixed in, the teacher labelling the mix: function matching), from a copy
 # of the ``longtune`` folder (the same teacher; the chain reruns from the distill stage).
 DISTILL_MIX = 0.4
+# "patient": ``mix`` with the distillation stage's epochs and patience doubled (``[distill]
+# epochs = 40, patience = 12``), from a copy of the ``mix`` folder (the chain reruns from the
+# distill stage).
+PATIENT_DISTILL = {"epochs": 40, "patience": 12}
 VERDICT_VARIANT = "mix"  # the variant whose settings are ppgedge's defaults (since
 # 2026-12-06; "longtune" before: the seed studies deployed_tracker, coverage, reacquire,
 # label_prior and decoder_margin were made on those runs)
@@ -233,7 +240,9 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         cfg["distill"]["student"] = SPECTRAL_STUDENT
     # function matching is the default since ``mix`` won on validation: every other variant
     # pins the mix it was run with (none), so its folder stays current
-    cfg["distill"]["mix"] = DISTILL_MIX if variant == "mix" else 0.0
+    cfg["distill"]["mix"] = DISTILL_MIX if variant in ("mix", "patient") else 0.0
+    if variant == "patient":
+        cfg["distill"].update(PATIENT_DISTILL)
     return cfg
 
 
