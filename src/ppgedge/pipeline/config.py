@@ -60,8 +60,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "distill": {
         "student": (str, "resnet_small"),
         "method": (("hard", "soft", "dkd", "feature", "progressive"), "dkd"),
-        "epochs": (int, 20),
-        "patience": (int, 6),
+        "epochs": (int, 40),  # with function matching: a patient teacher (candidate `patient`)
+        "patience": (int, 12),
         "keep_better": (bool, True),
         "augment": (bool, True),
         "mix": (float, DEFAULT_MIX),
@@ -128,8 +128,8 @@ motion_aug_p = 0.0        # share of windows given accelerometer-driven artifact
 [distill]
 student = "resnet_small"
 method = "dkd"            # hard | soft | dkd | feature | progressive
-epochs = 20
-patience = 6
+epochs = 40               # twice the teacher's: function matching pays off with long schedules
+patience = 12
 keep_better = true        # also train the student from scratch; keep the better on validation
 augment = true            # distil on augmented windows, the teacher labelling the same ones
 mix = 0.4                 # with augment: half the windows get up to this share (< 0.5) of
@@ -141,7 +141,7 @@ to = "target"             # "target" (its latency/energy/flash budget), "50%", "
 criterion = "l1"          # l1 | l2 | taylor
 steps = 4
 finetune_epochs = 3
-final_epochs = 20         # the last fine-tune, at the budget: as long as the distill stage
+final_epochs = 20         # the last fine-tune, at the budget
 round_to = 4              # channel counts in multiples of this (int8 SIMD friendly)
 rebuild = false           # also distil the pruned architecture from a fresh initialisation
                           # (the distill stage's epochs); keep the better on validation
