@@ -2,7 +2,7 @@
 seeds (issue #16).
 
 Each candidate is a variant of motion.py: the defaults of its time with one change
-(:data:`BASE_OF`; ``longtune`` until ``mix`` was adopted, ``mix`` since).
+(:data:`BASE_OF`; ``longtune`` until ``mix`` was adopted, then ``mix``, then ``patient``).
 
 * ``ema``: ``[run] ema_decay = 0.99`` (every training stage, the teacher included, validates,
   early-stops on and keeps an exponential moving average of its weights); all stages
@@ -15,6 +15,9 @@ Each candidate is a variant of motion.py: the defaults of its time with one chan
   which inherit the student's settings, too); from a copy of the ``longtune`` folder.
 * ``patient``: ``mix`` with ``[distill] epochs = 40, patience = 12`` (doubled); from a copy
   of the ``mix`` folder.
+* ``artifacts``: ``patient`` with ``[distill] motion_aug_p = 0.5`` (accelerometer-driven
+  artifacts in half the distillation windows, the teacher labelling each corrupted window;
+  the pruning fine-tunes inherit it); from a copy of the ``patient`` folder.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -42,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from motion import (
+    DISTILL_ARTIFACTS,
     DISTILL_MIX,
     EMA_DECAY,
     PATIENT_DISTILL,
@@ -81,6 +85,13 @@ CANDIDATES: dict[str, dict[str, str]] = {
         f"{PATIENT_DISTILL['epochs']}, patience = {PATIENT_DISTILL['patience']}`, before the "
         "data scaling), the same teacher",
     },
+    "artifacts": {
+        "title": "Artifacts the teacher labels",
+        "change": f"accelerometer-driven artifacts in the distillation (`[distill] motion_aug_p "
+        f"= {DISTILL_ARTIFACTS}`: that share of the windows carries another window's motion "
+        "in its PPG, the teacher labelling each corrupted window; the pruning fine-tunes "
+        "inherit it), the same teacher",
+    },
 }
 
 
@@ -111,7 +122,13 @@ def _one(job: tuple[str, int], variant: str, data: dict[str, Path]) -> dict[str,
 
 
 # the defaults each candidate changed one thing of (its runs start from copies of theirs)
-BASE_OF = {"ema": "longtune", "spectral": "longtune", "mix": "longtune", "patient": "mix"}
+BASE_OF = {
+    "ema": "longtune",
+    "spectral": "longtune",
+    "mix": "longtune",
+    "patient": "mix",
+    "artifacts": "patient",
+}
 
 
 def _baseline(base: str) -> dict[tuple[str, int], dict[str, float]]:

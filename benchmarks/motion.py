@@ -85,6 +85,7 @@ VARIANTS = (
     "spectral",
     "mix",
     "patient",
+    "artifacts",
 )
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
@@ -116,6 +117,7 @@ PRUNE = {
     "spectral": {"final_epochs": 20},
     "mix": {"final_epochs": 20},
     "patient": {"final_epochs": 20},
+    "artifacts": {"final_epochs": 20},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -127,6 +129,7 @@ COPIED_FROM = {
     "spectral": "longtune",
     "mix": "longtune",
     "patient": "mix",
+    "artifacts": "patient",
 }
 # "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
 # validates and keeps an exponential moving average of its weights); all stages retrained.
@@ -144,6 +147,10 @@ DISTILL_MIX = 0.4
 # distill stage).
 PATIENT_DISTILL = {"epochs": 40, "patience": 12}
 PREVIOUS_DISTILL = {"epochs": 20, "patience": 6}
+# "artifacts": ``patient`` with accelerometer-driven artifacts in the distillation (``[distill]
+# motion_aug_p``), the teacher labelling each corrupted window, from a copy of the ``patient``
+# folder (the chain reruns from the distill stage).
+DISTILL_ARTIFACTS = 0.5
 VERDICT_VARIANT = "patient"  # the variant whose settings are ppgedge's defaults (since
 # 2026-12-06; "mix" and "longtune" before: the seed studies deployed_tracker, reacquire,
 # label_prior and decoder_margin were made on the longtune runs, coverage and
@@ -244,10 +251,13 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         cfg["distill"]["student"] = SPECTRAL_STUDENT
     # function matching is the default since ``mix`` won on validation: every other variant
     # pins the mix it was run with (none), so its folder stays current
-    cfg["distill"]["mix"] = DISTILL_MIX if variant in ("mix", "patient") else 0.0
+    cfg["distill"]["mix"] = DISTILL_MIX if variant in ("mix", "patient", "artifacts") else 0.0
     # the patient distillation is the default since ``patient`` won on validation: every other
     # variant pins the 20 epochs / patience 6 it was run with
-    cfg["distill"].update(PATIENT_DISTILL if variant == "patient" else PREVIOUS_DISTILL)
+    patient = variant in ("patient", "artifacts")
+    cfg["distill"].update(PATIENT_DISTILL if patient else PREVIOUS_DISTILL)
+    if variant == "artifacts":
+        cfg["distill"]["motion_aug_p"] = DISTILL_ARTIFACTS
     return cfg
 
 

@@ -229,6 +229,13 @@ def distill_cmd(
         help="With --augment: half the windows get up to this share (< 0.5) of another window "
         "mixed in, the teacher labelling the mix (function matching; `ppgedge run` uses 0.4).",
     ),
+    motion_aug: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="With --augment: share of windows given accelerometer-driven artifacts, the "
+        "teacher labelling each corrupted window.",
+    ),
     time_stretch: TimeStretch = TIME_STRETCH,
     cache_dir: Path | None = typer.Option(
         None, help="Teacher-output cache (default $PPGEDGE_CACHE or ~/.cache/ppgedge)."
@@ -241,6 +248,11 @@ def distill_cmd(
     check_mix(mix, "--mix")
     if mix and not augment:
         raise PpgedgeError(f"--mix {mix:g} mixes augmented windows: add --augment, or --mix 0")
+    if motion_aug and not augment:
+        raise PpgedgeError(
+            f"--motion-aug {motion_aug:g} corrupts augmented windows: add --augment, or "
+            "--motion-aug 0"
+        )
     from ppgedge.cli.progress import training_progress  # torch: imported only to train
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split
@@ -260,6 +272,7 @@ def distill_cmd(
         time_stretch=time_stretch,
         seed=seed,
         mix_max=mix,
+        motion_aug_p=motion_aug,
     )
     t0 = time.perf_counter()
     with training_progress(f"{method} {student}", json_out) as observer:

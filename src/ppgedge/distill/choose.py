@@ -53,7 +53,8 @@ def keep_better(
         dataset,
         split,
         alt,
-        replace(cfg, arch=student, augment=True, mix_max=0.0),  # the teacher's augmentation
+        # the teacher's augmentation: mixing and artifacts are for the teacher to label
+        replace(cfg, arch=student, augment=True, mix_max=0.0, motion_aug_p=0.0),
         device=device,
         observer=observer,
         restart=restart,

@@ -65,6 +65,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "keep_better": (bool, True),
         "augment": (bool, True),
         "mix": (float, DEFAULT_MIX),
+        "motion_aug_p": (float, 0.0),
     },
     "prune": {
         "to": (str, "target"),
@@ -134,6 +135,8 @@ keep_better = true        # also train the student from scratch; keep the better
 augment = true            # distil on augmented windows, the teacher labelling the same ones
 mix = 0.4                 # with augment: half the windows get up to this share (< 0.5) of
                           # another window mixed in, the teacher labelling the mix; 0 = off
+motion_aug_p = 0.0        # with augment: share of windows given accelerometer-driven
+                          # artifacts, the teacher labelling the corrupted window
                           # (off by itself when augment = false)
 
 [prune]
@@ -289,6 +292,13 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(
             f"{source}: [distill] mix = {s['distill']['mix']:g} mixes augmented windows, but "
             "augment = false: set augment = true, or mix = 0"
+        )
+    if not 0 <= s["distill"]["motion_aug_p"] <= 1:
+        raise PpgedgeError(f"{source}: [distill] motion_aug_p must be between 0 and 1")
+    if s["distill"]["motion_aug_p"] and not s["distill"]["augment"]:
+        raise PpgedgeError(
+            f"{source}: [distill] motion_aug_p = {s['distill']['motion_aug_p']:g} corrupts "
+            "augmented windows, but augment = false: set augment = true, or motion_aug_p = 0"
         )
     if not 0 <= s["run"]["ema_decay"] < 1:
         raise PpgedgeError(f"{source}: [run] ema_decay must be 0 (off) or in (0, 1)")

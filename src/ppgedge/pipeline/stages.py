@@ -298,8 +298,9 @@ def _teacher_mae(ctx: Context, teacher) -> float:
 # ------------------------------------------------------------------------------------ distill
 def _distill_params(ctx: Context) -> dict[str, Any]:
     d = dict(ctx.cfg["distill"])
-    if not d["mix"]:  # absent when off: earlier runs stay up to date
-        del d["mix"]
+    for knob in ("mix", "motion_aug_p"):  # absent when off: earlier runs stay up to date
+        if not d[knob]:
+            del d[knob]
     return {**d, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
 
 
@@ -314,7 +315,12 @@ def _distill_run(ctx: Context) -> StageResult:
     d = ctx.cfg["distill"]
     # augment: "consistent teaching" (the teacher labels the very augmented window the student
     # sees, so the cached logits are bypassed and the teacher runs online)
-    cfg = replace(_train_cfg(ctx, "distill", d["student"], augment=d["augment"]), mix_max=d["mix"])
+    # mix and motion_aug_p: function matching on mixed and on motion-corrupted windows
+    cfg = replace(
+        _train_cfg(ctx, "distill", d["student"], augment=d["augment"]),
+        mix_max=d["mix"],
+        motion_aug_p=d["motion_aug_p"],
+    )
     common = {
         "method": d["method"],
         "cache_dir": ctx.out / "cache",
