@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppgedge.compress.bias_calibration import branch_logits, fc_inputs, final_layer, with_bias
+from ppgedge.compress.bias_calibration import (
+    branch_logits,
+    calibration_inputs,
+    fc_inputs,
+    final_layer,
+    with_bias,
+)
 from ppgedge.compress.runtimes import output_qparams, run_raw
 from ppgedge.data.format import Dataset
 from ppgedge.data.loader import WindowSource
@@ -116,6 +122,10 @@ def test_a_classifier_summed_with_a_branch_is_refitted_through_the_sum(
     inside = (raw > -128) & (raw < 127)  # (a few outputs of this untrained model saturate)
     device = (raw - out_zp) * out_scale
     fit_view = fc + branch_logits(tfl, layer, x)
+    # what personalize uses: both from one pass over the cut model, the same values
+    feats, branch = calibration_inputs(tfl, layer, x)
+    assert np.array_equal(feats, fc_inputs(tfl, layer, x))
+    assert np.array_equal(branch, branch_logits(tfl, layer, x))
     step = layer.output_scale + out_scale
     assert inside.mean() > 0.9 and np.abs(fit_view - device)[inside].max() <= 2 * step
     assert np.abs(fc - device)[inside].max() > 10 * step  # without the branch: far off

@@ -10,8 +10,8 @@ image differs only there. The steps:
    parallel branch (``resnet_small_spectral``'s spectral head): the classifier's bias is
    refitted with the branch's logits added, as the device adds them;
 2. compute the op's int8 input activations (and the branch's int8 output) as TFLite Micro
-   does, by running a copy of the model whose output is that tensor (the FC and the final ADD
-   dropped): the device's arithmetic;
+   does, by running a copy of the model whose outputs are those tensors (the FC and the final
+   ADD dropped; one pass for both): the device's arithmetic;
 3. fit the float bias with the weights fixed, minimising the cross-entropy against the
    project's Gaussian targets plus an L2 pull towards the deployed bias, with full-batch L-BFGS
    (deterministic). The change may be free (one value per class) or a low-order polynomial of
@@ -33,7 +33,7 @@ import flatbuffers
 import numpy as np
 import torch
 
-from ppgedge.compress.runtimes import run_raw
+from ppgedge.compress.runtimes import run_raw_outputs
 from ppgedge.compress.tflite_file import op_name, read_model, schema, tensor_quant
 from ppgedge.errors import PpgedgeError
 from ppgedge.models.bpm import gaussian_targets
@@ -189,7 +189,7 @@ def _summed_classifier(path: Path, model: Any, sub: Any, ops: list) -> tuple[int
 def fc_inputs(path: str | Path, layer: FinalLayer, windows: np.ndarray) -> np.ndarray:
     """int8 (N, in) inputs of the final layer as TFLite Micro computes them: a copy of the
     model that stops before the final op, its output the op's input tensor."""
-    return _trunk_output(path, layer, windows, layer.input_tensor).astype(np.int8)
+    return _trunk_outputs(path, layer, windows, [layer.input_tensor])[0].astype(np.int8)
 
 
 def branch_logits(path: str | Path, layer: FinalLayer, windows: np.ndarray) -> np.ndarray | None:
@@ -197,28 +197,42 @@ def branch_logits(path: str | Path, layer: FinalLayer, windows: np.ndarray) -> n
     int8 output as TFLite Micro computes it."""
     if layer.branch is None:
         return None
+    return _branch_float(layer, _trunk_outputs(path, layer, windows, [layer.branch.tensor])[0])
+
+
+def calibration_inputs(
+    path: str | Path, layer: FinalLayer, windows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`fc_inputs` and :func:`branch_logits` from one TFLite Micro pass over the trunk
+    (its two tensors as the cut model's two outputs)."""
+    tensors = [layer.input_tensor] + ([layer.branch.tensor] if layer.branch else [])
+    outs = _trunk_outputs(path, layer, windows, tensors)
+    branch = _branch_float(layer, outs[1]) if layer.branch else None
+    return outs[0].astype(np.int8), branch
+
+
+def _branch_float(layer: FinalLayer, raw: np.ndarray) -> np.ndarray:
     b = layer.branch
-    raw = _trunk_output(path, layer, windows, b.tensor).astype(np.float64)
-    return (raw - b.zero_point) * b.scale
+    return (raw.astype(np.float64) - b.zero_point) * b.scale
 
 
-def _trunk_output(
-    path: str | Path, layer: FinalLayer, windows: np.ndarray, tensor: int
-) -> np.ndarray:
-    """int8 (N, -1) values of ``tensor``: the model without the classifier and the final ADD,
-    run in TFLite Micro with ``tensor`` as its output."""
+def _trunk_outputs(
+    path: str | Path, layer: FinalLayer, windows: np.ndarray, tensors: list[int]
+) -> list[np.ndarray]:
+    """int8 (N, -1) values of each of ``tensors``: the model without the classifier and the
+    final ADD, run once in TFLite Micro with ``tensors`` as its outputs."""
     model = read_model(path)
     sub = model.subgraphs[0]
     drop = {layer.op_index} | ({layer.branch.add_op_index} if layer.branch else set())
     sub.operators = [op for i, op in enumerate(sub.operators) if i not in drop]
-    sub.outputs = [tensor]
+    sub.outputs = list(tensors)
     builder = flatbuffers.Builder(1 << 16)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     with tempfile.TemporaryDirectory() as tmp:
         trunk = Path(tmp) / "trunk.tflite"
         trunk.write_bytes(bytes(builder.Output()))
-        raw = run_raw(trunk, windows, "tflm")
-    return raw.reshape(len(windows), -1)
+        raws = run_raw_outputs(trunk, windows, len(tensors), "tflm")
+    return [raw.reshape(len(windows), -1) for raw in raws]
 
 
 def fit_bias(

@@ -119,14 +119,21 @@ class _Runner:
     def output_qparams(self) -> tuple[float, int] | None:
         return self._qp(self.out)
 
-    def invoke(self, example: np.ndarray) -> np.ndarray:
+    def invoke(self, example: np.ndarray, n_outputs: int = 1) -> list[np.ndarray]:
+        """The model's first ``n_outputs`` outputs for one example."""
         if self.runtime == "tflm":
             self.interp.set_input(example, 0)
             self.interp.invoke()
-            return np.array(self.interp.get_output(0))
+            return [np.array(self.interp.get_output(i)) for i in range(n_outputs)]
         self.interp.set_tensor(self.inp["index"], example)
         self.interp.invoke()
-        return np.array(self.interp.get_tensor(self.out["index"]))
+        details = self.interp.get_output_details()[:n_outputs]
+        return [np.array(self.interp.get_tensor(d["index"])) for d in details]
+
+    def output_details(self, i: int) -> dict[str, Any]:
+        if self.runtime == "tflm":
+            return self.interp.get_output_details(i)
+        return self.interp.get_output_details()[i]
 
 
 @contextlib.contextmanager
@@ -146,6 +153,17 @@ def run_raw(
     tflite_path: str | Path, windows: np.ndarray | torch.Tensor, runtime: str = "tflm"
 ) -> np.ndarray:
     """Raw outputs (int8 for int8 models) of every window, as ``runtime`` computes them."""
+    return run_raw_outputs(tflite_path, windows, 1, runtime)[0]
+
+
+def run_raw_outputs(
+    tflite_path: str | Path,
+    windows: np.ndarray | torch.Tensor,
+    n_outputs: int,
+    runtime: str = "tflm",
+) -> list[np.ndarray]:
+    """The first ``n_outputs`` raw outputs of a model, each over every window, from one pass
+    (a model cut to expose inner tensors need not run once per tensor)."""
     path = Path(tflite_path)
     with quiet_stderr():
         runner = _Runner(path, runtime)
@@ -159,10 +177,13 @@ def run_raw(
     elif runner.inp["dtype"] != np.float32:
         raise PpgedgeError(f"{path}: unsupported input type {runner.inp['dtype']}")
     batch = max(1, shape[0])
-    results = [runner.invoke(x[i : i + batch].reshape(shape)) for i in range(0, len(x), batch)]
+    results = [
+        runner.invoke(x[i : i + batch].reshape(shape), n_outputs) for i in range(0, len(x), batch)
+    ]
     if not results:
-        return np.zeros((0, *[int(s) for s in runner.out["shape"][1:]]), runner.out["dtype"])
-    return np.concatenate(results)
+        details = [runner.output_details(i) for i in range(n_outputs)]
+        return [np.zeros((0, *[int(s) for s in d["shape"][1:]]), d["dtype"]) for d in details]
+    return [np.concatenate([r[k] for r in results]) for k in range(n_outputs)]
 
 
 def output_qparams(tflite_path: str | Path) -> tuple[float, int] | None:

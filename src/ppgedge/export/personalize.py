@@ -23,8 +23,7 @@ import torch
 from ppgedge.atomic import file_sha256
 from ppgedge.compress.bias_calibration import (
     BASES,
-    branch_logits,
-    fc_inputs,
+    calibration_inputs,
     final_layer,
     fit_bias,
     quantize_bias,
@@ -216,8 +215,7 @@ def personalize(
     x = src.windows(np.arange(len(src)))
     x_cal, x_rest = x[: len(calib)], x[len(calib) :]
     y_cal = src.y[: len(calib)]
-    feats = fc_inputs(dep.tflite, layer, x_cal)
-    branch = branch_logits(dep.tflite, layer, x_cal)
+    feats, branch = calibration_inputs(dep.tflite, layer, x_cal)
     bias = fit_bias(layer, feats, y_cal, sigma=dep.sigma, l2=l2, basis=basis, branch=branch)
     bias_q = quantize_bias(layer, bias)
     old = dep.tflite.read_bytes()
