@@ -72,12 +72,20 @@ def test_the_scratch_rival_gets_neither_mix_nor_artifacts(
     assert seen[0].motion_aug_p == 0 and seen[0].mix_max == 0 and seen[0].augment
 
 
-def test_the_distill_command_refuses_artifacts_without_augmentation(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "flag, needle",
+    [("--mix", "add --augment, or --mix 0"), ("--motion-aug", "add --augment, or --motion-aug 0")],
+)
+def test_the_distill_command_refuses_teacher_labelled_views_without_augmentation(
+    tmp_path, flag: str, needle: str
+) -> None:
+    """Mixing and artifacts corrupt augmented windows for the online teacher to label: without
+    --augment there is no such window, and nothing is written."""
     from cli_helpers import assert_user_error, ppgedge
 
     proc = ppgedge(
         "distill", tmp_path, "-t", tmp_path / "t.pt", "-s", "resnet_micro",
-        "-o", tmp_path / "s.pt", "--motion-aug", "0.5",
+        "-o", tmp_path / "s.pt", flag, "0.2",
     )  # fmt: skip
-    assert_user_error(proc, "add --augment, or --motion-aug 0")
+    assert_user_error(proc, needle)
     assert not (tmp_path / "s.pt").exists()

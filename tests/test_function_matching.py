@@ -57,14 +57,3 @@ def test_the_setting_is_validated() -> None:
     # the default (adopted on validation subjects), and off with augmentation off
     assert validate({}, "t.toml")["distill"]["mix"] == 0.4
     assert validate({"distill": {"augment": False}}, "t.toml")["distill"]["mix"] == 0
-
-
-def test_the_distill_command_refuses_a_mix_without_augmentation(tmp_path) -> None:
-    from cli_helpers import assert_user_error, ppgedge
-
-    proc = ppgedge(
-        "distill", tmp_path, "-t", tmp_path / "t.pt", "-s", "resnet_micro",
-        "-o", tmp_path / "s.pt", "--mix", "0.2",
-    )  # fmt: skip
-    assert_user_error(proc, "add --augment, or --mix 0")
-    assert not (tmp_path / "s.pt").exists()
