@@ -135,9 +135,9 @@ keep_better = true        # also train the student from scratch; keep the better
 augment = true            # distil on augmented windows, the teacher labelling the same ones
 mix = 0.4                 # with augment: half the windows get up to this share (< 0.5) of
                           # another window mixed in, the teacher labelling the mix; 0 = off
-motion_aug_p = 0.0        # with augment: share of windows given accelerometer-driven
-                          # artifacts, the teacher labelling the corrupted window
                           # (off by itself when augment = false)
+motion_aug_p = 0.0        # with augment: share of windows given accelerometer-driven
+                          # artifacts, the teacher labelling each corrupted window
 
 [prune]
 to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"
