@@ -175,7 +175,10 @@ CONFIGS_ON_TEST = {
     "spectral.md); a tenth, `mix` (function matching), ran at seeds 0-2 and was adopted "
     "(lower on validation in 5 of 6, mix.md): the defaults until the next; an eleventh, "
     "`patient` (`mix` with the distillation epochs and patience doubled), ran at seeds 0-2 and "
-    "was adopted (lower on validation in 4 of 6, patient.md): the defaults since",
+    "was adopted (lower on validation in 4 of 6, patient.md): the defaults since; a twelfth, "
+    "`artifacts` (`patient` with accelerometer-driven artifacts in the distillation, the "
+    "teacher labelling them), ran at seeds 0-2 and was not adopted (lower on validation in 3 "
+    "of 6, artifacts.md)",
     "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
     "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
     "optimistic",
