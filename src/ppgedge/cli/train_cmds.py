@@ -30,7 +30,12 @@ from ppgedge.cli.render import (
     safe_text,
     status,
 )
-from ppgedge.distill.defaults import DEFAULT_METHODS, DEFAULT_STUDENTS, check_mix
+from ppgedge.distill.defaults import (
+    DEFAULT_METHODS,
+    DEFAULT_STUDENTS,
+    TEACHER_LABELLED,
+    check_mix,
+)
 from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import CHECKPOINT, SWEEP, claims
 
@@ -246,13 +251,12 @@ def distill_cmd(
 ) -> None:
     """Distil a teacher into a small student."""
     check_mix(mix, "--mix")
-    if mix and not augment:
-        raise PpgedgeError(f"--mix {mix:g} mixes augmented windows: add --augment, or --mix 0")
-    if motion_aug and not augment:
-        raise PpgedgeError(
-            f"--motion-aug {motion_aug:g} corrupts augmented windows: add --augment, or "
-            "--motion-aug 0"
-        )
+    for knob, flag, value in (("mix", "--mix", mix), ("motion_aug_p", "--motion-aug", motion_aug)):
+        if value and not augment:
+            raise PpgedgeError(
+                f"{flag} {value:g} {TEACHER_LABELLED[knob]} augmented windows: add --augment, "
+                f"or {flag} 0"
+            )
     from ppgedge.cli.progress import training_progress  # torch: imported only to train
     from ppgedge.data.format import Dataset
     from ppgedge.data.splits import parse_split

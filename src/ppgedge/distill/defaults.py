@@ -19,6 +19,9 @@ DEFAULT_METHODS = ("scratch", "hard", "soft", "dkd", "feature")
 # docs/motion-benchmark.md "Function matching"
 DEFAULT_MIX = 0.4
 MAX_MIX = 0.5  # exclusive: the labelled window must dominate the mix
+# what the online teacher labels on top of the augmented windows (setting -> what it does to
+# them): each needs augmentation on
+TEACHER_LABELLED = {"mix": "mixes", "motion_aug_p": "corrupts"}
 
 
 def check_mix(mix: float, name: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ppgedge.data.format import resolve_channels
-from ppgedge.distill.defaults import DEFAULT_MIX, check_mix
+from ppgedge.distill.defaults import DEFAULT_MIX, TEACHER_LABELLED, check_mix
 from ppgedge.errors import PpgedgeError
 from ppgedge.profile.targets import DEFAULT_TARGET
 
@@ -285,21 +285,17 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         raise PpgedgeError(f"{source}: [run] seed must be between 0 and 2**32 - 1")
     if not 0 <= s["run"]["threads"] <= 1024:
         raise PpgedgeError(f"{source}: [run] threads must be 0 (one per core) to 1024")
-    if not 0 <= s["teacher"]["motion_aug_p"] <= 1:
-        raise PpgedgeError(f"{source}: [teacher] motion_aug_p must be between 0 and 1")
-    check_mix(s["distill"]["mix"], f"{source}: [distill] mix")
-    if s["distill"]["mix"] and not s["distill"]["augment"]:
-        raise PpgedgeError(
-            f"{source}: [distill] mix = {s['distill']['mix']:g} mixes augmented windows, but "
-            "augment = false: set augment = true, or mix = 0"
-        )
-    if not 0 <= s["distill"]["motion_aug_p"] <= 1:
-        raise PpgedgeError(f"{source}: [distill] motion_aug_p must be between 0 and 1")
-    if s["distill"]["motion_aug_p"] and not s["distill"]["augment"]:
-        raise PpgedgeError(
-            f"{source}: [distill] motion_aug_p = {s['distill']['motion_aug_p']:g} corrupts "
-            "augmented windows, but augment = false: set augment = true, or motion_aug_p = 0"
-        )
+    for section in ("teacher", "distill"):
+        if not 0 <= s[section]["motion_aug_p"] <= 1:
+            raise PpgedgeError(f"{source}: [{section}] motion_aug_p must be between 0 and 1")
+    d = s["distill"]
+    check_mix(d["mix"], f"{source}: [distill] mix")
+    for knob, verb in TEACHER_LABELLED.items():
+        if d[knob] and not d["augment"]:
+            raise PpgedgeError(
+                f"{source}: [distill] {knob} = {d[knob]:g} {verb} augmented windows, but "
+                f"augment = false: set augment = true, or {knob} = 0"
+            )
     if not 0 <= s["run"]["ema_decay"] < 1:
         raise PpgedgeError(f"{source}: [run] ema_decay must be 0 (off) or in (0, 1)")
     if s["run"]["reference_windows"] < 0:
