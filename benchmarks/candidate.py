@@ -18,6 +18,8 @@ Each candidate is a variant of motion.py: the defaults of its time with one chan
 * ``artifacts``: ``patient`` with ``[distill] motion_aug_p = 0.5`` (accelerometer-driven
   artifacts in half the distillation windows, the teacher labelling each corrupted window;
   the pruning fine-tunes inherit it); from a copy of the ``patient`` folder.
+* ``simmotion``: ``patient`` with ``[data] synthetic_motion = 8`` (synthetic subjects of the
+  generator's motion sessions added to the training subjects only); every stage retrained.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -52,6 +54,7 @@ from motion import (
     RESULTS,
     SCENARIOS,
     SPECTRAL_STUDENT,
+    SYNTHETIC_MOTION,
     _datasets,
     run_chain,
     write_results,
@@ -92,6 +95,13 @@ CANDIDATES: dict[str, dict[str, str]] = {
         "in its PPG, the teacher labelling each corrupted window; the pruning fine-tunes "
         "inherit it), the same teacher",
     },
+    "simmotion": {
+        "title": "Synthetic motion subjects in training",
+        "change": f"{SYNTHETIC_MOTION} synthetic subjects of the generator's motion sessions "
+        f"(arm exercise, boxing, stairs; 6 min each) added to the training subjects only "
+        f"(`[data] synthetic_motion = {SYNTHETIC_MOTION}`; validation and test subjects "
+        "unchanged), every stage retrained, the teacher included",
+    },
 }
 
 
@@ -128,6 +138,7 @@ BASE_OF = {
     "mix": "longtune",
     "patient": "mix",
     "artifacts": "patient",
+    "simmotion": "patient",
 }
 
 

@@ -86,6 +86,7 @@ VARIANTS = (
     "mix",
     "patient",
     "artifacts",
+    "simmotion",
 )
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
@@ -118,6 +119,7 @@ PRUNE = {
     "mix": {"final_epochs": 20},
     "patient": {"final_epochs": 20},
     "artifacts": {"final_epochs": 20},
+    "simmotion": {"final_epochs": 20},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -151,6 +153,10 @@ PREVIOUS_DISTILL = {"epochs": 20, "patience": 6}
 # motion_aug_p``), the teacher labelling each corrupted window, from a copy of the ``patient``
 # folder (the chain reruns from the distill stage).
 DISTILL_ARTIFACTS = 0.5
+# "simmotion": ``patient`` with synthetic motion subjects (arm exercise, boxing, stairs; the
+# generator's own) added to the training subjects only (``[data] synthetic_motion``); every
+# stage retrained, the teacher included, in a folder of its own.
+SYNTHETIC_MOTION = 8
 VERDICT_VARIANT = "patient"  # the variant whose settings are ppgedge's defaults (since
 # 2026-12-06; "mix" and "longtune" before: the seed studies deployed_tracker, reacquire,
 # label_prior and decoder_margin were made on the longtune runs, coverage and
@@ -254,13 +260,17 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         cfg["distill"]["student"] = SPECTRAL_STUDENT
     # function matching is the default since ``mix`` won on validation: every other variant
     # pins the mix it was run with (none), so its folder stays current
-    cfg["distill"]["mix"] = DISTILL_MIX if variant in ("mix", "patient", "artifacts") else 0.0
+    cfg["distill"]["mix"] = (
+        DISTILL_MIX if variant in ("mix", "patient", "artifacts", "simmotion") else 0.0
+    )
     # the patient distillation is the default since ``patient`` won on validation: every other
     # variant pins the 20 epochs / patience 6 it was run with
-    patient = variant in ("patient", "artifacts")
+    patient = variant in ("patient", "artifacts", "simmotion")
     cfg["distill"].update(PATIENT_DISTILL if patient else PREVIOUS_DISTILL)
     if variant == "artifacts":
         cfg["distill"]["motion_aug_p"] = DISTILL_ARTIFACTS
+    if variant == "simmotion":
+        cfg["data"]["synthetic_motion"] = SYNTHETIC_MOTION
     return cfg
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ppgedge.data.extra_subjects import MAX_SUBJECTS as MAX_EXTRA_SUBJECTS
+from ppgedge.data.extra_subjects import subject_names as extra_subject_names
 from ppgedge.data.format import resolve_channels
 from ppgedge.distill.defaults import DEFAULT_MIX, TEACHER_LABELLED, check_mix
 from ppgedge.errors import PpgedgeError
@@ -49,6 +51,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "test_subjects": (list, []),
         "val_subjects": (list, []),
         "val_choice": (("representative", "random"), "representative"),
+        "synthetic_motion": (int, 0),
     },
     "teacher": {
         "path": (str, ""),
@@ -118,6 +121,8 @@ hop_s = 2.0
 test_subjects = []        # held-out subjects (default: a seeded 20 %)
 val_subjects = []         # early-stopping subjects (default: 15 %, chosen as val_choice says)
 val_choice = "representative"  # representative (heart rates like the pool's) | random
+synthetic_motion = 0      # synthetic subjects with arm exercise, boxing and stairs lent to
+                          # the training subjects only (6 min each); 0 = off
 
 [teacher]
 path = ""                 # a trained teacher (checkpoint, TorchScript or ONNX); empty = train one
@@ -334,6 +339,19 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
     for key in ("test_subjects", "val_subjects"):
         if not all(isinstance(x, str) for x in s["data"][key]):
             raise PpgedgeError(f"{source}: [data] {key} must be a list of subject names")
+    n_extra = s["data"]["synthetic_motion"]
+    if not 0 <= n_extra <= MAX_EXTRA_SUBJECTS:
+        raise PpgedgeError(
+            f"{source}: [data] synthetic_motion must be 0 (off) to {MAX_EXTRA_SUBJECTS} subjects"
+        )
+    lent = set(extra_subject_names(n_extra))
+    for key in ("test_subjects", "val_subjects"):
+        named = sorted(lent & set(s["data"][key]))
+        if named:
+            raise PpgedgeError(
+                f"{source}: [data] {key} names {named}, synthetic motion subjects, which are "
+                "for training only: name recorded subjects"
+            )
 
 
 def load_run_config(path: str | Path | None = None) -> RunConfig:

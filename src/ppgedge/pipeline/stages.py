@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from ppgedge.atomic import atomic_path, write_json_atomic
-from ppgedge.data.format import DataFormat, Dataset, resolve_channels, write_dataset
+from ppgedge.data.extra_subjects import training_only
+from ppgedge.data.format import (
+    DataFormat,
+    Dataset,
+    WindowedData,
+    resolve_channels,
+    write_dataset,
+)
 from ppgedge.data.loader import WindowSource
 from ppgedge.data.splits import Split, holdout
 from ppgedge.distill.choose import val_scores_text
@@ -46,8 +53,9 @@ class Context:
     # fixed output locations
     @property
     def data_dir(self) -> Path:
-        if self.cfg["data"]["source"] == "dataset":
-            return self.cfg.resolve_path(self.cfg["data"]["path"])
+        d = self.cfg["data"]
+        if d["source"] == "dataset" and not d["synthetic_motion"]:
+            return self.cfg.resolve_path(d["path"])  # read in place
         return self.out / "data" / "dataset.ppgds"
 
     @property
@@ -78,17 +86,21 @@ class Context:
     def split(self) -> Split:
         if self._split is None:
             d = self.cfg["data"]
+            # synthetic motion subjects are set aside first: the split is the one without them
+            pool, lent = training_only(list(self.dataset.subjects), d["synthetic_motion"])
             labels = None
             if d["val_choice"] == "representative" and not d["val_subjects"]:
                 names, y = self.dataset.subject_names(), np.asarray(self.dataset.y)
-                labels = {s: y[names == s] for s in self.dataset.subjects}
-            self._split = holdout(
-                self.dataset.subjects,
+                labels = {s: y[names == s] for s in pool}
+            split = holdout(
+                pool,
                 test=d["test_subjects"] or None,
                 val=d["val_subjects"] or None,
                 seed=self.cfg["run"]["seed"],
                 labels=labels,
             )
+            train = tuple(sorted(split.train + lent))
+            self._split = replace(split, train=train) if lent else split
         return self._split
 
     @property
@@ -179,6 +191,8 @@ def _with_observer(ctx: Context, label: str, fn: Callable[[TrainingObserver], An
 def _data_params(ctx: Context) -> dict[str, Any]:
     d = dict(ctx.cfg["data"])
     d.pop("test_subjects"), d.pop("val_subjects")
+    if not d["synthetic_motion"]:  # absent when off: earlier runs stay current
+        d.pop("synthetic_motion")
     return d
 
 
@@ -189,14 +203,16 @@ def _data_inputs(ctx: Context) -> list[Path]:
 
 def _data_run(ctx: Context) -> StageResult:
     d = ctx.cfg["data"]
-    if d["source"] == "dataset":
+    if d["source"] == "dataset" and not d["synthetic_motion"]:
         ds = ctx.dataset
         return StageResult(
             [],
             {"windows": len(ds), "subjects": len(ds.subjects)},
             f"{ctx.rel(ctx.data_dir)}: {len(ds):,} windows, {len(ds.subjects)} subjects",
         )
-    if d["source"] == "synthetic":
+    if d["source"] == "dataset":
+        data: WindowedData | Dataset = Dataset(ctx.cfg.resolve_path(d["path"]))
+    elif d["source"] == "synthetic":
         from ppgedge.data.synth import synthesize
 
         data = synthesize(d["subjects"], d["minutes"], ctx.cfg["run"]["seed"], ctx.data_format())
@@ -204,7 +220,13 @@ def _data_run(ctx: Context) -> StageResult:
         from ppgedge.data.importers import import_dataset
 
         data = import_dataset(d["source"], ctx.cfg.resolve_path(d["path"]), ctx.data_format())
-    write_dataset(data, ctx.data_dir)  # replaces only a dataset this run wrote
+    # each replaces only a dataset this run wrote
+    if d["synthetic_motion"]:
+        from ppgedge.data.extra_subjects import with_extra_subjects
+
+        with_extra_subjects(data, d["synthetic_motion"], ctx.cfg["run"]["seed"], ctx.data_dir)
+    else:
+        write_dataset(data, ctx.data_dir)
     ctx._dataset, ctx._split = None, None
     ds = ctx.dataset
     return StageResult(
@@ -642,7 +664,8 @@ REPORT_ENTRIES = ("report.md", "plots")
 def territory(ctx: Context, stage: str) -> list[str]:
     """The top-level entries of the run folder that ``stage`` writes (and so must own)."""
     if stage == "data":
-        return [] if ctx.cfg["data"]["source"] == "dataset" else ["data"]
+        d = ctx.cfg["data"]
+        return [] if d["source"] == "dataset" and not d["synthetic_motion"] else ["data"]
     if stage == "teacher":
         return [] if ctx.cfg["teacher"]["path"] else ["teacher"]
     if stage in ("distill", "prune", "qat"):

@@ -1,0 +1,85 @@
+"""Synthetic motion subjects lent to the training subjects (``[data] synthetic_motion``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ppgedge.data.extra_subjects import (
+    subject_names,
+    synthetic_motion_subjects,
+    with_extra_subjects,
+)
+from ppgedge.data.format import DataFormat, Dataset
+from ppgedge.errors import PpgedgeError
+from ppgedge.pipeline.config import load_run_config, validate, with_values
+from ppgedge.pipeline.stages import STAGE_LIST, Context
+
+
+def test_extra_subjects_move_in_motion_and_are_nobody_else() -> None:
+    fmt = DataFormat()
+    extra = synthetic_motion_subjects(2, 7, fmt)
+    again = synthetic_motion_subjects(2, 7, fmt)
+    assert extra.subjects == ["simmotion00", "simmotion01"] == list(subject_names(2))
+    assert set(extra.recordings) == set(extra.subjects)
+    np.testing.assert_array_equal(extra.x, again.x)  # reproducible from the run seed
+    acts = {extra.activities[a] for a in np.unique(extra.activity)}
+    assert {"arm", "boxing"} <= acts or {"arm", "stairs"} <= acts or {"boxing", "stairs"} <= acts
+    from ppgedge.data.synth import synthesize
+
+    own = synthesize(2, 6.0, 7, fmt, motion=True)  # the data's own subjects at that seed
+    n = min(len(own), len(extra))
+    assert not np.allclose(own.y[:n], extra.y[:n])  # a stream of their own: other people
+
+
+def test_with_extra_subjects_keeps_every_base_window(tmp_path: Path, tiny_dataset: Dataset) -> None:
+    out = with_extra_subjects(tiny_dataset, 1, 0, tmp_path / "merged.ppgds")
+    merged = Dataset(out)
+    n = len(tiny_dataset)
+    assert merged.subjects == [*tiny_dataset.subjects, "simmotion00"]
+    np.testing.assert_array_equal(np.asarray(merged.x[:n]), np.asarray(tiny_dataset.x))
+    np.testing.assert_array_equal(np.asarray(merged.y[:n]), np.asarray(tiny_dataset.y))
+    assert merged.source == tiny_dataset.source and len(merged) > n
+    prov = merged.meta["provenance"]
+    assert prov["synthetic_motion"]["role"] == "training subjects only"
+    assert prov["base"]["where"] == str(tiny_dataset.path)
+    with pytest.raises(PpgedgeError, match="already has subject"):
+        with_extra_subjects(merged, 1, 0, tmp_path / "twice.ppgds")
+    assert not (tmp_path / "twice.ppgds").exists()  # nothing half-written
+
+
+def _split_after_data_stage(tmp_path: Path, dataset: Path, n: int):
+    cfg = with_values(
+        load_run_config(),
+        data={"source": "dataset", "path": str(dataset), "synthetic_motion": n},
+        run={"out": str(tmp_path / f"run{n}")},
+    )
+    ctx = Context(cfg, tmp_path / f"run{n}", "cpu")
+    STAGE_LIST[0].run(ctx)
+    return ctx
+
+
+def test_lent_subjects_train_only_and_leave_the_split_as_it_was(
+    tmp_path: Path, tiny_dataset_path: Path
+) -> None:
+    plain = _split_after_data_stage(tmp_path, tiny_dataset_path, 0)
+    lent = _split_after_data_stage(tmp_path, tiny_dataset_path, 2)
+    assert plain.data_dir == tiny_dataset_path  # read in place when nothing is lent
+    assert lent.data_dir == tmp_path / "run2" / "data" / "dataset.ppgds"
+    a, b = plain.split, lent.split
+    assert (b.val, b.test) == (a.val, a.test)
+    assert b.train == tuple(sorted(a.train + ("simmotion00", "simmotion01")))
+    assert lent.epoch_scale < plain.epoch_scale  # more training windows
+
+
+def test_config_refuses_lent_subjects_outside_training() -> None:
+    base = load_run_config().to_dict()
+    base["budget"] = {}  # unset: the target's own
+    for bad in ({"synthetic_motion": -1}, {"synthetic_motion": 65}):
+        with pytest.raises(PpgedgeError, match="synthetic_motion must be"):
+            validate({**base, "data": {**base["data"], **bad}}, "t.toml")
+    named = {"synthetic_motion": 2, "test_subjects": ["simmotion01"]}
+    with pytest.raises(PpgedgeError, match="for training only"):
+        validate({**base, "data": {**base["data"], **named}}, "t.toml")
