@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ppgedge.data.format import DataFormat, Dataset, WindowedData
+from ppgedge.data.merge import dataset_chunks
 from ppgedge.data.stream_writer import write_dataset_chunks
 from ppgedge.errors import PpgedgeError
 
@@ -28,7 +29,6 @@ PREFIX = "simmotion"
 MINUTES = 6.0  # per subject: about 177 windows of 8 s every 2 s
 MAX_SUBJECTS = 64  # bounds what one setting can make us generate (64 x 6 min)
 _STREAM = 0x6D6F74  # "mot": the extra subjects' own seed stream
-CHUNK_WINDOWS = 4096
 
 
 def subject_names(n: int) -> tuple[str, ...]:
@@ -65,28 +65,6 @@ def synthetic_motion_subjects(n: int, run_seed: int, fmt: DataFormat) -> Windowe
     )
 
 
-def _chunks(base: Dataset | WindowedData) -> Iterator[WindowedData]:
-    """``base`` in chunks of windows (a dataset on disk is never loaded whole)."""
-    if isinstance(base, WindowedData):
-        yield base
-        return
-    for start in range(0, len(base), CHUNK_WINDOWS):
-        rows = slice(start, min(start + CHUNK_WINDOWS, len(base)))
-        yield WindowedData(
-            x=np.asarray(base.x[rows]),
-            y=np.asarray(base.y[rows]),
-            subject=np.asarray(base.subject[rows], np.int32),
-            activity=np.asarray(base.activity[rows], np.int16),
-            recording=np.asarray(base.recording[rows], np.int32),
-            start_s=np.asarray(base.start_s[rows]),
-            subjects=list(base.subjects),
-            activities=list(base.activities),
-            recordings=list(base.recordings),
-            fmt=base.fmt,
-            source=base.source,
-        )
-
-
 def with_extra_subjects(
     base: Dataset | WindowedData, n: int, run_seed: int, out: str | Path
 ) -> Path:
@@ -105,7 +83,7 @@ def with_extra_subjects(
     }
 
     def chunks() -> Iterator[WindowedData]:
-        yield from _chunks(base)
+        yield from dataset_chunks(base) if isinstance(base, Dataset) else (base,)
         yield extra
 
     return write_dataset_chunks(chunks(), out, base.fmt, source=base.source, provenance=provenance)

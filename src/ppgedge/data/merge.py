@@ -12,7 +12,7 @@ are never joined by name. The merged dataset's provenance lists its parts and th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,23 +62,33 @@ def merge_datasets(paths: Sequence[str | Path], out: str | Path, *, prefix: bool
     provenance = {"merged": parts, "subject_prefix": prefix}
     with stream_dataset(out, fmt, source="merged", provenance=provenance) as writer:
         for ds in datasets:
-            subjects = _renamed(ds, prefix)
             stem = ds.path.name.removesuffix(".ppgds")
             recordings = [f"{stem}/{r}"[:128] for r in ds.recordings]  # never merged by name
-            for start in range(0, len(ds), CHUNK_WINDOWS):
-                rows = slice(start, min(start + CHUNK_WINDOWS, len(ds)))
-                chunk = WindowedData(
-                    x=np.asarray(ds.x[rows]),
-                    y=np.asarray(ds.y[rows]),
-                    subject=np.asarray(ds.subject[rows], np.int32),
-                    activity=np.asarray(ds.activity[rows], np.int16),
-                    recording=np.asarray(ds.recording[rows], np.int32),
-                    start_s=np.asarray(ds.start_s[rows]),
-                    subjects=subjects,
-                    activities=list(ds.activities),
-                    recordings=recordings,
-                    fmt=fmt,
-                    source=str(ds.path),
-                )
+            for chunk in dataset_chunks(ds, subjects=_renamed(ds, prefix), recordings=recordings):
                 writer.append(chunk)
     return Path(out)
+
+
+def dataset_chunks(
+    ds: Dataset,
+    *,
+    subjects: list[str] | None = None,
+    recordings: list[str] | None = None,
+) -> Iterator[WindowedData]:
+    """``ds`` in chunks of :data:`CHUNK_WINDOWS` windows (never loaded whole), its subject and
+    recording names optionally replaced (same order)."""
+    for start in range(0, len(ds), CHUNK_WINDOWS):
+        rows = slice(start, min(start + CHUNK_WINDOWS, len(ds)))
+        yield WindowedData(
+            x=np.asarray(ds.x[rows]),
+            y=np.asarray(ds.y[rows]),
+            subject=np.asarray(ds.subject[rows], np.int32),
+            activity=np.asarray(ds.activity[rows], np.int16),
+            recording=np.asarray(ds.recording[rows], np.int32),
+            start_s=np.asarray(ds.start_s[rows]),
+            subjects=list(ds.subjects if subjects is None else subjects),
+            activities=list(ds.activities),
+            recordings=list(ds.recordings if recordings is None else recordings),
+            fmt=ds.fmt,
+            source=str(ds.path),
+        )
