@@ -108,6 +108,11 @@ def _fmt(v: Any, spec: str = ",") -> str:
     return format(v, spec)
 
 
+def _lent(d: dict[str, Any]) -> str:
+    n = d["synthetic_motion"]
+    return f", training plus {n} synthetic motion subjects" if n else ""
+
+
 def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     check = read_json(ctx.check_path)
     verify = read_json(ctx.verify_path)
@@ -117,7 +122,7 @@ def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[st
     lines = [
         "# ppgedge run report",
         "",
-        f"Data: {md(d['source'])} ({md(ctx.rel(ctx.data_dir))}); test subjects: "
+        f"Data: {md(d['source'])} ({md(ctx.rel(ctx.data_dir))}){_lent(d)}; test subjects: "
         f"{md(', '.join(ctx.split.test))}. Target: {md(target['title'])} ({md(target['core'])}, "
         f"{target['clock_mhz']:g} MHz). Verdict: **{verdict}**.",
         "",
