@@ -20,6 +20,8 @@ Each candidate is a variant of motion.py: the defaults of its time with one chan
   the pruning fine-tunes inherit it); from a copy of the ``patient`` folder.
 * ``simmotion``: ``patient`` with ``[data] synthetic_motion = 8`` (synthetic subjects of the
   generator's motion sessions added to the training subjects only); every stage retrained.
+* ``simteacher``: ``simmotion`` with ``synthetic_motion_for = "teacher"`` (the same teacher;
+  the later stages on the recorded subjects only); from a copy of the ``simmotion`` folder.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -102,6 +104,13 @@ CANDIDATES: dict[str, dict[str, str]] = {
         f"(`[data] synthetic_motion = {SYNTHETIC_MOTION}`; validation and test subjects "
         "unchanged), every stage retrained, the teacher included",
     },
+    "simteacher": {
+        "title": "Synthetic motion subjects for the teacher alone",
+        "change": f"the teacher of `simmotion` ({SYNTHETIC_MOTION} synthetic motion subjects in "
+        "its training subjects), the distillation, pruning, QAT and tracker on the recorded "
+        'training subjects only (`[data] synthetic_motion_for = "teacher"`), from copies '
+        "of the `simmotion` folders",
+    },
 }
 
 
@@ -139,6 +148,7 @@ BASE_OF = {
     "patient": "mix",
     "artifacts": "patient",
     "simmotion": "patient",
+    "simteacher": "patient",
 }
 
 

@@ -87,6 +87,7 @@ VARIANTS = (
     "patient",
     "artifacts",
     "simmotion",
+    "simteacher",
 )
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
@@ -120,6 +121,7 @@ PRUNE = {
     "patient": {"final_epochs": 20},
     "artifacts": {"final_epochs": 20},
     "simmotion": {"final_epochs": 20},
+    "simteacher": {"final_epochs": 20},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -132,6 +134,7 @@ COPIED_FROM = {
     "mix": "longtune",
     "patient": "mix",
     "artifacts": "patient",
+    "simteacher": "simmotion",
 }
 # "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
 # validates and keeps an exponential moving average of its weights); all stages retrained.
@@ -157,6 +160,10 @@ DISTILL_ARTIFACTS = 0.5
 # generator's own) added to the training subjects only (``[data] synthetic_motion``); every
 # stage retrained, the teacher included, in a folder of its own.
 SYNTHETIC_MOTION = 8
+SIM = ("simmotion", "simteacher")
+# "simteacher": ``simmotion`` with the synthetic subjects lent to the teacher alone
+# (``synthetic_motion_for = "teacher"``), from a copy of the ``simmotion`` folder (the same
+# teacher; the chain reruns from the distill stage on the recorded training subjects).
 VERDICT_VARIANT = "patient"  # the variant whose settings are ppgedge's defaults (since
 # 2026-12-06; "mix" and "longtune" before: the seed studies deployed_tracker, reacquire,
 # label_prior and decoder_margin were made on the longtune runs, coverage and
@@ -263,17 +270,17 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
         cfg["distill"]["student"] = SPECTRAL_STUDENT
     # function matching is the default since ``mix`` won on validation: every other variant
     # pins the mix it was run with (none), so its folder stays current
-    cfg["distill"]["mix"] = (
-        DISTILL_MIX if variant in ("mix", "patient", "artifacts", "simmotion") else 0.0
-    )
+    cfg["distill"]["mix"] = DISTILL_MIX if variant in ("mix", "patient", "artifacts", *SIM) else 0.0
     # the patient distillation is the default since ``patient`` won on validation: every other
     # variant pins the 20 epochs / patience 6 it was run with
-    patient = variant in ("patient", "artifacts", "simmotion")
+    patient = variant in ("patient", "artifacts", *SIM)
     cfg["distill"].update(PATIENT_DISTILL if patient else PREVIOUS_DISTILL)
     if variant == "artifacts":
         cfg["distill"]["motion_aug_p"] = DISTILL_ARTIFACTS
-    if variant == "simmotion":
+    if variant in SIM:
         cfg["data"]["synthetic_motion"] = SYNTHETIC_MOTION
+    if variant == "simteacher":
+        cfg["data"]["synthetic_motion_for"] = "teacher"
     return cfg
 
 

@@ -50,13 +50,19 @@ def test_with_extra_subjects_keeps_every_base_window(tmp_path: Path, tiny_datase
     assert not (tmp_path / "twice.ppgds").exists()  # nothing half-written
 
 
-def _split_after_data_stage(tmp_path: Path, dataset: Path, n: int):
+def _split_after_data_stage(tmp_path: Path, dataset: Path, n: int, who: str = "all"):
+    out = tmp_path / f"run{n}{who}"
     cfg = with_values(
         load_run_config(),
-        data={"source": "dataset", "path": str(dataset), "synthetic_motion": n},
-        run={"out": str(tmp_path / f"run{n}")},
+        data={
+            "source": "dataset",
+            "path": str(dataset),
+            "synthetic_motion": n,
+            "synthetic_motion_for": who,
+        },
+        run={"out": str(out)},
     )
-    ctx = Context(cfg, tmp_path / f"run{n}", "cpu")
+    ctx = Context(cfg, out, "cpu")
     STAGE_LIST[0].run(ctx)
     return ctx
 
@@ -67,11 +73,17 @@ def test_lent_subjects_train_only_and_leave_the_split_as_it_was(
     plain = _split_after_data_stage(tmp_path, tiny_dataset_path, 0)
     lent = _split_after_data_stage(tmp_path, tiny_dataset_path, 2)
     assert plain.data_dir == tiny_dataset_path  # read in place when nothing is lent
-    assert lent.data_dir == tmp_path / "run2" / "data" / "dataset.ppgds"
+    assert lent.data_dir == tmp_path / "run2all" / "data" / "dataset.ppgds"
     a, b = plain.split, lent.split
     assert (b.val, b.test) == (a.val, a.test)
     assert b.train == tuple(sorted(a.train + ("simmotion00", "simmotion01")))
     assert lent.epoch_scale < plain.epoch_scale  # more training windows
+    assert lent.split_for("teacher") == b
+    # lent to the teacher alone: the later stages train on the recorded subjects only
+    teacher_only = _split_after_data_stage(tmp_path, tiny_dataset_path, 2, "teacher")
+    assert teacher_only.split_for("teacher") == b
+    assert teacher_only.split == a and teacher_only.epoch_scale == plain.epoch_scale
+    assert teacher_only.epoch_scale_for("teacher") == lent.epoch_scale
 
 
 def test_config_refuses_lent_subjects_outside_training() -> None:

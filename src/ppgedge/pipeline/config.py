@@ -52,6 +52,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "val_subjects": (list, []),
         "val_choice": (("representative", "random"), "representative"),
         "synthetic_motion": (int, 0),
+        "synthetic_motion_for": (("all", "teacher"), "all"),
     },
     "teacher": {
         "path": (str, ""),
@@ -123,6 +124,7 @@ val_subjects = []         # early-stopping subjects (default: 15 %, chosen as va
 val_choice = "representative"  # representative (heart rates like the pool's) | random
 synthetic_motion = 0      # synthetic subjects with arm exercise, boxing and stairs lent to
                           # the training subjects only (6 min each); 0 = off
+synthetic_motion_for = "all"  # all (every training stage) | teacher (the teacher alone)
 
 [teacher]
 path = ""                 # a trained teacher (checkpoint, TorchScript or ONNX); empty = train one

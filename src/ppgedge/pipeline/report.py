@@ -109,8 +109,9 @@ def _fmt(v: Any, spec: str = ",") -> str:
 
 
 def _lent(d: dict[str, Any]) -> str:
-    n = d["synthetic_motion"]
-    return f", training plus {n} synthetic motion subjects" if n else ""
+    n, who = d["synthetic_motion"], d["synthetic_motion_for"]
+    whose = "the teacher's" if who == "teacher" else "every stage's"
+    return f", {whose} training plus {n} synthetic motion subjects" if n else ""
 
 
 def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:

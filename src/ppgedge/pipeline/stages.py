@@ -48,7 +48,7 @@ class Context:
     training_observer: Callable[[str], TrainingObserver] = lambda label: TrainingObserver()
     restart: set[str] = field(default_factory=set)  # stages forced by --from (no resume)
     _dataset: Dataset | None = None
-    _split: Split | None = None
+    _split: tuple[Split, tuple[str, ...]] | None = None  # recorded subjects' split, lent ones
 
     # fixed output locations
     @property
@@ -82,8 +82,9 @@ class Context:
             self._dataset = Dataset(self.data_dir)
         return self._dataset
 
-    @property
-    def split(self) -> Split:
+    def split_for(self, stage: str) -> Split:
+        """The subjects ``stage`` trains, validates and tests on: synthetic motion subjects
+        join the training subjects of the stages ``[data] synthetic_motion_for`` names."""
         if self._split is None:
             d = self.cfg["data"]
             # synthetic motion subjects are set aside first: the split is the one without them
@@ -99,18 +100,29 @@ class Context:
                 seed=self.cfg["run"]["seed"],
                 labels=labels,
             )
-            train = tuple(sorted(split.train + lent))
-            self._split = replace(split, train=train) if lent else split
-        return self._split
+            self._split = split, lent
+        split, lent = self._split
+        if lent and (self.cfg["data"]["synthetic_motion_for"] == "all" or stage == "teacher"):
+            return replace(split, train=tuple(sorted(split.train + lent)))
+        return split
+
+    @property
+    def split(self) -> Split:
+        """The split of every stage after the teacher (distillation to verification)."""
+        return self.split_for("student")
+
+    def epoch_scale_for(self, stage: str) -> float:
+        """What ``stage`` multiplies its epochs and patience by (see train/schedule.py)."""
+        split = self.split_for(stage)
+        n_train = len(split.indices(self.dataset.subject_names())["train"])
+        return round(epoch_scale(n_train, self.cfg["run"]["reference_windows"]), 3)
 
     @property
     def epoch_scale(self) -> float:
-        """What every stage multiplies its epochs and patience by (see train/schedule.py)."""
-        n_train = len(self.split.indices(self.dataset.subject_names())["train"])
-        return round(epoch_scale(n_train, self.cfg["run"]["reference_windows"]), 3)
+        return self.epoch_scale_for("student")
 
-    def epochs(self, n: int) -> int:
-        return scaled(n, self.epoch_scale)
+    def epochs(self, n: int, stage: str = "student") -> int:
+        return scaled(n, self.epoch_scale_for(stage))
 
     def data_format(self) -> DataFormat:
         d = self.cfg["data"]
@@ -169,8 +181,8 @@ def _train_cfg(ctx: Context, section: str, arch: str, augment: bool) -> TrainCon
     s = ctx.cfg[section]
     return TrainConfig(
         arch=arch,
-        epochs=ctx.epochs(s["epochs"]),
-        patience=ctx.epochs(s["patience"]),
+        epochs=ctx.epochs(s["epochs"], section),
+        patience=ctx.epochs(s["patience"], section),
         channels=ctx.cfg["data"]["channels"],
         seed=ctx.cfg["run"]["seed"],
         augment=augment,
@@ -193,6 +205,7 @@ def _data_params(ctx: Context) -> dict[str, Any]:
     d.pop("test_subjects"), d.pop("val_subjects")
     if not d["synthetic_motion"]:  # absent when off: earlier runs stay current
         d.pop("synthetic_motion")
+    d.pop("synthetic_motion_for")  # who trains on them: the training stages' own split
     return d
 
 
@@ -236,11 +249,11 @@ def _data_run(ctx: Context) -> StageResult:
     )
 
 
-def _split_params(ctx: Context) -> dict[str, Any]:
-    s = ctx.split
+def _split_params(ctx: Context, stage: str = "student") -> dict[str, Any]:
+    s = ctx.split_for(stage)
     params = {
         "split": {"train": list(s.train), "val": list(s.val), "test": list(s.test)},
-        "epoch_scale": ctx.epoch_scale,
+        "epoch_scale": ctx.epoch_scale_for(stage),
     }
     stretch = ctx.cfg["run"]["time_stretch"]
     if stretch != "slower":  # absent for the original augmentation: earlier runs stay current
@@ -260,7 +273,7 @@ def _teacher_params(ctx: Context) -> dict[str, Any]:
     base = {"path": t["path"]} if t["path"] else {k: t[k] for k in ("arch", "epochs", "patience")}
     if not t["path"] and t["motion_aug_p"]:  # absent when off: earlier runs stay up to date
         base["motion_aug_p"] = t["motion_aug_p"]
-    return {**base, **_split_params(ctx), "seed": ctx.cfg["run"]["seed"]}
+    return {**base, **_split_params(ctx, "teacher"), "seed": ctx.cfg["run"]["seed"]}
 
 
 def _teacher_inputs(ctx: Context) -> list[Path]:
@@ -290,7 +303,7 @@ def _teacher_run(ctx: Context) -> StageResult:
         "teacher",
         lambda o: train(
             ctx.dataset,
-            ctx.split,
+            ctx.split_for("teacher"),
             ctx.teacher_path,
             cfg,
             device=ctx.device,
