@@ -95,3 +95,7 @@ def test_config_refuses_lent_subjects_outside_training() -> None:
     named = {"synthetic_motion": 2, "test_subjects": ["simmotion01"]}
     with pytest.raises(PpgedgeError, match="for training only"):
         validate({**base, "data": {**base["data"], **named}}, "t.toml")
+    teacher_only = {"synthetic_motion": 2, "synthetic_motion_for": "teacher"}
+    given = {**base["teacher"], "path": "teacher.pt"}
+    with pytest.raises(PpgedgeError, match="no stage would train on"):
+        validate({**base, "data": {**base["data"], **teacher_only}, "teacher": given}, "t.toml")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppgedge.data.extra_subjects import MAX_SUBJECTS as MAX_EXTRA_SUBJECTS
+from ppgedge.data.extra_subjects import check_count as check_extra_count
 from ppgedge.data.extra_subjects import subject_names as extra_subject_names
 from ppgedge.data.format import resolve_channels
 from ppgedge.distill.defaults import DEFAULT_MIX, TEACHER_LABELLED, check_mix
@@ -342,9 +342,15 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
         if not all(isinstance(x, str) for x in s["data"][key]):
             raise PpgedgeError(f"{source}: [data] {key} must be a list of subject names")
     n_extra = s["data"]["synthetic_motion"]
-    if not 0 <= n_extra <= MAX_EXTRA_SUBJECTS:
+    try:
+        check_extra_count(n_extra)
+    except PpgedgeError as exc:
+        raise PpgedgeError(f"{source}: {exc}") from None
+    if n_extra and s["data"]["synthetic_motion_for"] == "teacher" and s["teacher"]["path"]:
         raise PpgedgeError(
-            f"{source}: [data] synthetic_motion must be 0 (off) to {MAX_EXTRA_SUBJECTS} subjects"
+            f'{source}: [data] synthetic_motion_for = "teacher" but [teacher] path gives a '
+            "trained teacher, so no stage would train on the synthetic motion subjects: set "
+            "synthetic_motion = 0, or empty the teacher path"
         )
     lent = set(extra_subject_names(n_extra))
     for key in ("test_subjects", "val_subjects"):
