@@ -69,13 +69,13 @@ def with_extra_subjects(
     base: Dataset | WindowedData, n: int, run_seed: int, out: str | Path
 ) -> Path:
     """Write ``base`` plus ``n`` synthetic motion subjects as one dataset at ``out``."""
-    extra = synthetic_motion_subjects(n, run_seed, base.fmt)
-    taken = sorted(set(base.subjects) & set(extra.subjects))
-    if taken:
+    taken = sorted(set(base.subjects) & set(subject_names(n)))
+    if taken:  # refused before anything is generated
         raise PpgedgeError(
             f"the data already has subject(s) {taken}, the names of the synthetic motion "
             "subjects: rename them or set [data] synthetic_motion = 0"
         )
+    extra = synthetic_motion_subjects(n, run_seed, base.fmt)
     where = str(base.path) if isinstance(base, Dataset) else base.source
     provenance = {
         "base": {"source": base.source, "where": where, "provenance": _provenance(base)},
