@@ -2,7 +2,8 @@
 seeds (issue #16).
 
 Each candidate is a variant of motion.py: the defaults of its time with one change
-(:data:`BASE_OF`; ``longtune`` until ``mix`` was adopted, then ``mix``, then ``patient``).
+(:data:`BASE_OF`; ``longtune`` until ``mix`` was adopted, then ``mix``, then ``patient``,
+then ``simteacher``).
 
 * ``ema``: ``[run] ema_decay = 0.99`` (every training stage, the teacher included, validates,
   early-stops on and keeps an exponential moving average of its weights); all stages
@@ -22,6 +23,10 @@ Each candidate is a variant of motion.py: the defaults of its time with one chan
   generator's motion sessions added to the training subjects only); every stage retrained.
 * ``simteacher``: ``simmotion`` with ``synthetic_motion_for = "teacher"`` (the same teacher;
   the later stages on the recorded subjects only); from a copy of the ``simmotion`` folder.
+* ``simscaled``: ``simteacher`` with the synthetic subjects in the later stages too, their
+  epoch scale that of the recorded windows (``synthetic_motion_for = "all"``,
+  ``synthetic_motion_epochs = "recorded"``); from a copy of the ``simteacher`` folder when
+  there is one (the same teacher), else every stage from the start.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -111,6 +116,13 @@ CANDIDATES: dict[str, dict[str, str]] = {
         'training subjects only (`[data] synthetic_motion_for = "teacher"`), from copies '
         "of the `simmotion` folders",
     },
+    "simscaled": {
+        "title": "Synthetic motion subjects in every stage, on top of the recorded windows",
+        "change": f"the {SYNTHETIC_MOTION} synthetic motion subjects of its teacher lent to the "
+        'distillation, pruning, QAT and tracker too (`[data] synthetic_motion_for = "all"`), '
+        "whose epoch scale stays that of the recorded windows (`synthetic_motion_epochs = "
+        '"recorded"`: the synthetic windows on top, each epoch longer)',
+    },
 }
 
 
@@ -149,6 +161,7 @@ BASE_OF = {
     "artifacts": "patient",
     "simmotion": "patient",
     "simteacher": "patient",
+    "simscaled": "simteacher",
 }
 
 

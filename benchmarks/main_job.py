@@ -6,8 +6,8 @@ process; the run is one Python process). The held-out int8 MAE
 and the budget verdict are read from the run's own manifest.
 
 Writes ``benchmarks/results/main_job.json`` and ``main_job.md``.
-Run: ``.venv/bin/python benchmarks/main_job.py`` (about 5 min on 2 CPU cores; ``--seeds 0,1,2``
-about 15).
+Run: ``.venv/bin/python benchmarks/main_job.py`` (5-10 min on 2 CPU cores; ``--seeds 0,1,2``
+15-30).
 """
 
 from __future__ import annotations

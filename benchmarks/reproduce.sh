@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the README's headline figures on a fresh clone: the main job over three seeds
 # (benchmarks/results/main_job_seeds.md: mean and range) and twice on one seed (first run and
-# an unchanged rerun: main_job.md), and the gate's start-up (cli_startup.md). About 20 minutes
+# an unchanged rerun: main_job.md), and the gate's start-up (cli_startup.md). About 20-40 minutes
 # on 2 CPU cores with nothing else running. Run from the repository root after README command 1
 # or 2 (it uses .venv).
 set -euo pipefail

@@ -50,8 +50,10 @@ def test_with_extra_subjects_keeps_every_base_window(tmp_path: Path, tiny_datase
     assert not (tmp_path / "twice.ppgds").exists()  # nothing half-written
 
 
-def _split_after_data_stage(tmp_path: Path, dataset: Path, n: int, who: str = "all"):
-    out = tmp_path / f"run{n}{who}"
+def _split_after_data_stage(
+    tmp_path: Path, dataset: Path, n: int, who: str = "all", epochs: str = "all"
+):
+    out = tmp_path / f"run{n}{who}{epochs}"
     cfg = with_values(
         load_run_config(),
         data={
@@ -59,6 +61,7 @@ def _split_after_data_stage(tmp_path: Path, dataset: Path, n: int, who: str = "a
             "path": str(dataset),
             "synthetic_motion": n,
             "synthetic_motion_for": who,
+            "synthetic_motion_epochs": epochs,
         },
         run={"out": str(out)},
     )
@@ -73,7 +76,7 @@ def test_lent_subjects_train_only_and_leave_the_split_as_it_was(
     plain = _split_after_data_stage(tmp_path, tiny_dataset_path, 0)
     lent = _split_after_data_stage(tmp_path, tiny_dataset_path, 2)
     assert plain.data_dir == tiny_dataset_path  # read in place when nothing is lent
-    assert lent.data_dir == tmp_path / "run2all" / "data" / "dataset.ppgds"
+    assert lent.data_dir == tmp_path / "run2allall" / "data" / "dataset.ppgds"
     a, b = plain.split, lent.split
     assert (b.val, b.test) == (a.val, a.test)
     assert b.train == tuple(sorted(a.train + ("simmotion00", "simmotion01")))
@@ -84,6 +87,10 @@ def test_lent_subjects_train_only_and_leave_the_split_as_it_was(
     assert teacher_only.split_for("teacher") == b
     assert teacher_only.split == a and teacher_only.epoch_scale == plain.epoch_scale
     assert teacher_only.epoch_scale_for("teacher") == lent.epoch_scale
+    # every stage, the later ones' epochs scaled to the recorded windows: the synthetic on top
+    on_top = _split_after_data_stage(tmp_path, tiny_dataset_path, 2, "all", "recorded")
+    assert on_top.split == b and on_top.epoch_scale == plain.epoch_scale
+    assert on_top.epoch_scale_for("teacher") == lent.epoch_scale  # the teacher's: all it sees
 
 
 def test_config_refuses_lent_subjects_outside_training() -> None:
@@ -99,3 +106,14 @@ def test_config_refuses_lent_subjects_outside_training() -> None:
     given = {**base["teacher"], "path": "teacher.pt"}
     with pytest.raises(PpgedgeError, match="no stage would train on"):
         validate({**base, "data": {**base["data"], **teacher_only}, "teacher": given}, "t.toml")
+
+
+def test_default_lends_the_teacher_alone_and_nobody_beside_a_given_teacher() -> None:
+    """The defaults lend 8 subjects to the teacher; a given teacher leaves nobody to lend to, so
+    the default turns them off (an explicit count beside a teacher path is refused, above)."""
+    plain = validate({}, "t.toml")["data"]
+    assert (plain["synthetic_motion"], plain["synthetic_motion_for"]) == (8, "teacher")
+    given = validate({"teacher": {"path": "teacher.pt"}}, "t.toml")["data"]
+    assert given["synthetic_motion"] == 0
+    every = validate({"teacher": {"path": "t.pt"}, "data": {"synthetic_motion_for": "all"}}, "t")
+    assert every["data"]["synthetic_motion"] == 8  # the later stages still train on them

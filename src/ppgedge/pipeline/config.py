@@ -51,8 +51,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "test_subjects": (list, []),
         "val_subjects": (list, []),
         "val_choice": (("representative", "random"), "representative"),
-        "synthetic_motion": (int, 0),
-        "synthetic_motion_for": (("all", "teacher"), "all"),
+        "synthetic_motion": (int, 8),
+        "synthetic_motion_for": (("all", "teacher"), "teacher"),
+        "synthetic_motion_epochs": (("all", "recorded"), "all"),
     },
     "teacher": {
         "path": (str, ""),
@@ -122,9 +123,12 @@ hop_s = 2.0
 test_subjects = []        # held-out subjects (default: a seeded 20 %)
 val_subjects = []         # early-stopping subjects (default: 15 %, chosen as val_choice says)
 val_choice = "representative"  # representative (heart rates like the pool's) | random
-synthetic_motion = 0      # synthetic subjects with arm exercise, boxing and stairs lent to
+synthetic_motion = 8      # synthetic subjects with arm exercise, boxing and stairs lent to
                           # the training subjects only (6 min each); 0 = off
-synthetic_motion_for = "all"  # all (every training stage) | teacher (the teacher alone)
+synthetic_motion_for = "teacher"  # teacher (the teacher alone) | all (every training stage);
+                          # with [teacher] path the default lends them to no one
+synthetic_motion_epochs = "all"  # with "all": what the later stages' epoch scale counts,
+                          # all their training windows | recorded (the synthetic on top)
 
 [teacher]
 path = ""                 # a trained teacher (checkpoint, TorchScript or ONNX); empty = train one
@@ -248,6 +252,10 @@ def validate(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     d = sections["distill"]
     if not d["augment"] and "mix" not in raw.get("distill", {}):
         d["mix"] = 0.0  # the default mix is an augmentation: off with augment = false
+    data = sections["data"]
+    by_default = "synthetic_motion" not in raw.get("data", {})
+    if sections["teacher"]["path"] and data["synthetic_motion_for"] == "teacher" and by_default:
+        data["synthetic_motion"] = 0  # the default lends them to a teacher nobody trains
     _check_values(sections, source)
     return sections
 
@@ -349,8 +357,9 @@ def _check_values(s: dict[str, dict[str, Any]], source: str) -> None:
     if n_extra and s["data"]["synthetic_motion_for"] == "teacher" and s["teacher"]["path"]:
         raise PpgedgeError(
             f'{source}: [data] synthetic_motion_for = "teacher" but [teacher] path gives a '
-            "trained teacher, so no stage would train on the synthetic motion subjects: set "
-            "synthetic_motion = 0, or empty the teacher path"
+            "trained teacher, so no stage would train on the synthetic motion subjects: leave "
+            'synthetic_motion out (or 0), lend them to every stage (synthetic_motion_for = "all"), '
+            "or empty the teacher path"
         )
     lent = set(extra_subject_names(n_extra))
     for key in ("test_subjects", "val_subjects"):

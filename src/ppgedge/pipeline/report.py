@@ -111,7 +111,9 @@ def _fmt(v: Any, spec: str = ",") -> str:
 def _lent(d: dict[str, Any]) -> str:
     n, who = d["synthetic_motion"], d["synthetic_motion_for"]
     whose = "the teacher's" if who == "teacher" else "every stage's"
-    return f", {whose} training plus {n} synthetic motion subjects" if n else ""
+    on_top = who == "all" and d["synthetic_motion_epochs"] == "recorded"
+    scale = " (epochs scaled to the recorded windows after the teacher)" if on_top else ""
+    return f", {whose} training plus {n} synthetic motion subjects{scale}" if n else ""
 
 
 def markdown(ctx: Context, stages: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:

@@ -112,8 +112,14 @@ class Context:
         return self.split_for("student")
 
     def epoch_scale_for(self, stage: str) -> float:
-        """What ``stage`` multiplies its epochs and patience by (see train/schedule.py)."""
+        """What ``stage`` multiplies its epochs and patience by (see train/schedule.py): it
+        counts the stage's training windows, or after the teacher, with ``[data]
+        synthetic_motion_epochs = "recorded"``, the recorded ones alone (the synthetic
+        windows then come on top, each epoch longer, instead of fewer passes over the
+        recorded windows)."""
         split = self.split_for(stage)
+        if stage != "teacher" and self.cfg["data"]["synthetic_motion_epochs"] == "recorded":
+            split = self._split[0]  # the split before any subject was lent (cached above)
         n_train = len(split.indices(self.dataset.subject_names())["train"])
         return round(epoch_scale(n_train, self.cfg["run"]["reference_windows"]), 3)
 
@@ -206,6 +212,7 @@ def _data_params(ctx: Context) -> dict[str, Any]:
     if not d["synthetic_motion"]:  # absent when off: earlier runs stay current
         d.pop("synthetic_motion")
     d.pop("synthetic_motion_for")  # who trains on them: the training stages' own split
+    d.pop("synthetic_motion_epochs")  # how long they train: the stages' own epoch scale
     return d
 
 
