@@ -26,7 +26,9 @@ then ``simteacher``).
 * ``simscaled``: ``simteacher`` with the synthetic subjects in the later stages too, their
   epoch scale that of the recorded windows (``synthetic_motion_for = "all"``,
   ``synthetic_motion_epochs = "recorded"``); from a copy of the ``simteacher`` folder when
-  there is one (the same teacher), else every stage from the start.
+  there is one (the same teacher), else every stage from the start. Judged against
+  ``simteacher`` re-made on its own host (:data:`HOST_BASELINE`: run
+  ``rerun_defaults.py`` over all six scenarios first).
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -165,6 +167,34 @@ BASE_OF = {
 }
 
 
+# candidates judged against their base re-made on their own host (rerun_defaults.py), since
+# the same configuration moves with the CPU's float kernels (docs/motion-benchmark.md)
+HOST_BASELINE = {"simscaled": "rerun_defaults"}
+
+
+def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
+    """The base's 18 runs re-made on this host; refused before any chain when incomplete."""
+    path = RESULTS / f"{HOST_BASELINE[candidate]}.json"
+    base = BASE_OF[candidate]
+    doc = json.loads(path.read_text()) if path.is_file() else {"variant": None, "runs": []}
+    out = {
+        (r["scenario"], r["seed"]): {
+            "val": r["val"],
+            "test": r["test"],
+            "teacher": r["teacher_test_per_window"],
+        }
+        for r in doc["runs"]
+    }
+    missing = [f"{s} seed {n}" for n in SEEDS for s in SCENARIOS if (s, n) not in out]
+    if doc["variant"] != base or missing:
+        raise SystemExit(
+            f"{candidate} is judged against `{base}` re-made on this host: run "
+            f"`benchmarks/rerun_defaults.py --scenarios {','.join(SCENARIOS)}` first "
+            f"({path.name}: variant {doc['variant']}, missing {len(missing)} of 18 runs)"
+        )
+    return out
+
+
 def _baseline(base: str) -> dict[tuple[str, int], dict[str, float]]:
     doc = json.loads((RESULTS / "deployed_tracker.json").read_text())
     out = {
@@ -215,6 +245,8 @@ def markdown(doc: dict[str, Any]) -> str:
             "the 18 seed runs of motion_seeds.md as exported with the current code "
             "(deployed_tracker.md)"
             if BASE_OF[v] == "longtune"
+            else f"the 18 runs of `{BASE_OF[v]}` re-made on this host ({HOST_BASELINE[v]}.md)"
+            if v in HOST_BASELINE
             else f"the 18 runs of {BASE_OF[v]}.md"
         )
         + ". Deployed int8 model in TFLite Micro, the value its bundle "
@@ -258,6 +290,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="chains run at once")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.candidate in HOST_BASELINE:
+        baseline = _host_baseline(args.candidate)  # before hours of chains, not after
+    else:
+        baseline = _baseline(BASE_OF[args.candidate])
     data = _datasets()
     jobs = [(s, seed) for seed in SEEDS for s in SCENARIOS]
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -269,7 +305,7 @@ def main() -> None:
         "candidate": args.candidate,
         "change": CANDIDATES[args.candidate]["change"],
         "runs": rows,
-        "summary": summarise(rows, _baseline(BASE_OF[args.candidate])),
+        "summary": summarise(rows, baseline),
     }
     write_results(args.candidate, doc, markdown(doc))
     print(markdown(doc))

@@ -1,0 +1,155 @@
+"""Re-run the defaults' motion-benchmark chains from scratch on this host and set them beside
+the recorded figures (issue #16): how far the same configuration moves with the host.
+
+The motion benchmark's runs of a candidate start from copies of earlier run folders, made on
+whichever host ran them. A later session on another CPU cannot copy those folders (they are
+not kept between checkouts) and retrains every stage; PyTorch's CPU kernels differ between
+processor generations (AVX-512 or not, for one), so small-data training lands elsewhere. This
+script runs :data:`motion.VERDICT_VARIANT` for the given scenarios and seeds exactly as
+``candidate.py`` does (``motion.run_chain``: the same config, one thread per chain, two chains
+at once; a run folder whose stages are all current is only re-scored) and writes, per seed, the
+deployed int8 model's validation and test MAE (TFLite Micro, the decoder its bundle reports)
+beside the recorded ones from ``benchmarks/results/<variant>.json``. Nothing is chosen on it;
+the test subjects are scored again for a configuration already reported.
+
+``candidate.py`` reads this file as the baseline of a candidate judged against runs of its
+own host (:data:`candidate.HOST_BASELINE`).
+
+Writes ``benchmarks/results/rerun_defaults.{json,md}``. Run:
+``.venv/bin/python benchmarks/rerun_defaults.py --scenarios xact --seeds 0,1,2`` (about 15 min
+for three xact chains on 2 cores, every stage retrained; all six scenarios about 90 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from candidate import _deployed
+from motion import RESULTS, SCENARIOS, VERDICT_VARIANT, _datasets, run_chain, write_results
+from motion_seeds import _name
+
+from ppgedge import __version__
+
+
+def host() -> dict[str, Any]:
+    """What decides the floating-point kernels: the CPU's family, model and vector extensions."""
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "cpu family", "model", "flags") and key not in info:
+            info[key] = value.strip()
+    flags = set(info.get("flags", "").split())
+    return {
+        "cpu": info.get("model name", platform.processor()),
+        "family": info.get("cpu family"),
+        "model": info.get("model"),
+        "avx512f": "avx512f" in flags,
+        "avx2": "avx2" in flags,
+        "torch": torch.__version__,
+        "mkldnn_isa": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    h, v = doc["host"], doc["variant"]
+    lines = [
+        f"# The defaults (`{v}`) re-run from scratch: {', '.join(doc['scenarios'])} (issue #16)",
+        "",
+        f"ppgedge {doc['ppgedge']}, {doc['date']}; host: {h['cpu']} (family {h['family']}, "
+        f"model {h['model']}, AVX-512 {'yes' if h['avx512f'] else 'no'}, torch CPU capability "
+        f"{h['mkldnn_isa']}), 2 chains at once, one thread each. Every stage retrained from "
+        f"the data stage (no copied folder). Recorded: benchmarks/results/{v}.json. Deployed "
+        "int8 model in TFLite Micro, the value its bundle reports; MAE in BPM. Nothing is "
+        "chosen on this; the test subjects are scored again for a configuration already "
+        "reported.",
+        "",
+        "| scenario | seed | val recorded | val now | test recorded | test now | teacher (per "
+        "window) recorded | now | seconds of its stages |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["runs"]:
+        rec = r["recorded"] or {}
+        cells = [f"{rec[k]:.2f}" if k in rec else "-" for k in ("val", "test")]
+        t_rec = rec.get("teacher_test_per_window")
+        lines.append(
+            f"| {r['scenario']} | {r['seed']} | {cells[0]} | {r['val']:.2f} | {cells[1]} | "
+            f"{r['test']:.2f} | "
+            f"{'-' if t_rec is None else f'{t_rec:.2f}'} | {r['teacher_test_per_window']:.2f} "
+            f"| {r['stage_seconds']:.0f} |"
+        )
+    m = doc["means"]
+    lines += [
+        "",
+        f"Mean over the seeds: validation {m['val_recorded']:.2f} recorded, {m['val']:.2f} now; "
+        f"test {m['test_recorded']:.2f} recorded, {m['test']:.2f} now.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", default="xact", help=f"comma-separated, of {SCENARIOS}")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
+    ap.add_argument("--jobs", type=int, default=2, help="chains run at once")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    scenarios = args.scenarios.split(",")
+    if not set(scenarios) <= set(SCENARIOS):
+        raise SystemExit(f"--scenarios: each of {', '.join(SCENARIOS)}")
+    data = _datasets()
+    recorded_doc = json.loads((RESULTS / f"{VERDICT_VARIANT}.json").read_text())
+    recorded = {(r["scenario"], r["seed"]): r for r in recorded_doc["runs"]}
+
+    def one(job: tuple[str, int]) -> dict[str, Any]:
+        scenario, seed = job
+        run, seconds = run_chain(_name(scenario, seed), VERDICT_VARIANT, data)
+        rec = recorded.get((scenario, seed))
+        stages = json.loads((run / "manifest.json").read_text())["stages"]
+        trained = round(sum(s.get("seconds") or 0.0 for s in stages.values()), 1)
+        return {
+            "scenario": scenario,
+            "seed": seed,
+            "seconds": seconds,
+            "stage_seconds": trained,
+            **_deployed(run),
+            "recorded": rec,
+        }
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(one, [(s, seed) for seed in seeds for s in scenarios]))
+    both = [r for r in rows if r["recorded"]]
+
+    def mean(values: list[float]) -> float:
+        return float(sum(values) / len(values)) if values else float("nan")
+
+    doc = {
+        "schema": "ppgedge.benchmark.rerun_defaults/1",
+        "ppgedge": __version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "variant": VERDICT_VARIANT,
+        "scenarios": scenarios,
+        "host": host(),
+        "runs": rows,
+        "means": {
+            "val": mean([r["val"] for r in both]),
+            "val_recorded": mean([r["recorded"]["val"] for r in both]),
+            "test": mean([r["test"] for r in both]),
+            "test_recorded": mean([r["recorded"]["test"] for r in both]),
+        },
+    }
+    write_results("rerun_defaults", doc, markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
