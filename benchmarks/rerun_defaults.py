@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from candidate import _deployed
-from motion import RESULTS, SCENARIOS, VERDICT_VARIANT, _datasets, run_chain, write_results
+from candidate import _one
+from motion import OUT, RESULTS, SCENARIOS, VERDICT_VARIANT, _datasets, write_results
 from motion_seeds import _name
 
 from ppgedge import __version__
@@ -112,19 +112,11 @@ def main() -> None:
     recorded = {(r["scenario"], r["seed"]): r for r in recorded_doc["runs"]}
 
     def one(job: tuple[str, int]) -> dict[str, Any]:
-        scenario, seed = job
-        run, seconds = run_chain(_name(scenario, seed), VERDICT_VARIANT, data)
-        rec = recorded.get((scenario, seed))
+        row = _one(job, VERDICT_VARIANT, data)  # the chain exactly as candidate.py runs it
+        run = OUT / f"{_name(*job)}_{VERDICT_VARIANT}"
         stages = json.loads((run / "manifest.json").read_text())["stages"]
         trained = round(sum(s.get("seconds") or 0.0 for s in stages.values()), 1)
-        return {
-            "scenario": scenario,
-            "seed": seed,
-            "seconds": seconds,
-            "stage_seconds": trained,
-            **_deployed(run),
-            "recorded": rec,
-        }
+        return {**row, "stage_seconds": trained, "recorded": recorded.get(job)}
 
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(one, [(s, seed) for seed in seeds for s in scenarios]))
