@@ -17,6 +17,7 @@ it. Writes ``benchmarks/results/coverage.{json,md}``. Run after motion_seeds.py:
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 from deployed_tracker import reexport
 from motion import (
     OUT,
+    RESULTS,
     SCENARIOS,
     VERDICT_VARIANT,
     _float_logits,
@@ -158,7 +160,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "# Error inside and outside the trained heart rates (issue #16)",
         "",
         f"ppgedge {doc['ppgedge']}, {doc['date']}. The 18 seed runs of the defaults "
-        f"(variant `{doc.get('variant', 'longtune')}`, seeds 0-2), no retraining: each int8 "
+        f"(variant `{doc.get('variant', 'longtune')}`, seeds 0-2; "
+        f"{doc.get('made_by', 'made by motion_seeds.py')}), no retraining: each int8 "
         "model re-exported (every .tflite "
         f"byte-identical to the run's: {all(r['tflite_identical'] for r in doc['runs'])}) and "
         "verified on its test subjects, scoring the value the bundle reports (TFLite Micro "
@@ -207,16 +210,46 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def made_by(rows: list[dict[str, Any]]) -> str:
+    """Which recorded runs the folders are: the results file whose deployed test MAE every
+    scored run reproduces (the folders under benchmarks/out are not kept between checkouts)."""
+    for stem, what in (
+        ("rerun_defaults", "re-made by benchmarks/rerun_defaults.py"),
+        (VERDICT_VARIANT, "made by benchmarks/candidate.py"),
+    ):
+        path = RESULTS / f"{stem}.json"
+        doc = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+        if doc.get("variant", VERDICT_VARIANT) != VERDICT_VARIANT:
+            continue
+        test = {(r["scenario"], r["seed"]): r["test"] for r in doc["runs"]}
+        if all(
+            abs(test.get((r["scenario"], r["seed"]), -1.0) - r["int8"]["all"]) < 1e-6 for r in rows
+        ):
+            host = doc.get("host")
+            where = (
+                f" on {host['cpu']} family {host['family']} model {host['model']}" if host else ""
+            )
+            return f"the runs of {stem}.md ({what}{where})"
+    return "runs matching no recorded results file (made by hand?)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="run folders at once")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
+    if args.render_only:
+        doc = json.loads((RESULTS / "coverage.json").read_text())
+        doc["made_by"] = made_by(doc["runs"])
+        write_results("coverage", doc, markdown(doc))
+        return
     rows = score_seed_runs(score_folder, args.jobs)
     doc = {
         "schema": "ppgedge.benchmark.coverage/1",
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
         "variant": VERDICT_VARIANT,
+        "made_by": made_by(rows),
         "runs": rows,
         "summary": summarise(rows),
     }

@@ -173,8 +173,8 @@ SIM = ("simmotion", "simteacher", "simscaled")
 # from a copy of the ``simteacher`` folder when there is one (the same teacher).
 VERDICT_VARIANT = "simteacher"  # the variant whose settings are ppgedge's defaults (since
 # 2026-12-07; "patient", "mix" and "longtune" before: the seed studies deployed_tracker, reacquire,
-# label_prior and decoder_margin were made on the longtune runs, coverage on the patient
-# runs, personalize_deployed on the simteacher runs re-made by rerun_defaults.py)
+# label_prior and decoder_margin were made on the longtune runs, coverage and
+# personalize_deployed on the simteacher runs re-made by rerun_defaults.py)
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
 CONFIGS_ON_TEST = {
