@@ -117,3 +117,19 @@ def test_default_lends_the_teacher_alone_and_nobody_beside_a_given_teacher() -> 
     assert given["synthetic_motion"] == 0
     every = validate({"teacher": {"path": "t.pt"}, "data": {"synthetic_motion_for": "all"}}, "t")
     assert every["data"]["synthetic_motion"] == 8  # the later stages still train on them
+
+
+def test_quick_lends_one_subject_at_most() -> None:
+    """``run --quick`` is a smoke test: one synthetic motion subject still takes that path, the
+    default eight (ten times its recordings) would not be quick; none stays none."""
+    from ppgedge.pipeline.config import RunConfig
+    from ppgedge.pipeline.run import quick_config
+
+    def lent(raw: dict) -> int:
+        return quick_config(RunConfig(validate(raw, "t.toml"), None))["data"]["synthetic_motion"]
+
+    assert lent({}) == 1
+    assert lent({"data": {"synthetic_motion": 0}}) == 0
+    assert lent({"teacher": {"path": "teacher.pt"}}) == 0  # not refused as an explicit count
+    every = {"teacher": {"path": "t.pt"}, "data": {"synthetic_motion_for": "all"}}
+    assert lent(every) == 1

@@ -32,6 +32,7 @@ reference_windows = 0
 [data]
 subjects = 4
 minutes = 2.0
+synthetic_motion = 1  # the default path, one subject: 8 would be 12x the data
 [teacher]
 arch = "resnet_micro"
 epochs = 1
