@@ -205,9 +205,13 @@ def _baseline(base: str) -> dict[tuple[str, int], dict[str, float]]:
         }
         for r in doc["runs"]
     }
-    if base != "longtune":  # an adopted candidate: its own runs, the same teachers
+    if base != "longtune":  # an adopted candidate: its own runs and teachers
         for r in json.loads((RESULTS / f"{base}.json").read_text())["runs"]:
-            out[(r["scenario"], r["seed"])] |= {"val": r["val"], "test": r["test"]}
+            out[(r["scenario"], r["seed"])] = {
+                "val": r["val"],
+                "test": r["test"],
+                "teacher": r["teacher_test_per_window"],
+            }
     return out
 
 
