@@ -128,6 +128,8 @@ def test_quick_lends_one_subject_at_most() -> None:
     def lent(raw: dict) -> int:
         return quick_config(RunConfig(validate(raw, "t.toml"), None))["data"]["synthetic_motion"]
 
+    quick = quick_config(RunConfig(validate({}, "t.toml"), None))
+    assert quick["run"]["reference_windows"] == 0  # its epochs are not scaled up for tiny data
     assert lent({}) == 1
     assert lent({"data": {"synthetic_motion": 0}}) == 0
     assert lent({"teacher": {"path": "teacher.pt"}}) == 0  # not refused as an explicit count

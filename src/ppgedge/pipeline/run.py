@@ -32,6 +32,7 @@ from ppgedge.threads import limit_threads
 from ppgedge.train.trainer import TrainingObserver
 
 QUICK = {
+    "run": {"reference_windows": 0},  # the epochs below, not scaled up for the tiny data
     "data": {"subjects": 5, "minutes": 3.0},
     "teacher": {"arch": "resnet_tiny", "epochs": 2, "patience": 2},
     "distill": {"student": "resnet_micro", "epochs": 2, "patience": 2},
@@ -67,10 +68,11 @@ QUICK_SYNTHETIC_MOTION = 1  # one synthetic motion subject (6 min) still takes t
 
 
 def quick_config(cfg: RunConfig) -> RunConfig:
-    """Tiny data and epochs: a smoke test of the whole chain (about a minute on a CPU).
+    """Tiny data and epochs: a smoke test of the whole chain (about two minutes on a CPU).
 
-    The synthetic motion subjects lent to training are capped at one: the default eight
-    (48 minutes) would be ten times the quick run's own recordings."""
+    The epochs are the ones given (no small-data scaling, which would multiply them for so few
+    windows), and the synthetic motion subjects lent to training are capped at one: the default
+    eight (48 minutes) would be ten times the quick run's own recordings."""
     lent = min(cfg["data"]["synthetic_motion"], QUICK_SYNTHETIC_MOTION)
     return with_values(cfg, **{**QUICK, "data": {**QUICK["data"], "synthetic_motion": lent}})
 
