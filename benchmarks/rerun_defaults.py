@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from candidate import _one
 from motion import OUT, RESULTS, SCENARIOS, VERDICT_VARIANT, _datasets, write_results
@@ -90,9 +91,25 @@ def markdown(doc: dict[str, Any]) -> str:
     m = doc["means"]
     lines += [
         "",
-        f"Mean over the seeds: validation {m['val_recorded']:.2f} recorded, {m['val']:.2f} now; "
+        f"Mean over the runs: validation {m['val_recorded']:.2f} recorded, {m['val']:.2f} now; "
         f"test {m['test_recorded']:.2f} recorded, {m['test']:.2f} now.",
+        "",
+        "Per scenario, mean over its seeds (the figures a candidate is judged against):",
+        "",
+        "| scenario | runs | val recorded | val now | test recorded | test now |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    for sc in doc["scenarios"]:
+        rs = [r for r in doc["runs"] if r["scenario"] == sc]
+        rec = [r["recorded"] for r in rs if r["recorded"]]
+        cells = [
+            f"{np.mean([x[k] for x in rec]):.2f}" if len(rec) == len(rs) else "-"
+            for k in ("val", "test")
+        ]
+        lines.append(
+            f"| {sc} | {len(rs)} | {cells[0]} | {np.mean([r['val'] for r in rs]):.2f} | "
+            f"{cells[1]} | {np.mean([r['test'] for r in rs]):.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -101,7 +118,12 @@ def main() -> None:
     ap.add_argument("--scenarios", default="xact", help=f"comma-separated, of {SCENARIOS}")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
     ap.add_argument("--jobs", type=int, default=2, help="chains run at once")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
+    if args.render_only:
+        doc = json.loads((RESULTS / "rerun_defaults.json").read_text())
+        write_results("rerun_defaults", doc, markdown(doc))
+        return
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     scenarios = args.scenarios.split(",")
