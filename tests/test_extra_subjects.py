@@ -14,7 +14,8 @@ from ppgedge.data.extra_subjects import (
 )
 from ppgedge.data.format import DataFormat, Dataset
 from ppgedge.errors import PpgedgeError
-from ppgedge.pipeline.config import load_run_config, validate, with_values
+from ppgedge.pipeline.config import RunConfig, load_run_config, validate, with_values
+from ppgedge.pipeline.run import quick_config
 from ppgedge.pipeline.stages import STAGE_LIST, Context
 
 
@@ -122,8 +123,6 @@ def test_default_lends_the_teacher_alone_and_nobody_beside_a_given_teacher() -> 
 def test_quick_lends_one_subject_at_most() -> None:
     """``run --quick`` is a smoke test: one synthetic motion subject still takes that path, the
     default eight (ten times its recordings) would not be quick; none stays none."""
-    from ppgedge.pipeline.config import RunConfig
-    from ppgedge.pipeline.run import quick_config
 
     def lent(raw: dict) -> int:
         return quick_config(RunConfig(validate(raw, "t.toml"), None))["data"]["synthetic_motion"]

@@ -39,6 +39,7 @@ QUICK = {
     "prune": {"to": "70%", "steps": 1, "finetune_epochs": 0, "final_epochs": 1},
     "qat": {"epochs": 1},
 }
+QUICK_SYNTHETIC_MOTION = 1  # at most one synthetic motion subject (6 min): the path, run
 
 
 class RunObserver:
@@ -62,9 +63,6 @@ class RunResult:
     report: Path
     next_commands: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-
-
-QUICK_SYNTHETIC_MOTION = 1  # one synthetic motion subject (6 min) still takes that path
 
 
 def quick_config(cfg: RunConfig) -> RunConfig:
