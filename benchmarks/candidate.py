@@ -172,19 +172,24 @@ BASE_OF = {
 HOST_BASELINE = {"simscaled": "rerun_defaults"}
 
 
-def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
-    """The base's 18 runs re-made on this host; refused before any chain when incomplete."""
-    path = RESULTS / f"{HOST_BASELINE[candidate]}.json"
-    base = BASE_OF[candidate]
-    doc = json.loads(path.read_text()) if path.is_file() else {"variant": None, "runs": []}
-    out = {
+def _by_run(runs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, float]]:
+    """A results file's runs (candidate.py or rerun_defaults.py rows) by (scenario, seed)."""
+    return {
         (r["scenario"], r["seed"]): {
             "val": r["val"],
             "test": r["test"],
             "teacher": r["teacher_test_per_window"],
         }
-        for r in doc["runs"]
+        for r in runs
     }
+
+
+def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
+    """The base's 18 runs re-made on this host; refused before any chain when incomplete."""
+    path = RESULTS / f"{HOST_BASELINE[candidate]}.json"
+    base = BASE_OF[candidate]
+    doc = json.loads(path.read_text()) if path.is_file() else {"variant": None, "runs": []}
+    out = _by_run(doc["runs"])
     missing = [f"{s} seed {n}" for n in SEEDS for s in SCENARIOS if (s, n) not in out]
     if doc["variant"] != base or missing:
         raise SystemExit(
@@ -206,12 +211,7 @@ def _baseline(base: str) -> dict[tuple[str, int], dict[str, float]]:
         for r in doc["runs"]
     }
     if base != "longtune":  # an adopted candidate: its own runs and teachers
-        for r in json.loads((RESULTS / f"{base}.json").read_text())["runs"]:
-            out[(r["scenario"], r["seed"])] = {
-                "val": r["val"],
-                "test": r["test"],
-                "teacher": r["teacher_test_per_window"],
-            }
+        out |= _by_run(json.loads((RESULTS / f"{base}.json").read_text())["runs"])
     return out
 
 

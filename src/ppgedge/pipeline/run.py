@@ -39,7 +39,7 @@ QUICK = {
     "prune": {"to": "70%", "steps": 1, "finetune_epochs": 0, "final_epochs": 1},
     "qat": {"epochs": 1},
 }
-QUICK_SYNTHETIC_MOTION = 1  # at most one synthetic motion subject (6 min): the path, run
+QUICK_SYNTHETIC_MOTION = 1  # --quick lends at most this many (6 min each): enough to run it
 
 
 class RunObserver:
