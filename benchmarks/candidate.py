@@ -29,6 +29,10 @@ then ``simteacher``).
   there is one (the same teacher), else every stage from the start. Judged against
   ``simteacher`` re-made on its own host (:data:`HOST_BASELINE`: run
   ``rerun_defaults.py`` over all six scenarios first).
+* ``gentle``: ``simteacher`` with a gentler pruning schedule, twice the steps to the same budget
+  and each intermediate fine-tune twice as long (``[prune] steps = 8, finetune_epochs = 6``);
+  from a copy of the ``simteacher`` folder (the same teacher and student), judged against
+  ``simteacher`` re-made on its own host like ``simscaled``.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -59,6 +63,7 @@ from motion import (
     DISTILL_ARTIFACTS,
     DISTILL_MIX,
     EMA_DECAY,
+    GENTLE_PRUNE,
     PATIENT_DISTILL,
     RESULTS,
     SCENARIOS,
@@ -125,6 +130,13 @@ CANDIDATES: dict[str, dict[str, str]] = {
         "whose epoch scale stays that of the recorded windows (`synthetic_motion_epochs = "
         '"recorded"`: the synthetic windows on top, each epoch longer)',
     },
+    "gentle": {
+        "title": "A gentler pruning schedule",
+        "change": f"twice the pruning steps to the same budget, each intermediate fine-tune twice "
+        f"as long (`[prune] steps = {GENTLE_PRUNE['steps']}, finetune_epochs = "
+        f"{GENTLE_PRUNE['finetune_epochs']}`, before the data scaling; the last fine-tune keeps "
+        "its 20 epochs), the same teacher and student, from copies of the `simteacher` folders",
+    },
 }
 
 
@@ -164,12 +176,13 @@ BASE_OF = {
     "simmotion": "patient",
     "simteacher": "patient",
     "simscaled": "simteacher",
+    "gentle": "simteacher",
 }
 
 
 # candidates judged against their base re-made on their own host (rerun_defaults.py), since
 # the same configuration moves with the CPU's float kernels (docs/motion-benchmark.md)
-HOST_BASELINE = {"simscaled": "rerun_defaults"}
+HOST_BASELINE = {"simscaled": "rerun_defaults", "gentle": "rerun_defaults"}
 
 
 def _by_run(runs: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, float]]:

@@ -89,6 +89,7 @@ VARIANTS = (
     "simmotion",
     "simteacher",
     "simscaled",
+    "gentle",
 )
 BEFORE = {"run": {"reference_windows": 0}, "data": {"val_choice": "random"}}
 BEFORE_DISTILL = {"keep_better": False, "augment": False}
@@ -111,6 +112,11 @@ STRETCH = {"base": "slower", "new": "slower", "consistent": "slower"}
 # batches) instead of their L1 norm.
 # The other variants pin the 6 final epochs they were run with. "longtune" won on validation
 # (docs/motion-benchmark.md) and is the default since.
+# "gentle" = ``simteacher`` with a gentler schedule: twice the steps to the same budget, each
+# intermediate fine-tune twice as long (``[prune] steps = 8, finetune_epochs = 6``; the last
+# fine-tune keeps its 20 epochs), from a copy of the ``simteacher`` folder (the same teacher and
+# student; the chain reruns from the prune stage).
+GENTLE_PRUNE = {"steps": 8, "finetune_epochs": 6}
 # "rebuild" = ``longtune`` with ``[prune] rebuild = true`` (the pruned architecture also
 # distilled from a fresh initialisation, the better kept on validation), from a copy of the
 # ``longtune`` folder.
@@ -124,6 +130,7 @@ PRUNE = {
     "simmotion": {"final_epochs": 20},
     "simteacher": {"final_epochs": 20},
     "simscaled": {"final_epochs": 20},
+    "gentle": {"final_epochs": 20, **GENTLE_PRUNE},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -138,6 +145,7 @@ COPIED_FROM = {
     "artifacts": "patient",
     "simteacher": "simmotion",
     "simscaled": "simteacher",
+    "gentle": "simteacher",
 }
 # "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
 # validates and keeps an exponential moving average of its weights); all stages retrained.
@@ -163,7 +171,8 @@ DISTILL_ARTIFACTS = 0.5
 # generator's own) added to the training subjects only (``[data] synthetic_motion``); every
 # stage retrained, the teacher included, in a folder of its own.
 SYNTHETIC_MOTION = 8
-SIM = ("simmotion", "simteacher", "simscaled")
+SIM = ("simmotion", "simteacher", "simscaled", "gentle")
+SIM_TEACHER = ("simteacher", "gentle")  # the synthetic subjects for the teacher alone
 # "simteacher": ``simmotion`` with the synthetic subjects lent to the teacher alone
 # (``synthetic_motion_for = "teacher"``), from a copy of the ``simmotion`` folder (the same
 # teacher; the chain reruns from the distill stage on the recorded training subjects).
@@ -291,7 +300,7 @@ def config_for(scenario: str, variant: str, data: dict[str, Path]) -> dict[str, 
     # validation: every other variant pins what it was run with (none, or every stage's)
     cfg["data"]["synthetic_motion"] = SYNTHETIC_MOTION if variant in SIM else 0
     if variant in SIM:
-        cfg["data"]["synthetic_motion_for"] = "teacher" if variant == "simteacher" else "all"
+        cfg["data"]["synthetic_motion_for"] = "teacher" if variant in SIM_TEACHER else "all"
     if variant == "simscaled":
         cfg["data"]["synthetic_motion_epochs"] = "recorded"
     return cfg
