@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from host import describe, host
 from motion import (
     DISTILL_ARTIFACTS,
     DISTILL_MIX,
@@ -210,6 +211,15 @@ def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
             f"`benchmarks/rerun_defaults.py --scenarios {','.join(SCENARIOS)}` first "
             f"({path.name}: variant {doc['variant']}, missing {len(missing)} of 18 runs)"
         )
+    here, there = host(), doc.get("host") or {}
+    kernels = ("family", "model", "avx512f", "avx2", "torch")
+    if any(here[k] != there.get(k) for k in kernels):
+        raise SystemExit(
+            f"{candidate} is judged against `{base}` re-made on this host, but {path.name} was "
+            f"made on {describe(there) if there else 'an unrecorded host'} and this is "
+            f"{describe(here)}: re-make it here first (`benchmarks/rerun_defaults.py "
+            f"--scenarios {','.join(SCENARIOS)}`)"
+        )
     return out
 
 
@@ -267,7 +277,8 @@ def markdown(doc: dict[str, Any]) -> str:
             else f"the 18 runs of {BASE_OF[v]}.md"
         )
         + ". Deployed int8 model in TFLite Micro, the value its bundle "
-        "reports; MAE in BPM, mean over seeds.",
+        "reports; MAE in BPM, mean over seeds."
+        + (f" Host: {describe(doc['host'])}." if "host" in doc else ""),
         "",
         f"Rule fixed before the runs: adopt if the validation MAE is lower than the defaults' "
         f"in at least {MIN_LOWER} of 6 scenarios. Lower in {len(s['lower_on_validation'])} "
@@ -321,6 +332,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "candidate": args.candidate,
         "change": CANDIDATES[args.candidate]["change"],
+        "host": host(),
         "runs": rows,
         "summary": summarise(rows, baseline),
     }

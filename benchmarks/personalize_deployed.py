@@ -40,9 +40,9 @@ from ppgedge.models.checkpoint import load_checkpoint
 SCENARIO = "xact"
 SEEDS = (0, 1, 2)
 MINUTES = (1, 2, 5)
-VARIANT = VERDICT_VARIANT  # the defaults' run folders: `simteacher` since it was adopted
-# (made by candidate.py simteacher, or from scratch by rerun_defaults.py); `patient`, `mix`
-# and `longtune` (motion_seeds.py) before
+VARIANT = VERDICT_VARIANT  # the defaults' run folders: `gentle` since it was adopted (made by
+# candidate.py gentle); `simteacher` before (candidate.py simteacher, or rerun_defaults.py),
+# `patient`, `mix` and `longtune` (motion_seeds.py) before that
 
 
 def _one(export_dir: Path, ds: Dataset, subject: str, n: int, work: Path) -> dict[str, Any]:

@@ -25,41 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from candidate import _one
+from host import host
 from motion import OUT, RESULTS, SCENARIOS, VERDICT_VARIANT, _datasets, write_results
 from motion_seeds import _name
 
 from ppgedge import __version__
-
-
-def host() -> dict[str, Any]:
-    """What decides the floating-point kernels: the CPU's family, model and vector extensions."""
-    info: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "cpu family", "model", "flags") and key not in info:
-            info[key] = value.strip()
-    flags = set(info.get("flags", "").split())
-    return {
-        "cpu": info.get("model name", platform.processor()),
-        "family": info.get("cpu family"),
-        "model": info.get("model"),
-        "avx512f": "avx512f" in flags,
-        "avx2": "avx2" in flags,
-        "torch": torch.__version__,
-        "mkldnn_isa": torch.backends.cpu.get_cpu_capability(),
-    }
 
 
 def markdown(doc: dict[str, Any]) -> str:

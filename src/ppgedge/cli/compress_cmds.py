@@ -55,8 +55,10 @@ def prune_cmd(
         callback=claims(CHECKPOINT),
     ),
     criterion: PruneCriterion = typer.Option("l1", help="Channel importance."),
-    steps: int = typer.Option(4, min=1, help="Iterative pruning steps."),
-    finetune_epochs: int = typer.Option(3, min=0, help="Fine-tuning epochs between steps."),
+    steps: int = typer.Option(8, min=1, help="Iterative pruning steps (as ppgedge run)."),
+    finetune_epochs: int = typer.Option(
+        6, min=0, help="Fine-tuning epochs between steps (as ppgedge run)."
+    ),
     final_epochs: int = typer.Option(
         20, min=0, help="Fine-tuning epochs after the last step (as ppgedge run)."
     ),

@@ -75,8 +75,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "prune": {
         "to": (str, "target"),
         "criterion": (("l1", "l2", "taylor"), "l1"),
-        "steps": (int, 4),
-        "finetune_epochs": (int, 3),
+        "steps": (int, 8),  # a gentle schedule (candidate `gentle`)
+        "finetune_epochs": (int, 6),
         "final_epochs": (int, 20),
         "round_to": (int, 4),
         "rebuild": (bool, False),
@@ -153,8 +153,8 @@ motion_aug_p = 0.0        # with augment: share of windows given accelerometer-d
 [prune]
 to = "target"             # "target" (its latency/energy/flash budget), "50%", "30k params"
 criterion = "l1"          # l1 | l2 | taylor
-steps = 4
-finetune_epochs = 3
+steps = 8                 # geometric steps to the budget: small cuts, each fine-tuned
+finetune_epochs = 6       # after each step but the last
 final_epochs = 20         # the last fine-tune, at the budget
 round_to = 4              # channel counts in multiples of this (int8 SIMD friendly)
 rebuild = false           # also distil the pruned architecture from a fresh initialisation
