@@ -210,16 +210,18 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def made_by(rows: list[dict[str, Any]]) -> str:
-    """Which recorded runs the folders are: the results file whose deployed test MAE every
-    scored run reproduces (the folders under benchmarks/out are not kept between checkouts)."""
+def made_by(rows: list[dict[str, Any]], variant: str) -> str:
+    """Which recorded runs of ``variant`` the folders are: the results file whose deployed test
+    MAE every scored run reproduces (the folders under benchmarks/out are not kept between
+    checkouts). ``variant`` is the rows' own, not today's defaults, so that re-rendering an
+    older coverage.json still names its runs."""
     for stem, what in (
         ("rerun_defaults", "re-made by benchmarks/rerun_defaults.py"),
-        (VERDICT_VARIANT, "made by benchmarks/candidate.py"),
+        (variant, "made by benchmarks/candidate.py"),
     ):
         path = RESULTS / f"{stem}.json"
         doc = json.loads(path.read_text()) if path.is_file() else {"runs": []}
-        if doc.get("variant", VERDICT_VARIANT) != VERDICT_VARIANT:
+        if doc.get("variant", doc.get("candidate")) != variant:
             continue
         test = {(r["scenario"], r["seed"]): r["test"] for r in doc["runs"]}
         if all(
@@ -240,7 +242,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.render_only:
         doc = json.loads((RESULTS / "coverage.json").read_text())
-        doc["made_by"] = made_by(doc["runs"])
+        doc["made_by"] = made_by(doc["runs"], doc.get("variant", "longtune"))
         write_results("coverage", doc, markdown(doc))
         return
     rows = score_seed_runs(score_folder, args.jobs)
@@ -249,7 +251,7 @@ def main() -> None:
         "ppgedge": __version__,
         "date": time.strftime("%Y-%m-%d"),
         "variant": VERDICT_VARIANT,
-        "made_by": made_by(rows),
+        "made_by": made_by(rows, VERDICT_VARIANT),
         "runs": rows,
         "summary": summarise(rows),
     }
