@@ -25,6 +25,7 @@ from ppgedge.cli.render import (
     safe_text,
     status,
 )
+from ppgedge.compress.defaults import PRUNE_FINAL_EPOCHS, PRUNE_FINETUNE_EPOCHS, PRUNE_STEPS
 from ppgedge.errors import PpgedgeError
 from ppgedge.ownership import CHECKPOINT, claim, claims
 
@@ -55,12 +56,12 @@ def prune_cmd(
         callback=claims(CHECKPOINT),
     ),
     criterion: PruneCriterion = typer.Option("l1", help="Channel importance."),
-    steps: int = typer.Option(8, min=1, help="Iterative pruning steps (as ppgedge run)."),
+    steps: int = typer.Option(PRUNE_STEPS, min=1, help="Iterative pruning steps (as ppgedge run)."),
     finetune_epochs: int = typer.Option(
-        6, min=0, help="Fine-tuning epochs between steps (as ppgedge run)."
+        PRUNE_FINETUNE_EPOCHS, min=0, help="Fine-tuning epochs between steps (as ppgedge run)."
     ),
     final_epochs: int = typer.Option(
-        20, min=0, help="Fine-tuning epochs after the last step (as ppgedge run)."
+        PRUNE_FINAL_EPOCHS, min=0, help="Fine-tuning epochs after the last step (as ppgedge run)."
     ),
     round_to: int = typer.Option(4, help="Channel counts are multiples of this (4 or 8)."),
     teacher: Path | None = typer.Option(None, help="Fine-tune with distillation from it."),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ppgedge.compress.defaults import PRUNE_FINAL_EPOCHS, PRUNE_FINETUNE_EPOCHS, PRUNE_STEPS
 from ppgedge.data.extra_subjects import check_count as check_extra_count
 from ppgedge.data.extra_subjects import subject_names as extra_subject_names
 from ppgedge.data.format import resolve_channels
@@ -75,9 +76,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "prune": {
         "to": (str, "target"),
         "criterion": (("l1", "l2", "taylor"), "l1"),
-        "steps": (int, 8),  # a gentle schedule (candidate `gentle`)
-        "finetune_epochs": (int, 6),
-        "final_epochs": (int, 20),
+        "steps": (int, PRUNE_STEPS),
+        "finetune_epochs": (int, PRUNE_FINETUNE_EPOCHS),
+        "final_epochs": (int, PRUNE_FINAL_EPOCHS),
         "round_to": (int, 4),
         "rebuild": (bool, False),
     },
