@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from deployed_tracker import reexport
+from host import describe
 from motion import (
     OUT,
     RESULTS,
@@ -227,10 +228,7 @@ def made_by(rows: list[dict[str, Any]], variant: str) -> str:
         if all(
             abs(test.get((r["scenario"], r["seed"]), -1.0) - r["int8"]["all"]) < 1e-6 for r in rows
         ):
-            host = doc.get("host")
-            where = (
-                f" on {host['cpu']} family {host['family']} model {host['model']}" if host else ""
-            )
+            where = f" on {describe(doc['host'])}" if doc.get("host") else ""
             return f"the runs of {stem}.md ({what}{where})"
     return "runs matching no recorded results file (made by hand?)"
 
