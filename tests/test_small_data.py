@@ -4,6 +4,7 @@ subjects, distilled-or-scratch student; and the classical spectral tracker basel
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,12 @@ import pytest
 from ppgedge.data.format import Dataset
 from ppgedge.data.splits import holdout, representative_val
 from ppgedge.distill.choose import keep_better, scratch_path
+from ppgedge.distill.run import distill
 from ppgedge.evaluate.spectral import spectral_bpm
 from ppgedge.evaluate.spectral_tracker import TrackerParams, spectra, spectral_track, track_spectra
 from ppgedge.models.checkpoint import load_checkpoint
 from ppgedge.train.schedule import MAX_SCALE, epoch_scale, scaled
-from ppgedge.train.trainer import TrainConfig
+from ppgedge.train.trainer import EpochReport, TrainConfig, TrainingObserver
 
 
 def test_epochs_scale_with_the_training_windows() -> None:
@@ -95,3 +97,52 @@ def test_spectral_tracker_on_a_dataset_returns_the_input_order(tiny_dataset: Dat
     perm = np.random.default_rng(0).permutation(len(idx))
     assert np.allclose(spectral_track(tiny_dataset, idx[perm], params), bpm[perm])
     assert np.isfinite(bpm).all() and len(bpm) == len(idx)
+
+
+class _Seen(TrainingObserver):
+    """Records where each training started and whether its first epoch was a resumed one."""
+
+    def __init__(self, stop_after_first_epoch: bool = False) -> None:
+        self.starts: list[int] = []
+        self.resumed: list[bool] = []
+        self.stop = stop_after_first_epoch
+
+    def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None:
+        self.starts.append(first_epoch)
+
+    def epoch(self, report: EpochReport) -> None:
+        self.resumed.append(report.resumed)
+        if self.stop:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_scratch_training_does_not_train_the_distilled_student_again(
+    tmp_path: Path, tiny_dataset: Dataset, tiny_checkpoint: Path
+) -> None:
+    """The distill stage with keep_better, interrupted in its second (from-scratch) training:
+    the rerun takes the distilled student its first training finished (same configuration
+    digest) and resumes the second from its resume file."""
+    out = tmp_path / "student.pt"
+    split = holdout(tiny_dataset.subjects, seed=0)
+    cfg = TrainConfig(arch="resnet_micro", epochs=2, seed=3)
+    args = (tiny_checkpoint, tiny_dataset, split, "resnet_micro", out, cfg)
+    common = {"method": "dkd", "device": "cpu", "reuse_finished": True}
+    distilled = distill(*args, cache_dir=tmp_path / "cache", **common)
+    finished = out.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        keep_better(distilled, tiny_dataset, split, out, cfg, observer=_Seen(True), **common)
+    assert scratch_path(out).with_name(scratch_path(out).name + ".resume").exists()
+
+    seen = _Seen()
+    again = distill(*args, cache_dir=tmp_path / "cache", observer=seen, **common)
+    assert seen.starts == [] and out.read_bytes() == finished  # not trained, not rewritten
+    kept = keep_better(again, tiny_dataset, split, out, cfg, observer=seen, **common)
+    assert seen.starts == [1] and seen.resumed[0] is True  # the scratch student resumes
+    assert kept.metrics["choice"]["kept"] in {"dkd", "scratch"}
+
+    # a finished checkpoint of another configuration is trained again, as without reuse
+    (tmp_path / "other.pt").write_bytes(finished)
+    other = _Seen()
+    args = (*args[:-2], tmp_path / "other.pt", replace(cfg, seed=4))
+    distill(*args, cache_dir=tmp_path / "cache", observer=other, **common)
+    assert other.starts == [0]

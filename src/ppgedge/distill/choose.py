@@ -42,10 +42,13 @@ def keep_better(
     device: str = "auto",
     observer: TrainingObserver | None = None,
     restart: bool = False,
+    reuse_finished: bool = False,
 ) -> Checkpoint:
     """Train ``distilled``'s architecture from scratch (augmented, as the teacher) beside the
     distilled student saved at ``out``; the one with the lower validation MAE ends at ``out``
-    (the other beside it, :func:`scratch_path`), with both scores in ``metrics["choice"]``."""
+    (the other beside it, :func:`scratch_path`), with both scores in ``metrics["choice"]``.
+    ``reuse_finished``: a from-scratch student this configuration already finished at the
+    candidate's path is not trained again (:func:`ppgedge.train.trainer.train`)."""
     out = Path(out)
     student = distilled.arch
     alt = scratch_path(out)
@@ -58,6 +61,7 @@ def keep_better(
         device=device,
         observer=observer,
         restart=restart,
+        reuse_finished=reuse_finished,
     )
     scores = {
         method: float(distilled.metrics["val_mae"]),

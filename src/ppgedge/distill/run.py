@@ -96,9 +96,11 @@ def distill(
     device: str = "auto",
     observer: TrainingObserver | None = None,
     restart: bool = False,
+    reuse_finished: bool = False,
     _label: str | None = None,
 ) -> Checkpoint:
-    """Distil ``teacher_path`` into a new ``student`` trained on ``split`` of ``dataset``."""
+    """Distil ``teacher_path`` into a new ``student`` trained on ``split`` of ``dataset``
+    (``reuse_finished``: see :func:`ppgedge.train.trainer.train`)."""
     if method not in METHODS:
         raise PpgedgeError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
     out = Path(out)
@@ -140,6 +142,7 @@ def distill(
             device=device,
             observer=observer,
             restart=restart,
+            reuse_finished=reuse_finished,
             _label=f"progressive({base}, assistant {assistant})",
         )
 
@@ -165,4 +168,5 @@ def distill(
         observer=observer,
         restart=restart,
         objective=objective,
+        reuse_finished=reuse_finished,
     )

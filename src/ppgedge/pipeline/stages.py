@@ -368,6 +368,9 @@ def _distill_run(ctx: Context) -> StageResult:
         "cache_dir": ctx.out / "cache",
         "device": ctx.device,
         "restart": "distill" in ctx.restart,
+        # a rerun after an interruption in the from-scratch training keeps the finished
+        # distilled student instead of training it again (same configuration digest only)
+        "reuse_finished": True,
     }
     args = (ctx.teacher_path, ctx.dataset, ctx.split, d["student"], ctx.student_path, cfg)
     outputs = [ctx.student_path]
@@ -389,6 +392,7 @@ def _distill_run(ctx: Context) -> StageResult:
                 device=ctx.device,
                 observer=o,
                 restart=common["restart"],
+                reuse_finished=True,
             ),
         )
     mae = _test_mae(ctx, ctx.student_path)

@@ -201,6 +201,17 @@ def _resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
 
 
+def _finished_with(out: Path, digest: str) -> Checkpoint | None:
+    """The checkpoint at ``out`` if a training of this configuration digest finished it."""
+    if not out.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(out)
+    except PpgedgeError:  # unreadable: trained again and replaced, as without reuse
+        return None
+    return ckpt if ckpt.training.get("digest") == digest else None
+
+
 def _unusable_resume(path: Path, why: str) -> PpgedgeError:
     return PpgedgeError(
         f"{path}: {why}, so training cannot resume from it: rerun the same command with "
@@ -272,6 +283,7 @@ def train(
     observer: TrainingObserver | None = None,
     restart: bool = False,
     objective: Objective | None = None,
+    reuse_finished: bool = False,
 ) -> Checkpoint:
     """Train ``cfg.arch`` on ``split.train``, stop early on ``split.val``, save to ``out``.
 
@@ -279,7 +291,10 @@ def train(
     If ``out + '.resume'`` exists from an interrupted run with the same configuration, training
     continues from its last finished epoch unless ``restart`` is set. ``objective`` decides the
     loss (default: supervised soft targets); a distillation objective names the teacher, which
-    becomes the parent unless ``init_from`` is given.
+    becomes the parent unless ``init_from`` is given. With ``reuse_finished`` (and without
+    ``restart``) a checkpoint already at ``out`` that this very configuration finished is
+    returned as it is: a stage that trains twice (the distilled and the from-scratch student)
+    and is interrupted in its second training does not repeat its first one.
     """
     out = Path(out)
     if out.is_dir():  # found before training, not when the checkpoint is saved at the end
@@ -333,6 +348,10 @@ def train(
             "objective": objective.describe(),
         }
     )
+    if reuse_finished and not restart:
+        finished = _finished_with(out, digest)
+        if finished is not None:
+            return finished
     state: dict[str, Any] = {
         "epoch": 0,
         "best_val": float("inf"),
@@ -451,6 +470,7 @@ def train(
         "dataset_sha256": data_hash,
         "dataset_source": dataset.source,
         "split": split.to_dict(),
+        "digest": digest,  # what reuse_finished compares
         "device": str(dev),
         "history": state["history"],
         "objective": objective.describe(),
