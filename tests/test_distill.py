@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,20 @@ from ppgedge.data.splits import holdout
 from ppgedge.data.synth import synthesize
 from ppgedge.distill.run import distill
 from ppgedge.errors import PpgedgeError
-from ppgedge.models.checkpoint import load_checkpoint
-from ppgedge.train.trainer import TrainConfig
+from ppgedge.models.checkpoint import Checkpoint, load_checkpoint
+from ppgedge.train.trainer import TrainConfig, TrainingObserver
 
 CFG = TrainConfig(epochs=1, batch_size=64)
+
+
+class _Starts(TrainingObserver):
+    """Counts the trainings that start."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None:
+        self.count += 1
 
 
 @pytest.mark.parametrize("method", ["hard", "soft", "dkd", "feature"])
@@ -79,23 +90,24 @@ def test_progressive_goes_through_an_assistant(
 ) -> None:
     split = holdout(tiny_dataset.subjects, seed=0)
     out = tmp_path / "student.pt"
-    ckpt = distill(
-        tiny_checkpoint,
-        tiny_dataset,
-        split,
-        "resnet_micro",
-        out,
-        CFG,
-        method="progressive",
-        assistant="resnet_tiny",
-        cache_dir=tmp_path / "cache",
-        device="cpu",
-    )
+
+    def run(cfg: TrainConfig) -> tuple[Checkpoint, int]:
+        """The student and how many trainings started (the assistant's, then the student's)."""
+        seen = _Starts()
+        kw = {"assistant": "resnet_tiny", "cache_dir": tmp_path / "cache", "device": "cpu"}
+        args = (tiny_checkpoint, tiny_dataset, split, "resnet_micro", out, cfg)
+        return distill(*args, method="progressive", observer=seen, **kw), seen.count
+
+    ckpt, trained = run(CFG)
+    assert trained == 2
     assistant = load_checkpoint(tmp_path / "student.assistant.pt")
     assert assistant.arch == "resnet_tiny"
     assert assistant.parent["path"] == str(tiny_checkpoint)
     assert ckpt.parent["path"] == str(tmp_path / "student.assistant.pt")
     assert ckpt.training["method"].startswith("distill:progressive")
+    # the same configuration again reuses the finished assistant; another trains it again
+    assert run(CFG)[1] == 1
+    assert run(replace(CFG, seed=CFG.seed + 1))[1] == 2
 
 
 def test_mismatched_teacher_and_missing_channels_are_user_errors(

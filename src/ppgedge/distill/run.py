@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ppgedge.atomic import file_sha256
 from ppgedge.data.format import Dataset, resolve_channels
 from ppgedge.data.splits import Split
 from ppgedge.distill.cache import teacher_logits
@@ -20,7 +19,7 @@ from ppgedge.distill.objective import DistillObjective
 from ppgedge.distill.teachers import Teacher, check_teacher_matches, load_teacher
 from ppgedge.errors import PpgedgeError
 from ppgedge.models import create_model
-from ppgedge.models.checkpoint import Checkpoint, load_checkpoint
+from ppgedge.models.checkpoint import Checkpoint
 from ppgedge.models.registry import format_kwargs
 from ppgedge.train.trainer import TrainConfig, TrainingObserver, pick_device, train
 
@@ -68,18 +67,6 @@ def _student_kwargs(student: str, cfg: TrainConfig, teacher: Teacher) -> dict[st
     return kwargs
 
 
-def _assistant_is_current(path: Path, teacher_path: str | Path, assistant: str) -> bool:
-    """Reuse an assistant from an earlier progressive run only if it came from this teacher."""
-    if not path.exists():
-        return False
-    try:
-        ckpt = load_checkpoint(path)
-    except PpgedgeError:
-        return False
-    parent = ckpt.parent or {}
-    return ckpt.arch == assistant and parent.get("sha256") == file_sha256(teacher_path)
-
-
 def distill(
     teacher_path: str | Path,
     dataset: Dataset,
@@ -109,26 +96,27 @@ def distill(
         if base == "progressive":
             raise PpgedgeError("--assistant-method must be one of the single-step methods")
         ta_out = out.with_name(out.stem + ".assistant" + out.suffix)
-        if not _assistant_is_current(ta_out, teacher_path, assistant):
-            distill(
-                teacher_path,
-                dataset,
-                split,
-                assistant,
-                ta_out,
-                replace(
-                    cfg,
-                    arch=assistant,
-                    arch_kwargs={},
-                    channels=",".join(load_teacher(teacher_path, dataset.fmt).data_format.channels),
-                ),
-                method=base,
-                hparams=hparams,
-                cache_dir=cache_dir,
-                device=device,
-                observer=observer,
-                restart=restart,
-            )
+        # an assistant this very configuration (teacher, data, settings) finished is reused
+        distill(
+            teacher_path,
+            dataset,
+            split,
+            assistant,
+            ta_out,
+            replace(
+                cfg,
+                arch=assistant,
+                arch_kwargs={},
+                channels=",".join(load_teacher(teacher_path, dataset.fmt).data_format.channels),
+            ),
+            method=base,
+            hparams=hparams,
+            cache_dir=cache_dir,
+            device=device,
+            observer=observer,
+            restart=restart,
+            reuse_finished=True,
+        )
         return distill(
             ta_out,
             dataset,
