@@ -61,3 +61,22 @@ def test_spc_teacher_is_the_best_subset_on_validation(
     n = len(chosen["members"])
     assert (teacher.arch == "ensemble") == (n > 1)
     assert all(len(k.split(" + ")) >= n for k, v in val.items() if v == chosen["val_mae"])
+
+
+def test_an_amended_candidate_that_wins_its_rule_is_not_adopted_by_that_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))  # candidate.py imports its sibling scripts
+    candidate = _script("candidate")
+    scenarios, seeds = candidate.SCENARIOS, candidate.SEEDS
+    rows = [{"scenario": s, "seed": n, "val": 1.0, "test": 2.0} for n in seeds for s in scenarios]
+    base = {(s, n): {"val": 1.5, "test": 2.0, "teacher": 1.0} for n in seeds for s in scenarios}
+    gentle = candidate.summarise(rows, base, "gentle")
+    assert gentle["adopted"] and "wins_rule" not in gentle  # lower in 6 of 6
+    amended = candidate.summarise(rows, base, "simscaled")
+    assert amended["wins_rule"] and not amended["adopted"] and amended["amendment"]
+    doc = {"summary": amended, "candidate": "simscaled", "ppgedge": "x", "date": "d", "runs": []}
+    assert "not adopted by that alone" in candidate.markdown(doc)
+    worse = {k: {**v, "val": 0.5} for k, v in base.items()}
+    lost = candidate.summarise(rows, worse, "simscaled")
+    assert not lost["wins_rule"] and not lost["adopted"]
