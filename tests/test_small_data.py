@@ -139,6 +139,7 @@ def test_an_interrupted_scratch_training_does_not_train_the_distilled_student_ag
     kept = keep_better(again, tiny_dataset, split, out, cfg, observer=seen, **common)
     assert seen.starts == [1] and seen.resumed[0] is True  # the scratch student resumes
     assert kept.metrics["choice"]["kept"] in {"dkd", "scratch"}
+    assert "digest" not in kept.training  # the annotated choice is no finished training
 
     # a finished checkpoint of another configuration is trained again, as without reuse
     (tmp_path / "other.pt").write_bytes(finished)

@@ -80,5 +80,10 @@ def keep_better(
         "chosen_on": "validation subjects",
         "files": files,
     }
-    save_checkpoint(replace(best, metrics={**best.metrics, "choice": choice}), out)
+    # the annotated file is no longer what one training finished: without its digest no later
+    # run reuses it as a finished distilled (or scratch) student (train's reuse_finished)
+    training = {k: v for k, v in best.training.items() if k != "digest"}
+    save_checkpoint(
+        replace(best, metrics={**best.metrics, "choice": choice}, training=training), out
+    )
     return load_checkpoint(out)
