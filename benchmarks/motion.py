@@ -220,7 +220,10 @@ CONFIGS_ON_TEST = {
     "fifteenth, `gentle` (`simteacher` pruned in 8 steps with 6 fine-tune epochs between "
     "them instead of 4 and 3), ran at seeds 0-2 on another host, judged against `simteacher` "
     "re-made there (rerun_defaults.md), and was adopted (lower on validation in 4 of 6, "
-    "gentle.md): the defaults since",
+    "gentle.md): the defaults since; a sixteenth, `simscaled` (`simteacher` with those "
+    "subjects lent to every later stage at the recorded windows' epoch scale), ran at seeds "
+    "0-2 on that host against the same baseline and was not adopted (lower on validation in "
+    "2 of 6, simscaled.md)",
     "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
     "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
     "optimistic",
