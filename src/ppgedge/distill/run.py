@@ -96,26 +96,19 @@ def distill(
         if base == "progressive":
             raise PpgedgeError("--assistant-method must be one of the single-step methods")
         ta_out = out.with_name(out.stem + ".assistant" + out.suffix)
+        common: dict[str, Any] = {
+            "method": base,
+            "hparams": hparams,
+            "cache_dir": cache_dir,
+            "device": device,
+            "observer": observer,
+            "restart": restart,
+        }
+        channels = ",".join(load_teacher(teacher_path, dataset.fmt).data_format.channels)
+        ta_cfg = replace(cfg, arch=assistant, arch_kwargs={}, channels=channels)
         # an assistant this very configuration (teacher, data, settings) finished is reused
         distill(
-            teacher_path,
-            dataset,
-            split,
-            assistant,
-            ta_out,
-            replace(
-                cfg,
-                arch=assistant,
-                arch_kwargs={},
-                channels=",".join(load_teacher(teacher_path, dataset.fmt).data_format.channels),
-            ),
-            method=base,
-            hparams=hparams,
-            cache_dir=cache_dir,
-            device=device,
-            observer=observer,
-            restart=restart,
-            reuse_finished=True,
+            teacher_path, dataset, split, assistant, ta_out, ta_cfg, **common, reuse_finished=True
         )
         return distill(
             ta_out,
@@ -124,12 +117,7 @@ def distill(
             student,
             out,
             cfg,
-            method=base,
-            hparams=hparams,
-            cache_dir=cache_dir,
-            device=device,
-            observer=observer,
-            restart=restart,
+            **common,
             reuse_finished=reuse_finished,
             _label=f"progressive({base}, assistant {assistant})",
         )
