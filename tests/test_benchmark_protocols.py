@@ -80,3 +80,32 @@ def test_an_amended_candidate_that_wins_its_rule_is_not_adopted_by_that_alone(
     worse = {k: {**v, "val": 0.5} for k, v in base.items()}
     lost = candidate.summarise(rows, worse, "simscaled")
     assert not lost["wins_rule"] and not lost["adopted"]
+
+
+def test_a_new_candidate_must_also_win_the_paired_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After 2026-12-07 a candidate needs its scenario count and a sign-test count of the 18
+    paired runs: lower in 5 of 6 scenario means can hide a change lower in few runs."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    candidate = _script("candidate")
+    scenarios, seeds = candidate.SCENARIOS, candidate.SEEDS
+    base = {(s, n): {"val": 1.0, "test": 2.0, "teacher": 1.0} for n in seeds for s in scenarios}
+
+    def rows(lower_per_scenario: int) -> list[dict]:
+        # in 5 scenarios the first `lower_per_scenario` seeds slightly lower, the rest a little
+        # higher, yet each scenario's mean lower; the sixth scenario higher at every seed
+        out = []
+        for s in scenarios:
+            for n in seeds:
+                lower = s != scenarios[-1] and n < lower_per_scenario
+                val = 0.5 if lower else (1.01 if s != scenarios[-1] else 1.5)
+                out.append({"scenario": s, "seed": n, "val": val, "test": 2.0})
+        return out
+
+    few = candidate.summarise(rows(1), base, "future")  # 5 of 18 runs lower
+    assert len(few["lower_on_validation"]) == 5 and few["lower_runs"] == 5
+    assert not few["adopted"]
+    many = candidate.summarise(rows(3), base, "future")  # 15 of 18
+    assert many["lower_runs"] == 15 and many["adopted"]
+    # the candidates judged before the paired count keep the rule they were run under
+    assert candidate.summarise(rows(1), base, "gentle")["adopted"]
+    assert "lower_runs" not in candidate.summarise(rows(1), base, "gentle")
