@@ -88,9 +88,20 @@ MIN_LOWER = 4  # of 6 scenarios
 # paired runs (scenario x seed): a one-sided sign test, P = 0.048 if the change did nothing
 # (gentle, adopted by the scenario count, was lower in 12 of 18: P = 0.12)
 MIN_LOWER_RUNS = 13
+# the candidates registered before it, judged by the scenario count alone (not derived from
+# CANDIDATES: every candidate added later must meet both)
 SCENARIO_RULE_ONLY = frozenset(
-    {"ema", "spectral", "mix", "patient", "artifacts", "simmotion", "simteacher", "simscaled"}
-    | {"gentle"}
+    (
+        "ema",
+        "spectral",
+        "mix",
+        "patient",
+        "artifacts",
+        "simmotion",
+        "simteacher",
+        "simscaled",
+        "gentle",
+    )
 )
 CANDIDATES: dict[str, dict[str, str]] = {
     "ema": {
@@ -369,13 +380,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.render_only and args.candidate not in HOST_BASELINE:  # judged by older code
+        raise SystemExit(f"--render-only: only {', '.join(HOST_BASELINE)}")
     if args.candidate in HOST_BASELINE:
         baseline = _host_baseline(args.candidate)  # before hours of chains, not after
     else:
         baseline = _baseline(BASE_OF[args.candidate])
     if args.render_only:
-        if args.candidate not in HOST_BASELINE:  # older ones were judged by older code
-            raise SystemExit(f"--render-only: only {', '.join(HOST_BASELINE)}")
         doc = json.loads((RESULTS / f"{args.candidate}.json").read_text())
         doc["summary"] = summarise(doc["runs"], baseline, args.candidate)
         write_results(args.candidate, doc, markdown(doc))

@@ -186,7 +186,8 @@ SIM_TEACHER = ("simteacher", "gentle")  # the synthetic subjects for the teacher
 VERDICT_VARIANT = "gentle"  # the variant whose settings are ppgedge's defaults (since
 # 2026-12-07; "simteacher", "patient", "mix" and "longtune" before: the seed studies
 # deployed_tracker, reacquire, label_prior and decoder_margin were made on the longtune runs,
-# coverage and personalize_deployed on the simteacher runs re-made by rerun_defaults.py)
+# coverage and personalize_deployed on the gentle runs; coverage_simteacher on the simteacher
+# runs re-made by rerun_defaults.py)
 TARGETS = {"xact_int8": 10.0, "fold_mean_int8": 4.0, "fold_gap": 0.5}
 # How often test subjects were looked at, per reported thing (docs/motion-benchmark.md).
 CONFIGS_ON_TEST = {
