@@ -14,7 +14,7 @@ def ppgedge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         text=True,
         cwd=cwd,
         timeout=600,
-        env={"COLUMNS": "120", "PATH": ""},
+        env={"COLUMNS": "120", "PATH": "", "OMP_NUM_THREADS": "1"},  # two workers, two cores
     )
 
 

@@ -297,6 +297,7 @@ def test_the_shipped_workflow_runs_its_check_step(tmp_path: Path) -> None:
 def test_threads_cap_pytorch_and_blas(tmp_path: Path) -> None:
     """--threads N (any command) and [run] threads set PyTorch's and the BLAS libraries'
     thread counts; 0 or a negative count is refused."""
+    import os
     import subprocess
     import sys
 
@@ -305,7 +306,10 @@ def test_threads_cap_pytorch_and_blas(tmp_path: Path) -> None:
         "CliRunner().invoke(app, ['--threads', '1', 'models', '--json']); import torch, os; "
         "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    from ppgedge.threads import THREAD_VARIABLES
+
+    clean = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}  # conftest sets 1
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean)
     assert out.stdout.split() == ["1", "1"], out.stderr
     from ppgedge.errors import PpgedgeError
     from ppgedge.pipeline.config import validate

@@ -1,7 +1,9 @@
 """Same config and seed on the CPU, two runs in two folders: byte-identical ``.tflite`` and
-firmware bundle. The checkpoints in between hold identical tensors; their files differ only by
-what they record about the run (creation time, training seconds, absolute paths, parent-file
-hashes), which SECURITY.md ("Reproducibility") lists."""
+firmware bundle. One run is the session's in-process ``tiny_pipeline`` (as first written), the
+other a fresh ``ppgedge run`` process with the same thread count. The checkpoints in between hold
+identical tensors; their files differ only by what they record about the run (creation time,
+training seconds, absolute paths, parent-file hashes), which SECURITY.md ("Reproducibility")
+lists."""
 
 from __future__ import annotations
 
@@ -13,16 +15,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_pipeline import TINY
+from pipeline_helpers import TINY
 
 ARTIFACTS = ("teacher/teacher.pt", "distill/student.pt", "prune/pruned.pt")
 
 
-def _run(folder: Path) -> Path:
+def _run(folder: Path, threads: int) -> Path:
     folder.mkdir()
     (folder / "ppgedge.toml").write_text(TINY)
+    config = folder / "ppgedge.toml"
     proc = subprocess.run(
-        [sys.executable, "-m", "ppgedge", "run", "--config", folder / "ppgedge.toml", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "ppgedge",
+            "--threads",
+            str(threads),
+            "run",
+            "--config",
+            config,
+            "--json",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=900,
@@ -49,8 +62,9 @@ def _tensors(obj: object, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_same_config_and_seed_give_identical_tflite_and_bundle(tmp_path: Path) -> None:
-    a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
+def test_same_config_and_seed_give_identical_tflite_and_bundle(tiny_pipeline, tmp_path) -> None:
+    a, b = tiny_pipeline.first, _run(tmp_path / "b", tiny_pipeline.threads)
+    assert a.parent != b.parent
 
     tflite_a, tflite_b = _files(a / "export"), _files(b / "export")
     deployable = [k for k in tflite_a if k.endswith(".tflite") or k.startswith("tflm/")]

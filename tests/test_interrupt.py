@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_pipeline import TINY
+from pipeline_helpers import TINY
 
 from ppgedge.pipeline.manifest import LOCK, content_hash
 

@@ -16,70 +16,12 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import assert_user_error, ppgedge
+from pipeline_helpers import TINY, Recorder
 
 from ppgedge.errors import PpgedgeError
 from ppgedge.pipeline import load_run_config, run_pipeline
 from ppgedge.pipeline.config import STAGES, TEMPLATE, validate, with_values
 from ppgedge.pipeline.manifest import LOCK
-from ppgedge.pipeline.run import RunObserver
-from ppgedge.train.trainer import TrainingObserver
-
-TINY = """
-[run]
-out = "run"
-device = "cpu"
-reference_windows = 0
-[data]
-subjects = 4
-minutes = 2.0
-synthetic_motion = 1  # the default path, one subject: 8 would be 12x the data
-[teacher]
-arch = "resnet_micro"
-epochs = 1
-[distill]
-student = "resnet_micro"
-keep_better = false
-epochs = 2
-[prune]
-to = "70%"
-steps = 1
-finetune_epochs = 0
-final_epochs = 1
-[qat]
-epochs = 1
-[export]
-formats = "tflite,tflm"
-"""
-
-
-class Recorder(RunObserver):
-    def __init__(self) -> None:
-        self.ran: list[str] = []
-        self.skipped: list[str] = []
-        self.first_epochs: dict[str, int] = {}
-
-    def training(self, label: str) -> TrainingObserver:
-        firsts = self.first_epochs
-
-        class _Seen(TrainingObserver):
-            def start(self, total_epochs: int, batches_per_epoch: int, first_epoch: int) -> None:
-                firsts.setdefault(label, first_epoch)
-
-        return _Seen()
-
-    def stage(self, name: str, message: str, seconds: float, skipped: bool) -> None:
-        (self.skipped if skipped else self.ran).append(name)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pipeline")
-    cfg_path = folder / "ppgedge.toml"
-    cfg_path.write_text(TINY)
-    cfg = load_run_config(cfg_path)
-    rec = Recorder()
-    result = run_pipeline(cfg, observer=rec)
-    return cfg, result, rec
 
 
 def test_tiny_config_runs_every_stage(tiny_run) -> None:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -26,11 +27,50 @@ class SafeConsole(Console):
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(printable(text, keep="\n\t"), **kwargs)
 
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if len(objects) == 1 and isinstance(objects[0], Table) and not self.is_terminal:
+            self._fit_piped_table(objects[0])
+        super().print(*objects, **kwargs)
 
-# Piped output (every CI log) is read later, in a browser or a file, not in an 80-column
-# terminal: tables are printed at their natural width and lines never wrapped, so no cell is
-# cut to "…" and a printed command can be pasted whole. A terminal keeps its own width.
+    def _unbroken(self, cell: Any, justify: str = "left") -> Measurement:
+        """A cell's narrowest width without cutting a word, its indent or a short figure."""
+        size = Measurement.get(self, self.options, cell)
+        plain = cell.plain if isinstance(cell, Text) else str(cell)
+        if justify == "right" and size.maximum <= SHORT_FIGURE:  # "97.92 k", "1,176 B"
+            return Measurement(size.maximum, size.maximum)
+        indent = len(plain) - len(plain.lstrip(" "))
+        return Measurement(min(size.minimum + indent, size.maximum), size.maximum)
+
+    def _fit_piped_table(self, table: Table) -> None:
+        """Lay a piped table out in PIPE_TABLE_WIDTH columns when it fits there with its cells
+        wrapped at spaces; else leave it at its natural width. Rich's own narrowing would cut
+        the widest columns below their longest word (``FULLY_CON|NECTED``)."""
+        spans = []  # per column: narrowest width that cuts nothing, natural width
+        for column in table.columns:
+            sizes = [self._unbroken(column.header)]
+            sizes += [self._unbroken(cell, column.justify) for cell in column.cells]
+            spans.append((max(m.minimum for m in sizes), max(m.maximum for m in sizes)))
+        natural = Measurement.get(self, self.options, table).maximum
+        frame = natural - sum(hi for _, hi in spans)  # borders and padding
+        spare = PIPE_TABLE_WIDTH - frame - sum(lo for lo, _ in spans)
+        if natural <= PIPE_TABLE_WIDTH or spare < 0:
+            return
+        slack = sum(hi - lo for lo, hi in spans)  # > spare, since natural > PIPE_TABLE_WIDTH
+        given = 0
+        for k, (column, (lo, hi)) in enumerate(zip(table.columns, spans, strict=True)):
+            share = spare - given if k == len(spans) - 1 else spare * (hi - lo) // slack
+            share = min(share, hi - lo)
+            given += share
+            column.width, column.overflow = lo + share, "fold"
+
+
+# Piped output (every CI log) is read in a browser or a file, not a terminal. Prose lines are
+# never wrapped, so a printed command or path can be pasted whole; a table is laid out in 80
+# columns when it fits there without cutting anything, else at its natural width
+# (SafeConsole.print). A terminal keeps its own width.
 PIPE_WIDTH = 10_000
+PIPE_TABLE_WIDTH = 80
+SHORT_FIGURE = 12  # a right-aligned cell this wide is a figure with its unit: never wrapped
 
 
 def _console(stderr: bool = False) -> SafeConsole:
