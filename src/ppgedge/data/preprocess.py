@@ -8,10 +8,14 @@ on one device's units transfer to another's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ppgedge.errors import PpgedgeError
+
+if TYPE_CHECKING:  # reading a dataset's format (``data info``) must not import torch (2.5 s)
+    import torch
 
 EPS = 1e-3
 KNOWN = ("zscore_per_window",)
