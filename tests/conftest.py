@@ -32,7 +32,7 @@ SPC_DIR = SHARED / "data" / "ieee-spc2015"
 
 # Files that share one expensive session fixture run on one xdist worker, as one work unit:
 # split between the two workers, test_aot.py waited for test_measure.py's runtime build on the
-# file lock and then measured the same model a second time (about 150 s of the suite).
+# file lock and then measured the same model a second time.
 ONE_WORKER = {
     "test_measure.py": "firmware",
     "test_aot.py": "firmware",
