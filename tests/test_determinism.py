@@ -22,20 +22,11 @@ ARTIFACTS = ("teacher/teacher.pt", "distill/student.pt", "prune/pruned.pt")
 
 def _run(folder: Path, threads: int) -> Path:
     folder.mkdir()
-    (folder / "ppgedge.toml").write_text(TINY)
     config = folder / "ppgedge.toml"
+    config.write_text(TINY)
+    threads_flag = ["--threads", str(threads)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ppgedge",
-            "--threads",
-            str(threads),
-            "run",
-            "--config",
-            config,
-            "--json",
-        ],  # fmt: skip
+        [sys.executable, "-m", "ppgedge", *threads_flag, "run", "--config", config, "--json"],
         capture_output=True,
         text=True,
         timeout=900,
