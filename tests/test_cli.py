@@ -249,13 +249,7 @@ def test_short_help_choices_and_documented_commands(tiny_checkpoint, tmp_path: P
 
 
 def _run(*args: object):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "ppgedge", *map(str, args)],
-        capture_output=True, text=True, env={"PATH": "", "OMP_NUM_THREADS": "1"}, timeout=300,
-    )  # fmt: skip
+    return ppgedge(*args)
 
 
 def test_the_shipped_workflow_runs_its_check_step(tmp_path: Path) -> None:

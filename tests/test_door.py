@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_helpers import ppgedge
 
 from ppgedge.data.format import Dataset
 from ppgedge.data.splits import holdout
@@ -34,14 +34,7 @@ PATH_HOSTILE = "[bold]x" + ESC + "[31m[link=evil]"  # the same without a path se
 
 
 def cli(*args: object, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ppgedge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-        env={"COLUMNS": "120", "PATH": "", "OMP_NUM_THREADS": "1", **env},
-    )
+    return ppgedge(*args, cwd=cwd, env=env)
 
 
 def refused(proc: subprocess.CompletedProcess[str], needle: str) -> None:

@@ -15,11 +15,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import ppgedge
 from firmware_helpers import TFLM_SRC
 
 from ppgedge.compress.tflite_file import read_model, schema  # noqa: E402
@@ -111,14 +111,7 @@ def test_bundle_arena_from_the_32_bit_measurement(resnet_bundle, fw_cache, tmp_p
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {"COLUMNS": "120", "PATH": os.environ.get("PATH", "")}
-    return subprocess.run(
-        [sys.executable, "-m", "ppgedge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**base, **(env or {})},
-    )
+    return ppgedge(*args, env={"PATH": os.environ.get("PATH", ""), **(env or {})})
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:

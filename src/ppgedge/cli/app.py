@@ -6,7 +6,7 @@ import functools
 import inspect
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -198,12 +198,14 @@ def install_interrupt_handlers() -> None:
     sys.unraisablehook = _unraisable
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2. ``args`` and
+    ``prog_name`` default to the command line; the tests pass them to run a command in-process
+    with the same error handling."""
     _quiet_third_party_logs()
     install_interrupt_handlers()
     try:
-        app()
+        app(args=args, prog_name=prog_name)
     except PpgedgeError as exc:
         # a message quotes file names, keys and subject names: newlines, ESC and other controls
         # become visible escapes (one line, no terminal control) and markup is not interpreted
