@@ -10,26 +10,23 @@ from pathlib import Path
 import pytest
 from cli_helpers import ppgedge, ppgedge_process
 
-
-def _cases(tmp_path: Path) -> list[tuple[str, ...]]:
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    return [
-        ("--version",),
-        ("--help",),
-        ("targets", "-h"),
-        ("targets", "--json"),
-        ("data", "info", str(tmp_path / "nope")),  # a user error: one line, exit 2
-        ("data", "info", "--bogus"),  # a usage error
-        ("distill", "d.ppgds", "-t", "t.pt", "-s", "resnet_micro", "--method", "dkdd"),
-        ("eval", str(junk), str(tmp_path)),  # a user error after torch is imported
-        ("profile", str(junk), "-t", "nrf52840"),
-    ]
+CASES = [  # {tmp}: the test's temporary folder, which holds junk.pt
+    "--version",
+    "--help",
+    "targets -h",
+    "--threads 3 targets --json",  # sets the thread variables and torch's count: put back
+    "data info {tmp}/nope",  # a user error: one line, exit 2
+    "data info --bogus",  # a usage error
+    "distill d.ppgds -t t.pt -s resnet_micro --method dkdd",  # a value outside its choices
+    "eval {tmp}/junk.pt {tmp}",  # a user error after torch is imported
+    "profile {tmp}/junk.pt -t nrf52840",
+]
 
 
-@pytest.mark.parametrize("index", range(9))
-def test_in_process_equals_the_real_process(index: int, tmp_path: Path) -> None:
-    args = _cases(tmp_path)[index]
+@pytest.mark.parametrize("case", CASES)
+def test_in_process_equals_the_real_process(case: str, tmp_path: Path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    args = case.format(tmp=tmp_path).split()
     cwd = Path.cwd()
     env, sigint, threads = dict(os.environ), signal.getsignal(signal.SIGINT), _threads()
     inside, real = ppgedge(*args), ppgedge_process(*args)
