@@ -34,6 +34,11 @@ then ``simteacher``).
   and each intermediate fine-tune twice as long (``[prune] steps = 8, finetune_epochs = 6``);
   from a copy of the ``simteacher`` folder (the same teacher and student), judged against
   ``simteacher`` re-made on its own host like ``simscaled``.
+* ``gentler``: ``gentle`` with twice its pruning steps again (``[prune] steps = 16``, the same
+  6 fine-tune epochs between them), from a copy of the ``gentle`` folder (the same teacher and
+  student); judged against ``gentle``'s 18 runs, made on this host (gentle.json), by both
+  rules. Registered 2026-12-07 before any of its runs: ``gentle`` brought the pruning loss
+  down, and the question is whether finer steps go on doing so or the schedule is spent.
 
 One rule for every candidate, fixed before the first candidate's runs (docs/motion-benchmark.md,
 "Weight averaging"): **adopt the candidate as the default if the deployed int8 model's
@@ -69,6 +74,7 @@ from motion import (
     DISTILL_MIX,
     EMA_DECAY,
     GENTLE_PRUNE,
+    GENTLER_PRUNE,
     PATIENT_DISTILL,
     RESULTS,
     SCENARIOS,
@@ -161,6 +167,13 @@ CANDIDATES: dict[str, dict[str, str]] = {
         f"{GENTLE_PRUNE['finetune_epochs']}`, before the data scaling; the last fine-tune keeps "
         "its 20 epochs), the same teacher and student, from copies of the `simteacher` folders",
     },
+    "gentler": {
+        "title": "A gentler pruning schedule still",
+        "change": f"twice `gentle`'s pruning steps again (`[prune] steps = "
+        f"{GENTLER_PRUNE['steps']}, finetune_epochs = {GENTLER_PRUNE['finetune_epochs']}`, "
+        "before the data scaling; the last fine-tune keeps its 20 epochs), the same teacher and "
+        "student, from copies of the `gentle` folders",
+    },
 }
 
 
@@ -201,12 +214,17 @@ BASE_OF = {
     "simteacher": "patient",
     "simscaled": "simteacher",
     "gentle": "simteacher",
+    "gentler": "gentle",
 }
 
 
 # candidates judged against their base re-made on their own host (rerun_defaults.py), since
 # the same configuration moves with the CPU's float kernels (docs/motion-benchmark.md)
-HOST_BASELINE = {"simscaled": "rerun_defaults", "gentle": "rerun_defaults"}
+HOST_BASELINE = {
+    "simscaled": "rerun_defaults",
+    "gentle": "rerun_defaults",
+    "gentler": "gentle",  # an adopted candidate's own runs, made on this host
+}
 
 # amendments fixed before any of the candidate's figures were read (docs/motion-benchmark.md):
 # what a win of its rule does and does not mean once the defaults moved on under it
@@ -239,11 +257,12 @@ def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
     doc = json.loads(path.read_text()) if path.is_file() else {"variant": None, "runs": []}
     out = _by_run(doc["runs"])
     missing = [f"{s} seed {n}" for n in SEEDS for s in SCENARIOS if (s, n) not in out]
-    if doc["variant"] != base or missing:
+    made_by = doc.get("variant") or doc.get("candidate")  # rerun_defaults.py or candidate.py
+    if made_by != base or missing:
         raise SystemExit(
             f"{candidate} is judged against `{base}` re-made on this host: run "
             f"`benchmarks/rerun_defaults.py --scenarios {','.join(SCENARIOS)}` first "
-            f"({path.name}: variant {doc['variant']}, missing {len(missing)} of 18 runs)"
+            f"({path.name}: variant {made_by}, missing {len(missing)} of 18 runs)"
         )
     here, there = host(), doc.get("host") or {}
     kernels = ("family", "model", "avx512f", "avx2", "torch")
@@ -320,6 +339,8 @@ def markdown(doc: dict[str, Any]) -> str:
             "the 18 seed runs of motion_seeds.md as exported with the current code "
             "(deployed_tracker.md)"
             if BASE_OF[v] == "longtune"
+            else f"the 18 runs of `{BASE_OF[v]}`, made on this host ({BASE_OF[v]}.md)"
+            if HOST_BASELINE.get(v) == BASE_OF[v]
             else f"the 18 runs of `{BASE_OF[v]}` re-made on this host ({HOST_BASELINE[v]}.md)"
             if v in HOST_BASELINE
             else f"the 18 runs of {BASE_OF[v]}.md"

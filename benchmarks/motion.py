@@ -117,6 +117,9 @@ STRETCH = {"base": "slower", "new": "slower", "consistent": "slower"}
 # fine-tune keeps its 20 epochs), from a copy of the ``simteacher`` folder (the same teacher and
 # student; the chain reruns from the prune stage).
 GENTLE_PRUNE = {"steps": 8, "finetune_epochs": 6}
+# "gentler" = ``gentle`` with twice its steps again (16 to the same budget, the same 6 epochs
+# between them), from a copy of the ``gentle`` folder (the chain reruns from the prune stage).
+GENTLER_PRUNE = {"steps": 16, "finetune_epochs": 6}
 # ``gentle`` won on validation (docs/motion-benchmark.md) and is the default since: every other
 # variant pins the schedule it was run with (4 steps, 3 epochs between them).
 PREVIOUS_PRUNE = {"steps": 4, "finetune_epochs": 3}
@@ -134,6 +137,7 @@ PRUNE = {
     "simteacher": {"final_epochs": 20},
     "simscaled": {"final_epochs": 20},
     "gentle": {"final_epochs": 20, **GENTLE_PRUNE},
+    "gentler": {"final_epochs": 20, **GENTLER_PRUNE},
     "taylor": {"criterion": "taylor", "final_epochs": 6},
     "rebuild": {"final_epochs": 20, "rebuild": True},
 }
@@ -149,6 +153,7 @@ COPIED_FROM = {
     "simteacher": "simmotion",
     "simscaled": "simteacher",
     "gentle": "simteacher",
+    "gentler": "gentle",
 }
 # "ema": ``longtune`` with ``[run] ema_decay`` (every training stage, the teacher included,
 # validates and keeps an exponential moving average of its weights); all stages retrained.
@@ -174,8 +179,8 @@ DISTILL_ARTIFACTS = 0.5
 # generator's own) added to the training subjects only (``[data] synthetic_motion``); every
 # stage retrained, the teacher included, in a folder of its own.
 SYNTHETIC_MOTION = 8
-SIM = ("simmotion", "simteacher", "simscaled", "gentle")
-SIM_TEACHER = ("simteacher", "gentle")  # the synthetic subjects for the teacher alone
+SIM = ("simmotion", "simteacher", "simscaled", "gentle", "gentler")
+SIM_TEACHER = ("simteacher", "gentle", "gentler")  # the synthetic subjects for the teacher alone
 # "simteacher": ``simmotion`` with the synthetic subjects lent to the teacher alone
 # (``synthetic_motion_for = "teacher"``), from a copy of the ``simmotion`` folder (the same
 # teacher; the chain reruns from the distill stage on the recorded training subjects).
