@@ -229,7 +229,9 @@ CONFIGS_ON_TEST = {
     "gentle.md): the defaults since; a sixteenth, `simscaled` (`simteacher` with those "
     "subjects lent to every later stage at the recorded windows' epoch scale), ran at seeds "
     "0-2 on that host against the same baseline and was not adopted (lower on validation in "
-    "2 of 6, simscaled.md)",
+    "2 of 6, simscaled.md); a seventeenth, `gentler` (`gentle` in 16 pruning steps), ran at "
+    "seeds 0-2 on that host against `gentle`'s runs and was not adopted (lower on validation "
+    "in 5 of 6 scenarios but in 11 of the 18 runs, 13 needed; gentler.md)",
     "spectral tracker": "2 on SPC te01-08 (one while developing, before the re-acquire "
     "rule; the row's); its design was developed on tr01-12 labels, so its fold rows are "
     "optimistic",
