@@ -258,10 +258,14 @@ def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
     out = _by_run(doc["runs"])
     missing = [f"{s} seed {n}" for n in SEEDS for s in SCENARIOS if (s, n) not in out]
     made_by = doc.get("variant") or doc.get("candidate")  # rerun_defaults.py or candidate.py
+    remake = (
+        f"benchmarks/rerun_defaults.py --scenarios {','.join(SCENARIOS)}"
+        if HOST_BASELINE[candidate] == "rerun_defaults"
+        else f"benchmarks/candidate.py {base}"
+    )
     if made_by != base or missing:
         raise SystemExit(
-            f"{candidate} is judged against `{base}` re-made on this host: run "
-            f"`benchmarks/rerun_defaults.py --scenarios {','.join(SCENARIOS)}` first "
+            f"{candidate} is judged against `{base}` made on this host: run `{remake}` first "
             f"({path.name}: variant {made_by}, missing {len(missing)} of 18 runs)"
         )
     here, there = host(), doc.get("host") or {}
@@ -270,8 +274,7 @@ def _host_baseline(candidate: str) -> dict[tuple[str, int], dict[str, float]]:
         raise SystemExit(
             f"{candidate} is judged against `{base}` re-made on this host, but {path.name} was "
             f"made on {describe(there) if there else 'an unrecorded host'} and this is "
-            f"{describe(here)}: re-make it here first (`benchmarks/rerun_defaults.py "
-            f"--scenarios {','.join(SCENARIOS)}`)"
+            f"{describe(here)}: re-make it here first (`{remake}`)"
         )
     return out
 
