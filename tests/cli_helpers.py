@@ -53,7 +53,7 @@ def ppgedge(
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_sigint, saved_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
     torch = sys.modules.get("torch")
-    saved_threads = torch.get_num_threads() if torch is not None else None
+    saved_threads = torch_threads()
     saved_force = typer.rich_utils.FORCE_TERMINAL  # read from GITHUB_ACTIONS etc. at import
     code: int = 0
     try:
@@ -77,9 +77,15 @@ def ppgedge(
         signal.signal(signal.SIGINT, saved_sigint)
         sys.unraisablehook = saved_hook
         typer.rich_utils.FORCE_TERMINAL = saved_force
-        if torch is not None and saved_threads is not None:
+        if torch is not None:
             torch.set_num_threads(saved_threads)
     return subprocess.CompletedProcess(["ppgedge", *argv], code, out.getvalue(), err.getvalue())
+
+
+def torch_threads() -> int | None:
+    """torch's thread count, or None while this process has not imported torch."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
 
 
 def _exit_code(code: object, err: io.StringIO) -> int:

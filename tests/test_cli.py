@@ -230,26 +230,23 @@ def test_short_help_choices_and_documented_commands(tiny_checkpoint, tmp_path: P
     """-h works everywhere; a typo in a fixed set is a usage error naming the choices; the
     commands the README documents run as written (`prune --target`, `quantize` = PTQ)."""
     for args in (["-h"], ["data", "-h"], ["targets", "-h"], ["prune", "-h"]):
-        proc = _run(*args)
+        proc = ppgedge(*args)
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
-    proc = _run("distill", "d.ppgds", "-t", "t.pt", "-s", "resnet_micro", "-o", tmp_path / "s.pt",
-                "--method", "dkdd")  # fmt: skip
+    proc = ppgedge("distill", "d.ppgds", "-t", "t.pt", "-s", "resnet_micro",
+                   "-o", tmp_path / "s.pt", "--method", "dkdd")  # fmt: skip
     assert proc.returncode == 2 and "dkd" in proc.stderr and "Traceback" not in proc.stderr
     prune = ("--steps", "1", "--finetune-epochs", "0", "--final-epochs", "0")
-    proc = _run("prune", tiny_checkpoint, "--target", "nrf52840", *prune, "-o", tmp_path / "p.pt")
+    target = ("--target", "nrf52840")
+    proc = ppgedge("prune", tiny_checkpoint, *target, *prune, "-o", tmp_path / "p.pt")
     assert proc.returncode == 0, proc.stderr
-    assert _run("prune", tiny_checkpoint).returncode == 2  # neither --to nor --target
+    assert ppgedge("prune", tiny_checkpoint).returncode == 2  # neither --to nor --target
     out = tmp_path / "q.int8.pt"
-    proc = _run("quantize", tiny_checkpoint, "-o", out, "--no-tflm", "--windows", "32", "--json")
+    proc = ppgedge("quantize", tiny_checkpoint, "-o", out, "--no-tflm", "--windows", "32", "--json")
     assert proc.returncode == 0, proc.stderr
     from ppgedge.compress.quantize import load_artifact
 
     assert json.loads(proc.stdout)["artifact"] == str(out)
     assert load_artifact(out).training["method"] == "ptq"
-
-
-def _run(*args: object):
-    return ppgedge(*args)
 
 
 def test_the_shipped_workflow_runs_its_check_step(tmp_path: Path) -> None:

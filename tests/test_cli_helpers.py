@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import ppgedge, ppgedge_process
+from cli_helpers import ppgedge, ppgedge_process, torch_threads
 
 CASES = [  # {tmp}: the test's temporary folder, which holds junk.pt
     "--version",
@@ -28,7 +28,7 @@ def test_in_process_equals_the_real_process(case: str, tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     args = case.format(tmp=tmp_path).split()
     cwd = Path.cwd()
-    env, sigint, threads = dict(os.environ), signal.getsignal(signal.SIGINT), _threads()
+    env, sigint, threads = dict(os.environ), signal.getsignal(signal.SIGINT), torch_threads()
     inside, real = ppgedge(*args), ppgedge_process(*args)
     assert (inside.returncode, inside.stdout, inside.stderr) == (
         real.returncode,
@@ -36,7 +36,7 @@ def test_in_process_equals_the_real_process(case: str, tmp_path: Path) -> None:
         real.stderr,
     ), args
     assert dict(os.environ) == env and Path.cwd() == cwd  # nothing the call changed is left
-    assert signal.getsignal(signal.SIGINT) == sigint and _threads() == threads
+    assert signal.getsignal(signal.SIGINT) == sigint and torch_threads() == threads
 
 
 def test_an_escaping_exception_is_a_traceback_and_exit_1(monkeypatch) -> None:
@@ -48,8 +48,3 @@ def test_an_escaping_exception_is_a_traceback_and_exit_1(monkeypatch) -> None:
     monkeypatch.setattr(app_module, "app", boom)
     proc = ppgedge("targets")
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "unexpected" in proc.stderr
-
-
-def _threads() -> int | None:
-    torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else None
