@@ -70,54 +70,54 @@ def _means(runs: dict[tuple[str, int], tuple[float, float]], k: int) -> dict[str
     return {s: float(np.mean([v[k] for (sc, _), v in runs.items() if sc == s])) for s in SCENARIOS}
 
 
+def _tau(x: list[float], y: list[float]) -> float:
+    return float(kendalltau(x, y).statistic)
+
+
 def study() -> dict[str, Any]:
     hosts: dict[str, Any] = {}
     all_run_dv, all_run_dt, all_sc_dv, all_sc_dt = [], [], [], []
     verdicts = []
     for host, configs in HOSTS.items():
         runs = {name: _runs(stem) for name, stem in configs.items()}
+        val = {name: _means(r, 0) for name, r in runs.items()}
+        test = {name: _means(r, 1) for name, r in runs.items()}
+        folds = {name: float(np.mean([t[f] for f in FOLDS])) for name, t in test.items()}
         for a, b in itertools.combinations(configs, 2):
             keys = sorted(set(runs[a]) & set(runs[b]))
-            dv = np.array([runs[a][k][0] - runs[b][k][0] for k in keys])
-            dt = np.array([runs[a][k][1] - runs[b][k][1] for k in keys])
-            all_run_dv += dv.tolist()
-            all_run_dt += dt.tolist()
-            va, vb = _means(runs[a], 0), _means(runs[b], 0)
-            ta, tb = _means(runs[a], 1), _means(runs[b], 1)
-            all_sc_dv += [va[s] - vb[s] for s in SCENARIOS]
-            all_sc_dt += [ta[s] - tb[s] for s in SCENARIOS]
-            lower_val = sum(va[s] < vb[s] for s in SCENARIOS)
-            fold_a = float(np.mean([ta[s] for s in FOLDS]))
-            fold_b = float(np.mean([tb[s] for s in FOLDS]))
+            all_run_dv += [runs[a][k][0] - runs[b][k][0] for k in keys]
+            all_run_dt += [runs[a][k][1] - runs[b][k][1] for k in keys]
+            all_sc_dv += [val[a][s] - val[b][s] for s in SCENARIOS]
+            all_sc_dt += [test[a][s] - test[b][s] for s in SCENARIOS]
+            a_lower = sum(val[a][s] < val[b][s] for s in SCENARIOS)
+            b_lower = sum(val[b][s] < val[a][s] for s in SCENARIOS)
             verdicts.append(
                 {
                     "host": host,
                     "a": a,
                     "b": b,
                     "runs": len(keys),
-                    "a_lower_val_scenarios": lower_val,
-                    "rule_prefers": a if lower_val >= 4 else (b if lower_val <= 2 else "neither"),
-                    "fold_mean_test": [fold_a, fold_b],
-                    "xact_test": [ta["xact"], tb["xact"]],
-                    "test_prefers_folds": a if fold_a < fold_b else b,
-                    "test_prefers_xact": a if ta["xact"] < tb["xact"] else b,
+                    "a_lower_val_scenarios": a_lower,
+                    "rule_prefers": a if a_lower >= 4 else (b if b_lower >= 4 else "neither"),
+                    "fold_mean_test": [folds[a], folds[b]],
+                    "xact_test": [test[a]["xact"], test[b]["xact"]],
+                    "test_prefers_folds": a if folds[a] < folds[b] else b,
+                    "test_prefers_xact": a if test[a]["xact"] < test[b]["xact"] else b,
                 }
             )
         names = list(configs)
         per_scenario = {}
         for s in SCENARIOS:
-            v = [_means(runs[n], 0)[s] for n in names]
-            t = [_means(runs[n], 1)[s] for n in names]
-            tau = kendalltau(v, t)
-            per_scenario[s] = {"val": v, "test": t, "kendall_tau": float(tau.statistic)}
-        fold_means = [float(np.mean([_means(runs[n], 1)[f] for f in FOLDS])) for n in names]
-        xact = [_means(runs[n], 1)["xact"] for n in names]
+            v, t = [val[n][s] for n in names], [test[n][s] for n in names]
+            per_scenario[s] = {"val": v, "test": t, "kendall_tau": _tau(v, t)}
         hosts[host] = {
             "configurations": names,
             "per_scenario": per_scenario,
             # the 4 folds are a cross-validation over xact's own training subjects: would
             # their test mean have ranked the configurations as xact's test subjects do?
-            "folds_vs_xact_kendall_tau": float(kendalltau(fold_means, xact).statistic),
+            "folds_vs_xact_kendall_tau": _tau(
+                [folds[n] for n in names], [test[n]["xact"] for n in names]
+            ),
         }
     decided = [v for v in verdicts if v["rule_prefers"] != "neither"]
     return {
