@@ -52,8 +52,7 @@ def ppgedge(
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_sigint, saved_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
-    torch = sys.modules.get("torch")
-    saved_threads = torch_threads()
+    saved_threads = torch_threads()  # None: torch not imported yet, nothing to put back
     saved_force = typer.rich_utils.FORCE_TERMINAL  # read from GITHUB_ACTIONS etc. at import
     code: int = 0
     try:
@@ -77,8 +76,8 @@ def ppgedge(
         signal.signal(signal.SIGINT, saved_sigint)
         sys.unraisablehook = saved_hook
         typer.rich_utils.FORCE_TERMINAL = saved_force
-        if torch is not None:
-            torch.set_num_threads(saved_threads)
+        if saved_threads is not None:
+            sys.modules["torch"].set_num_threads(saved_threads)
     return subprocess.CompletedProcess(["ppgedge", *argv], code, out.getvalue(), err.getvalue())
 
 
